@@ -1,0 +1,1 @@
+//! Remediation actions against the Kubernetes API.

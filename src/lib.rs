@@ -1,0 +1,18 @@
+//! heal: alert-driven, self-healing remediation for Kubernetes.
+//!
+//! Pure modules (no Kubernetes client, no I/O): [`address`], [`outcome`], [`guard`],
+//! [`alert`], [`matcher`], [`policy`], [`render`], [`yaml`].
+//! Modules that talk to the outside world say so in their names: [`kube_api`], [`actions`].
+
+pub mod actions;
+pub mod address;
+pub mod alert;
+pub mod cli;
+pub mod guard;
+pub mod kube_api;
+pub mod matcher;
+pub mod offline;
+pub mod outcome;
+pub mod policy;
+pub mod render;
+pub mod yaml;

@@ -13,6 +13,7 @@ pub mod kube_api;
 pub mod matcher;
 pub mod offline;
 pub mod outcome;
+pub mod plan;
 pub mod policy;
 pub mod render;
 pub mod yaml;

@@ -12,7 +12,6 @@ pub fn from_str<T: DeserializeOwned>(s: &str) -> Result<T, Error> {
 
 /// Parse every document of a multi-document YAML stream into `T`.
 pub fn from_str_multi<T: DeserializeOwned>(s: &str) -> Result<Vec<T>, Error> {
-    use serde::Deserialize;
     let mut out = Vec::new();
     for doc in yaml_serde::Deserializer::from_str(s) {
         out.push(T::deserialize(doc)?);

@@ -1,4 +1,383 @@
-//! Command-line interface of `heal` (clap definitions and dispatch).
+//! Command-line interface of `heal`: clap definitions (every flag also reads a `HEAL_*`
+//! environment variable), validation of raw arguments into [`Action`]s, and dispatch.
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::actions::{
+    self, Action, Common, DeleteSpec, DrainSpec, PatchSpec, PatchType, Replicas, RestartSpec,
+    ScaleSpec, WaitFor, WaitSpec,
+};
+use crate::address::Address;
+use crate::guard::LabelRequirement;
+use crate::kube_api::{ConnectOptions, Kube};
+use crate::outcome::{Exit, HealResult, Outcome, Target};
+
+const ABOUT: &str = "heal: one safe, idempotent remediation step against the Kubernetes API.";
+
+const LONG_ABOUT: &str = "heal: one safe, idempotent remediation step against the Kubernetes API.
+
+Runs as a step of an Argo Workflow or Tekton Task (or from a laptop with a kubeconfig),
+performs one action, and reports it: one JSON result (-o json, --result-file) and an exit
+code the workflow engine acts on:
+  0  done, or already in the wanted state     1  failed, retrying will not help
+  2  usage or configuration error             3  transient failure, retry the step
+  4  refused by a guard, escalate";
+
+const EXAMPLES: &str = "Examples:
+  heal scale deploy/web -n shop --replicas +1 --max 10
+  heal restart deployment/api -n shop --wait --timeout 5m
+  heal delete pod/web-7d4f9 -n shop --uid 1f2e... --min-available 2
+  heal patch deploy/web -n shop --type merge --patch '{\"spec\":{\"replicas\":3}}'
+  heal drain node/worker-1 --min-available 1 --timeout 10m
+  heal script steps.txt --dry-run -o json";
+
+/// Output format of the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// One line for humans.
+    #[default]
+    Text,
+    /// The result JSON.
+    Json,
+}
+
+/// Log line format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// JSON lines (the default when stderr is not a terminal).
+    Json,
+    /// Human-readable lines.
+    Plain,
+}
+
+/// Flags every action takes.
+#[derive(Debug, Clone, Args, Default)]
+pub struct CommonArgs {
+    /// Namespace of the target [default: the kubeconfig context's, or the pod's own in cluster]
+    #[arg(short = 'n', long, env = "HEAL_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Server-side dry run (dryRun=All): the API server validates, nothing changes
+    #[arg(long, env = "HEAL_DRY_RUN")]
+    pub dry_run: bool,
+    /// Correlation id for logs, the result and Events [default: a new UUID]
+    #[arg(long, env = "HEAL_CORRELATION_ID", value_name = "ID")]
+    pub correlation_id: Option<String>,
+    /// Also write the result JSON to this file (Argo output parameter / Tekton result)
+    #[arg(long, env = "HEAL_RESULT_FILE", value_name = "PATH")]
+    pub result_file: Option<PathBuf>,
+    /// Give up (exit 3) when the action, including retries and waiting, takes longer
+    #[arg(long, env = "HEAL_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// kubeconfig file [default: $KUBECONFIG, ~/.kube/config, then in-cluster]
+    #[arg(long, env = "HEAL_KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// kubeconfig context to use
+    #[arg(long, env = "HEAL_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+    /// Result format on stdout
+    #[arg(short = 'o', long, env = "HEAL_OUTPUT", value_enum, default_value_t)]
+    pub output: OutputFormat,
+    /// Refuse (exit 4) targets outside these namespaces (shell globs, repeat or comma-separate)
+    #[arg(long = "allow-namespace", env = "HEAL_ALLOW_NAMESPACE", value_name = "PATTERN", value_delimiter = ',')]
+    pub allow_namespace: Vec<String>,
+    /// Refuse (exit 4) targets that do not carry this label (opt-in)
+    #[arg(long, env = "HEAL_REQUIRE_LABEL", value_name = "KEY=VALUE")]
+    pub require_label: Option<LabelRequirement>,
+    /// Do not record a Kubernetes Event on the target
+    #[arg(long, env = "HEAL_NO_EVENT")]
+    pub no_event: bool,
+    /// Log format on stderr [default: json, or plain on a terminal]
+    #[arg(long, env = "HEAL_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::duration::parse(s)
+}
+
+fn non_negative(s: &str) -> Result<i64, String> {
+    match s.parse::<i64>() {
+        Ok(n) if n >= 0 => Ok(n),
+        Ok(n) => Err(format!("{n} is negative; expected 0 or more")),
+        Err(_) => Err(format!("{s:?} is not a whole number")),
+    }
+}
+
+/// `heal`.
+#[derive(Debug, Parser)]
+#[command(name = "heal", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    /// The action.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The actions.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set replicas through the scale subresource (absolute, or relative +N/-N), clamped
+    #[command(after_help = "Example:\n  heal scale deploy/web -n shop --replicas +1 --min 2 --max 10")]
+    Scale(ScaleArgs),
+    /// Rollout restart of a Deployment, StatefulSet or DaemonSet
+    #[command(after_help = "Example:\n  heal restart deploy/web -n shop --wait --timeout 5m")]
+    Restart(RestartArgs),
+    /// Delete an object, guarded by a UID precondition and a minimum of ready replicas
+    #[command(after_help = "Example:\n  heal delete pod/web-7d4f9 -n shop --uid 3c1f... --min-available 2 --grace-period 30")]
+    Delete(DeleteArgs),
+    /// Patch an object: merge, json, strategic, or server-side apply (field manager heal)
+    #[command(after_help = "Example:\n  heal patch deploy/web -n shop --type strategic \\\n    --patch '{\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":\"web\",\"resources\":{\"limits\":{\"memory\":\"1Gi\"}}}]}}}}'")]
+    Patch(PatchArgs),
+    /// Mark a node unschedulable
+    #[command(after_help = "Example:\n  heal cordon node/worker-1")]
+    Cordon(NodeArgs),
+    /// Mark a node schedulable again
+    #[command(after_help = "Example:\n  heal uncordon node/worker-1")]
+    Uncordon(NodeArgs),
+    /// Cordon a node, then evict its pods through the Eviction API (PodDisruptionBudgets hold)
+    #[command(after_help = "Example:\n  heal drain node/worker-1 --min-available 1 --timeout 10m")]
+    Drain(DrainArgs),
+    /// Wait until a rollout completes, a condition holds, or an object is deleted
+    #[command(after_help = "Example:\n  heal wait deploy/web -n shop --for rollout --timeout 5m\n  heal wait pod/web-7d4f9 -n shop --for delete")]
+    Wait(WaitArgs),
+    /// Run heal commands from a file, one per line, stopping at the first failure
+    #[command(after_help = "Example (an Argo script step: command: [heal, script], source: the list):\n  # steps.txt\n  scale deploy/web -n shop --replicas +1\n  wait deploy/web -n shop --for rollout\n\n  heal script steps.txt --correlation-id $ID")]
+    Script(ScriptArgs),
+}
+
+/// `heal scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// What to scale: deploy/NAME, sts/NAME, rs/NAME, or a custom resource with a scale subresource
+    #[arg(value_name = "KIND/NAME")]
+    pub target: Address,
+    /// Replicas: N, or +N / -N relative to the current count
+    #[arg(long, env = "HEAL_REPLICAS", value_name = "N|+N|-N", allow_hyphen_values = true)]
+    pub replicas: Replicas,
+    /// Never go below this many replicas
+    #[arg(long, env = "HEAL_MIN", value_name = "N", value_parser = non_negative, allow_negative_numbers = true)]
+    pub min: Option<i64>,
+    /// Never go above this many replicas
+    #[arg(long, env = "HEAL_MAX", value_name = "N", value_parser = non_negative, allow_negative_numbers = true)]
+    pub max: Option<i64>,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub common: CommonArgs,
+}
+
+/// `heal restart`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// deploy/NAME, sts/NAME or ds/NAME
+    #[arg(value_name = "KIND/NAME")]
+    pub target: Address,
+    /// Follow the rollout until it completes (bounded by --timeout)
+    #[arg(long, env = "HEAL_WAIT")]
+    pub wait: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub common: CommonArgs,
+}
+
+/// `heal delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// What to delete, typically pod/NAME
+    #[arg(value_name = "KIND/NAME")]
+    pub target: Address,
+    /// Seconds the object gets to terminate gracefully
+    #[arg(long, env = "HEAL_GRACE_PERIOD", value_name = "SECONDS", value_parser = non_negative, allow_negative_numbers = true)]
+    pub grace_period: Option<i64>,
+    /// Only delete the object with this UID (a replacement that reused the name is left alone)
+    #[arg(long, env = "HEAL_UID", value_name = "UID")]
+    pub uid: Option<String>,
+    /// Refuse (exit 4) when the pod's workload would keep fewer ready replicas
+    #[arg(long, env = "HEAL_MIN_AVAILABLE", value_name = "N", value_parser = non_negative, allow_negative_numbers = true)]
+    pub min_available: Option<i64>,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub common: CommonArgs,
+}
+
+/// `heal patch`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["patch", "patch_file"])))]
+pub struct PatchArgs {
+    /// What to patch
+    #[arg(value_name = "KIND/NAME")]
+    pub target: Address,
+    /// Patch strategy
+    #[arg(long = "type", env = "HEAL_PATCH_TYPE", value_enum, default_value = "strategic")]
+    pub patch_type: PatchType,
+    /// The patch, as JSON or YAML
+    #[arg(short = 'p', long, env = "HEAL_PATCH", value_name = "PATCH")]
+    pub patch: Option<String>,
+    /// Read the patch (JSON or YAML) from this file
+    #[arg(long, env = "HEAL_PATCH_FILE", value_name = "PATH")]
+    pub patch_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub common: CommonArgs,
+}
+
+/// `heal cordon` / `heal uncordon`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// node/NAME (or just NAME)
+    #[arg(value_name = "node/NAME", value_parser = parse_node)]
+    pub target: Address,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub common: CommonArgs,
+}
+
+/// `heal drain`.
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// node/NAME (or just NAME)
+    #[arg(value_name = "node/NAME", value_parser = parse_node)]
+    pub target: Address,
+    /// Refuse (exit 4), before changing anything, when a workload would keep fewer ready replicas
+    #[arg(long, env = "HEAL_MIN_AVAILABLE", value_name = "N", value_parser = non_negative, allow_negative_numbers = true)]
+    pub min_available: Option<i64>,
+    /// Also evict pods that no controller manages (they will not be recreated)
+    #[arg(long, env = "HEAL_FORCE")]
+    pub force: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub common: CommonArgs,
+}
+
+/// `heal wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// What to wait on
+    #[arg(value_name = "KIND/NAME")]
+    pub target: Address,
+    /// rollout, delete, or condition=NAME[=VALUE]
+    #[arg(long = "for", env = "HEAL_FOR", value_name = "CONDITION")]
+    pub for_: WaitFor,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub common: CommonArgs,
+}
+
+/// `heal script`.
+#[derive(Debug, Args)]
+pub struct ScriptArgs {
+    /// File with one heal command per line (without the leading `heal`); `-` reads stdin
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub common: CommonArgs,
+}
+
+fn parse_node(s: &str) -> Result<Address, String> {
+    let full = if s.contains('/') {
+        s.to_string()
+    } else {
+        format!("node/{s}")
+    };
+    full.parse::<Address>().map_err(|e| e.to_string())
+}
+
+impl Command {
+    fn common(&self) -> &CommonArgs {
+        match self {
+            Command::Scale(a) => &a.common,
+            Command::Restart(a) => &a.common,
+            Command::Delete(a) => &a.common,
+            Command::Patch(a) => &a.common,
+            Command::Cordon(a) | Command::Uncordon(a) => &a.common,
+            Command::Drain(a) => &a.common,
+            Command::Wait(a) => &a.common,
+            Command::Script(a) => &a.common,
+        }
+    }
+
+    /// Turn raw arguments into an action, reading files and checking values.
+    fn action(&self) -> Result<Action, String> {
+        Ok(match self {
+            Command::Scale(a) => {
+                if let (Some(min), Some(max)) = (a.min, a.max)
+                    && min > max
+                {
+                    return Err(format!("--min {min} is greater than --max {max}"));
+                }
+                Action::Scale(
+                    a.target.clone(),
+                    ScaleSpec {
+                        replicas: a.replicas,
+                        min: a.min,
+                        max: a.max,
+                    },
+                )
+            }
+            Command::Restart(a) => Action::Restart(a.target.clone(), RestartSpec { wait: a.wait }),
+            Command::Delete(a) => Action::Delete(
+                a.target.clone(),
+                DeleteSpec {
+                    grace_period: a.grace_period,
+                    uid: a.uid.clone(),
+                    min_available: a.min_available,
+                },
+            ),
+            Command::Patch(a) => {
+                let text = match (&a.patch, &a.patch_file) {
+                    (Some(p), _) => p.clone(),
+                    (None, Some(f)) => std::fs::read_to_string(f)
+                        .map_err(|e| format!("cannot read patch file {}: {e}", f.display()))?,
+                    (None, None) => return Err("give --patch or --patch-file".into()),
+                };
+                Action::Patch(a.target.clone(), PatchSpec::parse(a.patch_type, &text)?)
+            }
+            Command::Cordon(a) => Action::Cordon(a.target.clone()),
+            Command::Uncordon(a) => Action::Uncordon(a.target.clone()),
+            Command::Drain(a) => Action::Drain(
+                a.target.clone(),
+                DrainSpec {
+                    min_available: a.min_available,
+                    force: a.force,
+                },
+            ),
+            Command::Wait(a) => Action::Wait(
+                a.target.clone(),
+                WaitSpec {
+                    for_: a.for_.clone(),
+                },
+            ),
+            Command::Script(_) => return Err("script cannot be nested".into()),
+        })
+    }
+}
+
+/// Parse `heal` arguments (without the program name), as the renderer and `heal script`
+/// need: a usage error comes back as one line.
+fn parse_argv(argv: &[String]) -> Result<Command, String> {
+    let args = std::iter::once("heal".to_string()).chain(argv.iter().cloned());
+    let matches = Cli::command()
+        .try_get_matches_from(args)
+        .map_err(|e| first_line(&e.render().to_string()))?;
+    Cli::from_arg_matches(&matches)
+        .map(|c| c.command)
+        .map_err(|e| first_line(&e.render().to_string()))
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim()
+        .trim_start_matches("error: ")
+        .to_string()
+}
 
 /// Check that `argv` (without the leading `heal`) is a valid `heal` action invocation,
 /// for example `["scale", "deploy/web", "--replicas", "3"]`. Used by the renderer to
@@ -7,5 +386,321 @@ pub fn validate_action_argv(argv: &[String]) -> Result<(), String> {
     if argv.is_empty() {
         return Err("empty heal command".into());
     }
+    let command = parse_argv(argv)?;
+    if !matches!(command, Command::Script(_)) {
+        command.action()?;
+    }
     Ok(())
+}
+
+fn common_options(c: &CommonArgs) -> Common {
+    Common {
+        correlation_id: c
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        dry_run: c.dry_run,
+        namespace: c.namespace.clone(),
+        allow_namespaces: c.allow_namespace.clone(),
+        require_label: c.require_label.clone(),
+        events: !c.no_event,
+    }
+}
+
+fn init_logging(format: Option<LogFormat>) {
+    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
+        LogFormat::Plain
+    } else {
+        LogFormat::Json
+    });
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HEAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("heal=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Plain => builder.try_init(),
+    };
+}
+
+/// Run `heal` with these arguments (including the program name) and return the exit code.
+pub fn main_with_args(args: Vec<OsString>) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return 0;
+            }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                return Exit::Usage.code();
+            }
+            eprintln!("heal: {}", first_line(&e.render().to_string()));
+            return Exit::Usage.code();
+        }
+    };
+    let common = cli.command.common().clone();
+    init_logging(common.log_format);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("heal: cannot start the async runtime: {e}");
+            return Exit::Failed.code();
+        }
+    };
+    runtime.block_on(run(cli.command))
+}
+
+async fn run(command: Command) -> i32 {
+    let common_args = command.common().clone();
+    let common = common_options(&common_args);
+    let (result, exit) = match &command {
+        Command::Script(s) => run_script(s, &common).await,
+        other => match other.action() {
+            Ok(action) => run_action(&common_args, &common, &action).await,
+            Err(msg) => {
+                eprintln!("heal: {msg}");
+                return Exit::Usage.code();
+            }
+        },
+    };
+    emit(&common_args, &result, exit)
+}
+
+async fn run_action(args: &CommonArgs, common: &Common, action: &Action) -> (HealResult, Exit) {
+    let deadline = Instant::now() + args.timeout;
+    let opts = ConnectOptions {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+    };
+    match Kube::connect(&opts, deadline).await {
+        Ok(kube) => actions::run(&kube, common, action).await,
+        Err(e) => {
+            let mut r = failed_result(common, action.name(), e.to_string(), Outcome::Failed);
+            r.target = actions::initial_target(action);
+            (r, e.exit())
+        }
+    }
+}
+
+fn failed_result(common: &Common, action: &str, message: String, outcome: Outcome) -> HealResult {
+    HealResult {
+        correlation_id: common.correlation_id.clone(),
+        action: action.to_string(),
+        target: Target::default(),
+        outcome,
+        before: serde_json::Value::Null,
+        after: serde_json::Value::Null,
+        message,
+        started_at: jiff::Timestamp::now().to_string(),
+        duration_ms: 0,
+    }
+}
+
+/// Print and write the result; returns the exit code.
+fn emit(args: &CommonArgs, result: &HealResult, exit: Exit) -> i32 {
+    let json = serde_json::to_string(result).unwrap_or_else(|_| "{}".into());
+    let mut stdout = std::io::stdout().lock();
+    let _ = match args.output {
+        OutputFormat::Json => writeln!(stdout, "{json}"),
+        OutputFormat::Text => writeln!(stdout, "{}: {}", result.outcome.as_str(), result.message),
+    };
+    if let Some(path) = &args.result_file
+        && let Err(e) = std::fs::write(path, format!("{json}\n"))
+    {
+        eprintln!("heal: cannot write result file {}: {e}", path.display());
+        if exit == Exit::Ok {
+            return Exit::Usage.code();
+        }
+    }
+    exit.code()
+}
+
+/// Parse a script into argument vectors: one command per line, `#` comments, blank lines
+/// skipped, shell-style quoting, a leading `heal` tolerated.
+pub fn parse_script(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let mut words = shell_words::split(trimmed)
+            .map_err(|e| format!("line {}: {e}", i + 1))?;
+        if let Some(hash) = words.iter().position(|w| w.starts_with('#')) {
+            words.truncate(hash);
+        }
+        if words.first().map(String::as_str) == Some("heal") {
+            words.remove(0);
+        }
+        if !words.is_empty() {
+            out.push((i + 1, words));
+        }
+    }
+    Ok(out)
+}
+
+async fn run_script(args: &ScriptArgs, common: &Common) -> (HealResult, Exit) {
+    let started = Instant::now();
+    let text = if args.file.as_os_str() == "-" {
+        let mut s = String::new();
+        match std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
+            Ok(_) => Ok(s),
+            Err(e) => Err(e),
+        }
+    } else {
+        std::fs::read_to_string(&args.file)
+    };
+    let usage = |msg: String| {
+        (
+            failed_result(common, "script", msg, Outcome::Failed),
+            Exit::Usage,
+        )
+    };
+    let text = match text {
+        Ok(t) => t,
+        Err(e) => return usage(format!("cannot read script {}: {e}", args.file.display())),
+    };
+    let lines = match parse_script(&text) {
+        Ok(l) => l,
+        Err(e) => return usage(format!("{}: {e}", args.file.display())),
+    };
+    // Check every line before running any, so a typo on line 3 never leaves lines 1-2 applied.
+    let mut planned = Vec::new();
+    for (n, argv) in &lines {
+        let parsed = parse_argv(argv).and_then(|cmd| {
+            let action = cmd.action()?;
+            Ok((cmd, action))
+        });
+        match parsed {
+            Ok((cmd, action)) => planned.push((*n, cmd, action)),
+            Err(e) => return usage(format!("{} line {n}: {e}", args.file.display())),
+        }
+    }
+    let mut steps = Vec::new();
+    let mut applied = false;
+    for (n, cmd, action) in planned {
+        let mut line_args = cmd.common().clone();
+        inherit(&mut line_args, &args.common);
+        let mut line_common = common_options(&line_args);
+        line_common.correlation_id = line_args
+            .correlation_id
+            .clone()
+            .unwrap_or_else(|| common.correlation_id.clone());
+        let (result, exit) = run_action(&line_args, &line_common, &action).await;
+        applied |= matches!(result.outcome, Outcome::Applied | Outcome::DryRun);
+        let outcome = result.outcome;
+        let message = format!("line {n} ({}): {}", action.name(), result.message);
+        steps.push(json!({"line": n, "result": result}));
+        if exit != Exit::Ok {
+            let mut r = failed_result(common, "script", message, outcome);
+            r.after = json!({"steps": steps});
+            r.duration_ms = started.elapsed().as_millis() as u64;
+            return (r, exit);
+        }
+    }
+    let outcome = if applied {
+        if common.dry_run {
+            Outcome::DryRun
+        } else {
+            Outcome::Applied
+        }
+    } else {
+        Outcome::Noop
+    };
+    let mut r = failed_result(
+        common,
+        "script",
+        format!("ran {} command(s)", steps.len()),
+        outcome,
+    );
+    r.after = json!({"steps": steps});
+    r.duration_ms = started.elapsed().as_millis() as u64;
+    (r, Exit::Ok)
+}
+
+/// Lines of a script inherit the script's connection and safety flags unless they set
+/// their own.
+fn inherit(line: &mut CommonArgs, script: &CommonArgs) {
+    line.dry_run |= script.dry_run;
+    line.no_event |= script.no_event;
+    if line.namespace.is_none() {
+        line.namespace = script.namespace.clone();
+    }
+    if line.kubeconfig.is_none() {
+        line.kubeconfig = script.kubeconfig.clone();
+    }
+    if line.context.is_none() {
+        line.context = script.context.clone();
+    }
+    if line.allow_namespace.is_empty() {
+        line.allow_namespace = script.allow_namespace.clone();
+    }
+    if line.require_label.is_none() {
+        line.require_label = script.require_label.clone();
+    }
+    if line.correlation_id.is_none() {
+        line.correlation_id = script.correlation_id.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        shell_words::split(s).unwrap()
+    }
+
+    #[test]
+    fn valid_commands_pass_validation() {
+        for s in [
+            "scale deploy/web --replicas 3",
+            "scale deploy/web --replicas -1 --min 1",
+            "restart sts/db -n data --wait",
+            "delete pod/p --uid abc --min-available 1",
+            "patch deploy/web --type merge --patch '{\"spec\":{}}'",
+            "cordon worker-1",
+            "drain node/worker-1 --timeout 10m",
+            "wait deploy/web --for rollout",
+        ] {
+            assert_eq!(validate_action_argv(&argv(s)), Ok(()), "{s}");
+        }
+    }
+
+    #[test]
+    fn bad_commands_fail_validation_with_one_line() {
+        for (s, needle) in [
+            ("frob deploy/web", "unrecognized subcommand"),
+            ("scale web --replicas 3", "malformed resource address"),
+            ("scale deploy/web --replicas 3 --min -2", "negative"),
+            ("patch deploy/web --type json --patch '{'", "invalid"),
+            ("scale deploy/web --replicas 3 --min 5 --max 2", "greater than"),
+            ("wait deploy/web --for ready", "invalid --for"),
+        ] {
+            let err = validate_action_argv(&argv(s)).unwrap_err();
+            assert!(err.contains(needle), "{s}: {err}");
+            assert!(!err.contains('\n'), "{s}: {err}");
+        }
+    }
+
+    #[test]
+    fn scripts_skip_comments_and_keep_line_numbers() {
+        let lines = parse_script("# fix web\n\nscale deploy/web --replicas +1 # more\nheal wait deploy/web --for rollout\n").unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].0, 3);
+        assert_eq!(lines[0].1, argv("scale deploy/web --replicas +1"));
+        assert_eq!(lines[1].1[0], "wait");
+    }
 }

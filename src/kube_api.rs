@@ -65,7 +65,7 @@ pub enum ApiError {
     #[error("unexpected answer from the API server: {0}")]
     Decode(String),
     /// The kubeconfig or in-cluster configuration could not be loaded.
-    #[error("{0}")]
+    #[error("{}", .0.lines().next().unwrap_or_default())]
     Config(String),
 }
 

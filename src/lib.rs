@@ -8,6 +8,7 @@ pub mod actions;
 pub mod address;
 pub mod alert;
 pub mod cli;
+pub mod duration;
 pub mod guard;
 pub mod kube_api;
 pub mod matcher;

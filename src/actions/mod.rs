@@ -1,1 +1,437 @@
-//! Remediation actions against the Kubernetes API.
+//! Remediation actions against the Kubernetes API (I/O). Each action reads the target,
+//! checks the guards, changes it at most once (idempotently), and describes what it did;
+//! [`run`] turns that into the one [`HealResult`] every action reports, records a
+//! Kubernetes Event for applied changes, and logs one line per phase.
+
+mod delete;
+mod node;
+mod patch;
+mod restart;
+mod scale;
+mod wait;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use http::Method;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+pub use delete::DeleteSpec;
+pub use node::DrainSpec;
+pub use patch::{PatchSpec, PatchType};
+pub use restart::RestartSpec;
+pub use scale::{Replicas, ScaleSpec};
+pub use wait::{WaitFor, WaitSpec};
+
+use crate::address::{Address, ResourceType};
+use crate::guard::{self, LabelRequirement};
+use crate::kube_api::{ApiError, JSON, Kube, enc};
+use crate::outcome::{Exit, HealResult, Outcome, Target};
+
+/// Options every action shares.
+#[derive(Debug, Clone, Default)]
+pub struct Common {
+    /// Correlation id carried into logs, the result and Events.
+    pub correlation_id: String,
+    /// Server-side dry run (`dryRun=All`).
+    pub dry_run: bool,
+    /// Namespace override (`-n`).
+    pub namespace: Option<String>,
+    /// Allowed namespace patterns; empty allows all.
+    pub allow_namespaces: Vec<String>,
+    /// Opt-in label the target must carry.
+    pub require_label: Option<LabelRequirement>,
+    /// Record a Kubernetes Event on applied changes.
+    pub events: bool,
+}
+
+/// One action to perform.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Set replicas through the scale subresource.
+    Scale(Address, ScaleSpec),
+    /// Rollout restart.
+    Restart(Address, RestartSpec),
+    /// Delete an object.
+    Delete(Address, DeleteSpec),
+    /// Patch an object.
+    Patch(Address, PatchSpec),
+    /// Mark a node unschedulable.
+    Cordon(Address),
+    /// Mark a node schedulable.
+    Uncordon(Address),
+    /// Cordon then evict.
+    Drain(Address, DrainSpec),
+    /// Wait for a condition.
+    Wait(Address, WaitSpec),
+}
+
+impl Action {
+    /// The action's name as typed on the command line.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Scale(..) => "scale",
+            Action::Restart(..) => "restart",
+            Action::Delete(..) => "delete",
+            Action::Patch(..) => "patch",
+            Action::Cordon(..) => "cordon",
+            Action::Uncordon(..) => "uncordon",
+            Action::Drain(..) => "drain",
+            Action::Wait(..) => "wait",
+        }
+    }
+}
+
+/// Why an action did not complete.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ActionError {
+    /// The invocation cannot work as given (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// Failed, and retrying will not help (exit 1).
+    #[error("{0}")]
+    Failed(String),
+    /// Failed after in-process retries; the engine may retry (exit 3).
+    #[error("{0}")]
+    Transient(String),
+    /// A guard refused (exit 4).
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl ActionError {
+    /// The exit code.
+    pub fn exit(&self) -> Exit {
+        match self {
+            ActionError::Usage(_) => Exit::Usage,
+            ActionError::Failed(_) => Exit::Failed,
+            ActionError::Transient(_) => Exit::Transient,
+            ActionError::Refused(_) => Exit::Refused,
+        }
+    }
+}
+
+impl From<ApiError> for ActionError {
+    fn from(e: ApiError) -> Self {
+        match e.exit() {
+            Exit::Usage => ActionError::Usage(e.to_string()),
+            Exit::Transient => ActionError::Transient(e.to_string()),
+            _ => ActionError::Failed(e.to_string()),
+        }
+    }
+}
+
+/// What an action reports when it completes.
+#[derive(Debug, Clone)]
+pub struct Done {
+    /// Applied, noop or dry-run.
+    pub outcome: Outcome,
+    /// State before.
+    pub before: Value,
+    /// State after.
+    pub after: Value,
+    /// What happened, in one sentence.
+    pub message: String,
+    /// Event reason (`HealScaled`) for applied changes.
+    pub reason: &'static str,
+}
+
+/// Shared state of one action run: the connection, the options, and what has been
+/// learnt about the target so far (so that a failure still reports it).
+pub struct Ctx<'a> {
+    /// API access with the run's deadline.
+    pub kube: &'a Kube,
+    /// Shared options.
+    pub common: &'a Common,
+    /// The target as known so far.
+    pub target: Target,
+}
+
+impl Ctx<'_> {
+    /// The namespace to act in: `-n`, else the configured default.
+    pub fn namespace(&self) -> String {
+        self.common
+            .namespace
+            .clone()
+            .unwrap_or_else(|| self.kube.default_namespace.clone())
+    }
+
+    /// Resolve the address, remember the target, and return the type and namespace.
+    pub async fn resolve(
+        &mut self,
+        addr: &Address,
+    ) -> Result<(ResourceType, Option<String>), ActionError> {
+        let rt = self.kube.resolve(&addr.type_ref).await?;
+        let ns = rt.namespaced.then(|| self.namespace());
+        if let Some(ns) = &ns {
+            crate::address::check_namespace(ns)
+                .map_err(|why| ActionError::Usage(format!("invalid namespace {ns:?}: {why}")))?;
+        }
+        self.target = Target {
+            api_version: rt.api_version(),
+            kind: rt.kind.clone(),
+            namespace: ns.clone(),
+            name: addr.name.clone(),
+            uid: None,
+        };
+        Ok((rt, ns))
+    }
+
+    /// Namespace allow-list, checked before anything is read.
+    pub fn check_namespace(&self, ns: Option<&str>) -> Result<(), ActionError> {
+        match ns {
+            Some(ns) => guard::check_namespace_allowed(ns, &self.common.allow_namespaces)
+                .map_err(ActionError::Refused),
+            None => Ok(()),
+        }
+    }
+
+    /// Opt-in label check on a fetched object; also records its uid.
+    pub fn check_object(&mut self, obj: &Value) -> Result<(), ActionError> {
+        if let Some(uid) = obj.pointer("/metadata/uid").and_then(Value::as_str) {
+            self.target.uid = Some(uid.to_string());
+        }
+        if let Some(req) = &self.common.require_label {
+            guard::check_label(&labels(obj), req).map_err(ActionError::Refused)?;
+        }
+        Ok(())
+    }
+
+    /// `?dryRun=All` when dry-running, as the first query parameter.
+    pub fn dry_query(&self) -> &'static str {
+        if self.common.dry_run {
+            "?dryRun=All"
+        } else {
+            ""
+        }
+    }
+
+    /// The outcome of a change that was sent.
+    pub fn changed(&self) -> Outcome {
+        if self.common.dry_run {
+            Outcome::DryRun
+        } else {
+            Outcome::Applied
+        }
+    }
+
+    /// Human name of the target, `deployment/web`.
+    pub fn target_name(&self) -> String {
+        format!(
+            "{}/{}",
+            self.target.kind.to_ascii_lowercase(),
+            self.target.name
+        )
+    }
+}
+
+/// The labels of an object.
+pub fn labels(obj: &Value) -> BTreeMap<String, String> {
+    obj.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sleep between polls, never past the deadline.
+pub(crate) async fn poll_sleep(kube: &Kube, attempt: u32) -> bool {
+    let delay = Duration::from_millis(match attempt {
+        0 => 100,
+        1 => 200,
+        2 => 500,
+        _ => 1000,
+    });
+    if Instant::now() + delay >= kube.deadline() {
+        return false;
+    }
+    tokio::time::sleep(delay).await;
+    true
+}
+
+async fn execute(action: &Action, ctx: &mut Ctx<'_>) -> Result<Done, ActionError> {
+    match action {
+        Action::Scale(a, s) => scale::run(ctx, a, s).await,
+        Action::Restart(a, s) => restart::run(ctx, a, s).await,
+        Action::Delete(a, s) => delete::run(ctx, a, s).await,
+        Action::Patch(a, s) => patch::run(ctx, a, s).await,
+        Action::Cordon(a) => node::cordon(ctx, a, true).await,
+        Action::Uncordon(a) => node::cordon(ctx, a, false).await,
+        Action::Drain(a, s) => node::drain(ctx, a, s).await,
+        Action::Wait(a, s) => wait::run(ctx, a, s).await,
+    }
+}
+
+/// The target as far as the address alone tells (before any API call).
+pub fn initial_target(action: &Action) -> Target {
+    let addr = match action {
+        Action::Scale(a, _)
+        | Action::Restart(a, _)
+        | Action::Delete(a, _)
+        | Action::Patch(a, _)
+        | Action::Cordon(a)
+        | Action::Uncordon(a)
+        | Action::Drain(a, _)
+        | Action::Wait(a, _) => a,
+    };
+    let (api_version, kind) = match &addr.type_ref {
+        crate::address::TypeRef::Known(rt) => (rt.api_version(), rt.kind.clone()),
+        crate::address::TypeRef::Discover { group, name, .. } => (group.clone(), name.clone()),
+    };
+    Target {
+        api_version,
+        kind,
+        namespace: None,
+        name: addr.name.clone(),
+        uid: None,
+    }
+}
+
+/// Run one action to its result and exit code.
+pub async fn run(kube: &Kube, common: &Common, action: &Action) -> (HealResult, Exit) {
+    let started = Instant::now();
+    let started_at = jiff::Timestamp::now().to_string();
+    let mut ctx = Ctx {
+        kube,
+        common,
+        target: initial_target(action),
+    };
+    tracing::info!(
+        correlation_id = %common.correlation_id,
+        action = action.name(),
+        phase = "start",
+        dry_run = common.dry_run,
+        "starting {}",
+        action.name()
+    );
+    let result = execute(action, &mut ctx).await;
+    let target = ctx.target.clone();
+    let (outcome, before, after, message, exit) = match result {
+        Ok(done) => {
+            if done.outcome == Outcome::Applied && common.events {
+                record_event(kube, common, &target, done.reason, &done.message).await;
+            }
+            (done.outcome, done.before, done.after, done.message, Exit::Ok)
+        }
+        Err(e) => {
+            let outcome = if matches!(e, ActionError::Refused(_)) {
+                Outcome::Refused
+            } else {
+                Outcome::Failed
+            };
+            (outcome, Value::Null, Value::Null, e.to_string(), e.exit())
+        }
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(
+        correlation_id = %common.correlation_id,
+        action = action.name(),
+        phase = "done",
+        outcome = outcome.as_str(),
+        exit_code = exit.code(),
+        duration_ms,
+        "{message}"
+    );
+    (
+        HealResult {
+            correlation_id: common.correlation_id.clone(),
+            action: action.name().to_string(),
+            target,
+            outcome,
+            before,
+            after,
+            message,
+            started_at,
+            duration_ms,
+        },
+        exit,
+    )
+}
+
+/// Record a `core/v1` Event on the target, so `kubectl describe` shows who touched it and
+/// why. Failing to record is logged, never fatal: the change itself already happened.
+async fn record_event(kube: &Kube, common: &Common, target: &Target, reason: &str, note: &str) {
+    let ns = target
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".to_string());
+    let now = jiff::Timestamp::now().to_string();
+    let mut involved = json!({
+        "apiVersion": target.api_version,
+        "kind": target.kind,
+        "name": target.name,
+    });
+    if let Some(n) = &target.namespace {
+        involved["namespace"] = json!(n);
+    }
+    if let Some(uid) = &target.uid {
+        involved["uid"] = json!(uid);
+    }
+    let event = json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "generateName": format!("{}.", target.name),
+            "namespace": ns,
+            "annotations": {"heal.dev/correlation-id": common.correlation_id},
+        },
+        "involvedObject": involved,
+        "reason": reason,
+        "message": format!("{note} (heal, correlation id {})", common.correlation_id),
+        "type": "Normal",
+        "source": {"component": "heal"},
+        "reportingComponent": "heal",
+        "reportingInstance": std::env::var("HOSTNAME").unwrap_or_else(|_| "heal".into()),
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    });
+    let path = format!("/api/v1/namespaces/{}/events", enc(&ns));
+    match kube.send(Method::POST, &path, Some(JSON), Some(&event)).await {
+        Ok(_) => tracing::info!(correlation_id = %common.correlation_id, phase = "event", reason, "recorded event"),
+        Err(e) => {
+            tracing::warn!(correlation_id = %common.correlation_id, phase = "event", error = %e, "could not record event")
+        }
+    }
+}
+
+/// GET an object, mapping 404 to `None`.
+pub(crate) async fn get_opt(kube: &Kube, path: &str) -> Result<Option<Value>, ActionError> {
+    match kube.get(path).await {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// GET an object; 404 is a failure naming the object.
+pub(crate) async fn get_required(
+    kube: &Kube,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+) -> Result<Value, ActionError> {
+    match kube.get(&rt.object_path(ns, name)).await {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_not_found() => Err(ActionError::Failed(format!(
+            "{} {name:?} not found{}",
+            rt.qualified_plural(),
+            ns.map(|n| format!(" in namespace {n:?}")).unwrap_or_default()
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// An integer field of an object, 0 when absent.
+pub(crate) fn int(v: &Value, pointer: &str) -> i64 {
+    v.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// A string field of an object.
+pub(crate) fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}

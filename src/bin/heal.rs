@@ -1,1 +1,5 @@
-fn main() {}
+//! `heal`: one remediation step against the Kubernetes API. All logic lives in the library.
+
+fn main() {
+    std::process::exit(heal::cli::main_with_args(std::env::args_os().collect()));
+}

@@ -1,0 +1,1578 @@
+//! Loading policies from YAML: the `heal.dev/v1alpha1` documents, the older flat format
+//! (bare list or inside a ConfigMap), notifiers; every error with file, line, column and a
+//! fix hint.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::{
+    API_VERSION, Action, FailureBudget, Guards, Notifier, NotifierKind, OnFailure, OnSuccess,
+    Piece, Policy, PolicySet, Source, StatusFilter, Step, TargetField, TargetSpec, Template,
+    UrlSource, ValueSource, flat,
+};
+use crate::address::{self, TypeRef};
+use crate::matcher::Matchers;
+use crate::render::Engine;
+use crate::yaml::{self, Segment};
+
+/// One policy file's text, read by the caller.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Path shown in messages.
+    pub path: PathBuf,
+    /// The YAML text.
+    pub text: String,
+    /// Found by listing a directory (rather than named by the user): `heal policy test`
+    /// files (top-level `tests:`) in it are skipped instead of rejected.
+    pub from_directory: bool,
+}
+
+impl SourceFile {
+    /// A file named by the user.
+    pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> SourceFile {
+        SourceFile {
+            path: path.into(),
+            text: text.into(),
+            from_directory: false,
+        }
+    }
+}
+
+/// Where in which file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct At {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+}
+
+impl fmt::Display for At {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a policy file was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The YAML does not have the expected shape: syntax, unknown or missing field, wrong type.
+    #[error("{at}: {message} (hint: {hint})")]
+    Parse {
+        /// Where.
+        at: At,
+        /// What.
+        message: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// Well-formed, but not a valid policy: unknown action, cycle, bad regex, ...
+    #[error("{at}: {message} (hint: {hint})")]
+    Invalid {
+        /// Where.
+        at: At,
+        /// What.
+        message: String,
+        /// How to fix it.
+        hint: String,
+    },
+    /// A file or directory could not be read.
+    #[error("{}: cannot read: {message} (hint: check the path and its permissions)", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The operating system's message.
+        message: String,
+    },
+}
+
+impl LoadError {
+    /// Where the error is.
+    pub fn at(&self) -> At {
+        match self {
+            LoadError::Parse { at, .. } | LoadError::Invalid { at, .. } => at.clone(),
+            LoadError::Io { path, .. } => At {
+                file: path.clone(),
+                line: None,
+                column: None,
+            },
+        }
+    }
+}
+
+/// Every error found while loading a set of files.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct LoadErrors(pub Vec<LoadError>);
+
+/// A problem found in a document, located by its path in the document.
+pub(super) struct Issue {
+    pub(super) path: Vec<Segment>,
+    pub(super) message: String,
+    pub(super) hint: String,
+}
+
+pub(super) fn issue(
+    path: &[Segment],
+    message: impl Into<String>,
+    hint: impl Into<String>,
+) -> Issue {
+    Issue {
+        path: path.to_vec(),
+        message: message.into(),
+        hint: hint.into(),
+    }
+}
+
+pub(super) fn at(base: &[Segment], more: &[Segment]) -> Vec<Segment> {
+    let mut p = base.to_vec();
+    p.extend_from_slice(more);
+    p
+}
+
+pub(super) fn k(key: &str) -> Segment {
+    Segment::Key(key.to_string())
+}
+
+/// One YAML document of a file (possibly embedded in a ConfigMap).
+pub(super) struct Doc<'a> {
+    file: &'a Path,
+    text: &'a str,
+    index: usize,
+    line_offset: usize,
+    column_offset: usize,
+}
+
+impl Doc<'_> {
+    fn at(&self, loc: Option<yaml::Location>) -> At {
+        At {
+            file: self.file.to_path_buf(),
+            line: loc.map(|l| l.line + self.line_offset),
+            column: loc.map(|l| l.column + self.column_offset),
+        }
+    }
+
+    pub(super) fn locate(&self, path: &[Segment]) -> Option<yaml::Location> {
+        // Fall back to the nearest enclosing node that exists.
+        (0..=path.len())
+            .rev()
+            .find_map(|n| yaml::locate(self.text, self.index, &path[..n]))
+    }
+
+    fn invalid(&self, issue: Issue) -> LoadError {
+        LoadError::Invalid {
+            at: self.at(self.locate(&issue.path)),
+            message: issue.message,
+            hint: issue.hint,
+        }
+    }
+
+    fn source(&self, path: &[Segment]) -> Source {
+        Source {
+            file: self.file.to_path_buf(),
+            line: self
+                .locate(path)
+                .map(|l| l.line + self.line_offset)
+                .unwrap_or(0),
+        }
+    }
+
+    /// The raw text of the scalar at `path`, from its first character to the end of its line.
+    pub(super) fn raw_scalar(&self, path: &[Segment]) -> Option<&str> {
+        let loc = yaml::locate(self.text, self.index, path)?;
+        let line = self.text.lines().nth(loc.line - 1)?;
+        let start = line.char_indices().nth(loc.column - 1).map(|(i, _)| i)?;
+        Some(&line[start..])
+    }
+
+    fn typed<T: DeserializeOwned>(&self) -> Result<T, LoadError> {
+        let doc = yaml_serde::Deserializer::from_str(self.text)
+            .nth(self.index)
+            .ok_or_else(|| LoadError::Parse {
+                at: self.at(None),
+                message: "document disappeared".into(),
+                hint: "report this as a bug".into(),
+            })?;
+        T::deserialize(doc).map_err(|e| self.parse_error(&e))
+    }
+
+    fn parse_error(&self, e: &yaml::Error) -> LoadError {
+        let message = yaml::message(e);
+        LoadError::Parse {
+            at: self.at(yaml::Location::of(e)),
+            hint: parse_hint(&message),
+            message,
+        }
+    }
+}
+
+fn parse_hint(message: &str) -> String {
+    if message.contains("unknown field") {
+        "fix the spelling or remove the field; the fields allowed here are listed in the message"
+            .into()
+    } else if let Some(field) = message
+        .split("missing field `")
+        .nth(1)
+        .and_then(|s| s.split('`').next())
+    {
+        format!("add the required field `{field}:`")
+    } else if message.contains("invalid type") {
+        "give the field a value of the type named in the message (quote strings such as \"+1\")"
+            .into()
+    } else {
+        "check the YAML syntax near this position (indentation, quotes, a missing ':')".into()
+    }
+}
+
+#[derive(Default)]
+struct Ctx {
+    set: PolicySet,
+    errors: Vec<LoadError>,
+    policy_names: HashMap<String, Source>,
+    notifier_names: HashMap<String, Source>,
+    /// `onFailure.notify` references, checked once every file is loaded.
+    notify_refs: Vec<(String, LoadError)>,
+}
+
+pub(super) fn parse(files: &[SourceFile]) -> Result<PolicySet, LoadErrors> {
+    let mut ctx = Ctx::default();
+    for f in files {
+        load_text(&f.path, &f.text, (0, 0), f.from_directory, &mut ctx);
+    }
+    let notifiers = std::mem::take(&mut ctx.notify_refs);
+    for (name, err) in notifiers {
+        if !ctx.notifier_names.contains_key(&name) {
+            ctx.errors.push(err);
+        }
+    }
+    if ctx.errors.is_empty() {
+        Ok(ctx.set)
+    } else {
+        Err(LoadErrors(ctx.errors))
+    }
+}
+
+fn load_text(file: &Path, text: &str, offset: (usize, usize), from_dir: bool, ctx: &mut Ctx) {
+    for (index, de) in yaml_serde::Deserializer::from_str(text).enumerate() {
+        let doc = Doc {
+            file,
+            text,
+            index,
+            line_offset: offset.0,
+            column_offset: offset.1,
+        };
+        let value = match yaml_serde::Value::deserialize(de) {
+            Ok(v) => v,
+            Err(e) => {
+                ctx.errors.push(doc.parse_error(&e));
+                return;
+            }
+        };
+        load_doc(&doc, &value, from_dir, ctx);
+    }
+}
+
+fn load_doc(doc: &Doc, value: &yaml_serde::Value, from_dir: bool, ctx: &mut Ctx) {
+    use yaml_serde::Value;
+    match value {
+        Value::Null => {}
+        Value::Sequence(_) => match doc.typed::<Vec<flat::RawFlat>>() {
+            Ok(list) => {
+                for (i, raw) in list.into_iter().enumerate() {
+                    add_flat(doc, raw, &[Segment::Index(i)], ctx);
+                }
+            }
+            Err(e) => ctx.errors.push(e),
+        },
+        Value::Mapping(m) => {
+            let kind = m.get("kind").and_then(Value::as_str);
+            match kind {
+                Some("HealingPolicy") => match doc.typed::<RawPolicyDoc>() {
+                    Ok(raw) => add_policy(doc, raw, ctx),
+                    Err(e) => ctx.errors.push(e),
+                },
+                Some("Notifier") => match doc.typed::<RawNotifierDoc>() {
+                    Ok(raw) => add_notifier(doc, raw, ctx),
+                    Err(e) => ctx.errors.push(e),
+                },
+                Some("ConfigMap") => match doc.typed::<RawConfigMap>() {
+                    Ok(cm) => load_config_map(doc, cm, ctx),
+                    Err(e) => ctx.errors.push(e),
+                },
+                None if m.contains_key("tests") => {
+                    if !from_dir {
+                        ctx.errors.push(doc.invalid(issue(
+                            &[Segment::KeyOf("tests".into())],
+                            "this is a `heal policy test` file, not a policy file",
+                            "pass it as the second argument: heal policy test POLICIES TESTS.yaml",
+                        )));
+                    }
+                }
+                None if m.contains_key("condition") || m.contains_key("action") => {
+                    match doc.typed::<flat::RawFlat>() {
+                        Ok(raw) => add_flat(doc, raw, &[], ctx),
+                        Err(e) => ctx.errors.push(e),
+                    }
+                }
+                None => ctx.errors.push(doc.invalid(issue(
+                    &[],
+                    "document has no `kind`",
+                    format!(
+                        "start the document with `apiVersion: {API_VERSION}` and `kind: HealingPolicy` \
+                         (or `kind: Notifier`), or write the flat format as a list"
+                    ),
+                ))),
+                Some(other) => ctx.errors.push(doc.invalid(issue(
+                    &[k("kind")],
+                    format!("unknown kind {other:?}"),
+                    "use HealingPolicy, Notifier, or a ConfigMap whose data holds policies",
+                ))),
+            }
+        }
+        _ => ctx.errors.push(doc.invalid(issue(
+            &[],
+            "expected a policy document (a mapping) or a flat-format list",
+            format!("see the README for the `{API_VERSION}` policy format"),
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawConfigMap {
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+}
+
+fn load_config_map(doc: &Doc, cm: RawConfigMap, ctx: &mut Ctx) {
+    let mut found = false;
+    for (key, text) in &cm.data {
+        if !(key.ends_with(".yaml") || key.ends_with(".yml")) {
+            continue;
+        }
+        found = true;
+        let path = [k("data"), k(key)];
+        // A block scalar (`key: |`) starts on the line after its indicator, indented.
+        let offset = match yaml::locate(doc.text, doc.index, &path) {
+            Some(loc) => {
+                let indicator = doc.text.lines().nth(loc.line - 1).unwrap_or("");
+                let block = indicator.trim_end().ends_with(['|', '>', '-', '+']);
+                if block {
+                    let indent = doc
+                        .text
+                        .lines()
+                        .skip(loc.line)
+                        .find(|l| !l.trim().is_empty())
+                        .map(|l| l.len() - l.trim_start().len())
+                        .unwrap_or(0);
+                    (loc.line + doc.line_offset, indent + doc.column_offset)
+                } else {
+                    (loc.line - 1 + doc.line_offset, doc.column_offset)
+                }
+            }
+            None => (doc.line_offset, doc.column_offset),
+        };
+        load_text(doc.file, text, offset, false, ctx);
+    }
+    if !found {
+        ctx.errors.push(doc.invalid(issue(
+            &[k("data")],
+            "ConfigMap has no data key ending in .yaml or .yml",
+            "put the policies under `data: {policies.yaml: |...}`",
+        )));
+    }
+}
+
+fn add_flat(doc: &Doc, raw: flat::RawFlat, base: &[Segment], ctx: &mut Ctx) {
+    let source = doc.source(&at(base, &[k("name")]));
+    match flat::convert(raw, source, doc, base) {
+        Ok(policy) => register_policy(doc, policy, &at(base, &[k("name")]), ctx),
+        Err(issues) => ctx
+            .errors
+            .extend(issues.into_iter().map(|i| doc.invalid(i))),
+    }
+}
+
+fn register_policy(doc: &Doc, policy: Policy, name_path: &[Segment], ctx: &mut Ctx) {
+    if let Some(first) = ctx.policy_names.get(&policy.name) {
+        ctx.errors.push(doc.invalid(issue(
+            name_path,
+            format!(
+                "duplicate policy name {:?} (first defined at {first})",
+                policy.name
+            ),
+            "give every policy a unique name; names identify runs and metrics",
+        )));
+        return;
+    }
+    ctx.policy_names
+        .insert(policy.name.clone(), policy.source.clone());
+    ctx.set.policies.push(policy);
+}
+
+// ---------------------------------------------------------------------------------------
+// The heal.dev/v1alpha1 HealingPolicy document.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPolicyDoc {
+    api_version: String,
+    #[allow(dead_code)] // Checked by load_doc before this type is chosen.
+    kind: String,
+    metadata: RawMeta,
+    spec: RawSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMeta {
+    name: String,
+    #[serde(default)]
+    #[allow(dead_code)] // Accepted for familiarity with Kubernetes objects; unused.
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    #[allow(dead_code)] // Accepted for familiarity with Kubernetes objects; unused.
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawSpec {
+    description: Option<String>,
+    #[serde(rename = "match")]
+    match_: Option<RawMatch>,
+    target: Option<RawTarget>,
+    #[serde(default)]
+    steps: Vec<RawStep>,
+    engine: Option<String>,
+    service_account: Option<String>,
+    timeout: Option<IntOrString>,
+    run_namespace: Option<String>,
+    #[serde(default)]
+    guards: RawGuards,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default, rename = "continue")]
+    continue_: bool,
+    #[serde(default)]
+    on_success: RawOnSuccess,
+    #[serde(default)]
+    on_failure: RawOnFailure,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    alertname: Option<String>,
+    #[serde(default)]
+    matchers: Vec<String>,
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    kind: Option<String>,
+    namespace: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawStep {
+    name: String,
+    action: String,
+    #[serde(default)]
+    after: Vec<String>,
+    retries: Option<u32>,
+    timeout: Option<IntOrString>,
+    service_account: Option<String>,
+    // Arguments of the actions; which ones an action takes is checked in `step`.
+    replicas: Option<IntOrString>,
+    min: Option<u32>,
+    max: Option<u32>,
+    wait: Option<bool>,
+    grace_period: Option<IntOrString>,
+    uid: Option<String>,
+    min_available: Option<u32>,
+    #[serde(rename = "type")]
+    patch_type: Option<String>,
+    patch: Option<yaml_serde::Value>,
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    query: Option<String>,
+    expect: Option<String>,
+    prometheus_url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawGuards {
+    cooldown: Option<IntOrString>,
+    concurrency_per_target: Option<u32>,
+    failure_budget: Option<RawFailureBudget>,
+    #[serde(default)]
+    allow_namespaces: Vec<String>,
+    require_label: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailureBudget {
+    failures: u32,
+    window: IntOrString,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOnSuccess {
+    silence: Option<IntOrString>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawOnFailure {
+    #[serde(default)]
+    notify: Vec<String>,
+}
+
+/// A YAML scalar that may be written as a number or a string (`replicas: 3` / `"+1"`,
+/// `timeout: 300` / `5m`).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum IntOrString {
+    Int(i64),
+    Str(String),
+}
+
+impl<'de> Deserialize<'de> for IntOrString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = IntOrString;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer or a string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<IntOrString, E> {
+                Ok(IntOrString::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<IntOrString, E> {
+                i64::try_from(v)
+                    .map(IntOrString::Int)
+                    .map_err(|_| E::custom("number too large"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<IntOrString, E> {
+                Ok(IntOrString::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl fmt::Display for IntOrString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IntOrString::Int(i) => write!(f, "{i}"),
+            IntOrString::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+const DURATION_HINT: &str = "write a duration like 30s, 5m or 1h30m";
+
+pub(super) fn duration(
+    v: &IntOrString,
+    path: &[Segment],
+    issues: &mut Vec<Issue>,
+) -> Option<Duration> {
+    let parsed = match v {
+        IntOrString::Int(i) if *i >= 0 => Ok(Duration::from_secs(*i as u64)),
+        IntOrString::Int(i) => Err(format!("invalid duration {i}: must not be negative")),
+        IntOrString::Str(s) => crate::duration::parse(s),
+    };
+    match parsed {
+        Ok(d) if d.is_zero() => {
+            issues.push(issue(
+                path,
+                format!("duration {v} must be greater than zero"),
+                DURATION_HINT,
+            ));
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            issues.push(issue(path, e, DURATION_HINT));
+            None
+        }
+    }
+}
+
+fn dns_label(s: &str) -> Result<(), String> {
+    address::check_namespace(s)
+}
+
+/// Check a policy, step or notifier name: a DNS-1123 label.
+pub(super) fn check_label_name(what: &str, name: &str, path: &[Segment], issues: &mut Vec<Issue>) {
+    if let Err(why) = dns_label(name) {
+        issues.push(issue(
+            path,
+            format!("invalid {what} name {name:?}: {why}"),
+            "use lower-case letters, digits and '-', at most 63 characters, e.g. restart-web",
+        ));
+    }
+}
+
+fn add_policy(doc: &Doc, raw: RawPolicyDoc, ctx: &mut Ctx) {
+    let mut issues = Vec::new();
+    if raw.api_version != API_VERSION {
+        issues.push(issue(
+            &[k("apiVersion")],
+            format!("unsupported apiVersion {:?}", raw.api_version),
+            format!("use `apiVersion: {API_VERSION}`"),
+        ));
+    }
+    let name = raw.metadata.name.clone();
+    let name_path = [k("metadata"), k("name")];
+    check_label_name("policy", &name, &name_path, &mut issues);
+    let spec_path = [k("spec")];
+    let s = raw.spec;
+
+    // Matching.
+    let mut matchers = Matchers::default();
+    let mut status = StatusFilter::Firing;
+    match s.match_ {
+        None => issues.push(issue(
+            &[Segment::KeyOf("spec".into())],
+            "missing `match`: the policy would answer no alert",
+            "add `match: {alertname: KubePodCrashLooping}` or `matchers: ['severity=\"critical\"']`",
+        )),
+        Some(m) => {
+            let mp = at(&spec_path, &[k("match")]);
+            if let Some(a) = &m.alertname {
+                match crate::matcher::Matcher::new(
+                    "alertname",
+                    crate::matcher::MatchType::Equal,
+                    a,
+                ) {
+                    Ok(mm) => matchers.0.push(mm),
+                    Err(e) => issues.push(issue(&at(&mp, &[k("alertname")]), e, "")),
+                }
+            }
+            for (i, text) in m.matchers.iter().enumerate() {
+                match Matchers::parse(text) {
+                    Ok(ms) => matchers.0.extend(ms.0),
+                    Err(e) => issues.push(issue(
+                        &at(&mp, &[k("matchers"), Segment::Index(i)]),
+                        e.to_string(),
+                        "write Alertmanager matchers such as severity=\"critical\" or \
+                         namespace=~\"shop-.*\"; quote the whole string in YAML",
+                    )),
+                }
+            }
+            if m.alertname.is_none() && m.matchers.is_empty() {
+                issues.push(issue(
+                    &mp,
+                    "`match` is empty: the policy would answer every alert",
+                    "add `alertname:` or at least one entry under `matchers:`",
+                ));
+            }
+            match m.status.as_deref() {
+                None | Some("firing") => {}
+                Some("resolved") => status = StatusFilter::Resolved,
+                Some("any") => status = StatusFilter::Any,
+                Some(other) => issues.push(issue(
+                    &at(&mp, &[k("status")]),
+                    format!("unknown status {other:?}"),
+                    "use firing (the default), resolved or any",
+                )),
+            }
+        }
+    }
+
+    // Target.
+    let target = match s.target {
+        None => {
+            issues.push(issue(
+                &[Segment::KeyOf("spec".into())],
+                "missing `target`: heal needs to know which object to act on",
+                "add `target: {kind: deployment, namespace: \"{{ labels.namespace }}\", \
+                 name: \"{{ labels.deployment }}\"}`",
+            ));
+            None
+        }
+        Some(t) => target(t, &at(&spec_path, &[k("target")]), &mut issues),
+    };
+
+    // Steps.
+    let steps = steps(doc, &s.steps, &spec_path, &mut issues);
+
+    let engine = s.engine.as_deref().and_then(|e| match e.parse::<Engine>() {
+        Ok(e) => Some(e),
+        Err(err) => {
+            issues.push(issue(
+                &at(&spec_path, &[k("engine")]),
+                err.to_string(),
+                "use argo, tekton or local",
+            ));
+            None
+        }
+    });
+    if let Some(sa) = &s.service_account {
+        check_service_account(sa, &at(&spec_path, &[k("serviceAccount")]), &mut issues);
+    }
+    let timeout = s
+        .timeout
+        .as_ref()
+        .and_then(|t| duration(t, &at(&spec_path, &[k("timeout")]), &mut issues));
+    if let Some(ns) = &s.run_namespace {
+        if let Err(why) = dns_label(ns) {
+            issues.push(issue(
+                &at(&spec_path, &[k("runNamespace")]),
+                format!("invalid runNamespace {ns:?}: {why}"),
+                "name the namespace the Workflow or PipelineRun is created in, e.g. heal-system",
+            ));
+        }
+    }
+    let guards = guards(s.guards, &at(&spec_path, &[k("guards")]), &mut issues);
+    let silence = s.on_success.silence.as_ref().and_then(|d| {
+        duration(
+            d,
+            &at(&spec_path, &[k("onSuccess"), k("silence")]),
+            &mut issues,
+        )
+    });
+
+    if !issues.is_empty() {
+        ctx.errors
+            .extend(issues.into_iter().map(|i| doc.invalid(i)));
+        return;
+    }
+    for (i, n) in s.on_failure.notify.iter().enumerate() {
+        let err = doc.invalid(issue(
+            &at(
+                &spec_path,
+                &[k("onFailure"), k("notify"), Segment::Index(i)],
+            ),
+            format!("unknown notifier {n:?}"),
+            "define it in a `kind: Notifier` document (any of the loaded files)",
+        ));
+        ctx.notify_refs.push((n.clone(), err));
+    }
+    let (Some(target), Some(steps)) = (target, steps) else {
+        return;
+    };
+    let policy = Policy {
+        source: doc.source(&name_path),
+        name,
+        description: s.description,
+        matchers,
+        status,
+        target,
+        steps,
+        engine,
+        service_account: s.service_account,
+        timeout,
+        run_namespace: s.run_namespace,
+        guards,
+        dry_run: s.dry_run,
+        continue_matching: s.continue_,
+        on_success: OnSuccess { silence },
+        on_failure: OnFailure {
+            notify: s.on_failure.notify,
+        },
+        flat: None,
+    };
+    // Lint every step's command line against heal's own argument rules.
+    for (i, step) in policy.steps.iter().enumerate() {
+        if let Err(e) = super::plan::sample_argv(&policy, step) {
+            ctx.errors.push(doc.invalid(issue(
+                &at(&spec_path, &[k("steps"), Segment::Index(i)]),
+                format!(
+                    "step {:?} would not be a valid heal command: {e}",
+                    step.name
+                ),
+                "check the step's arguments against `heal {action} --help`",
+            )));
+        }
+    }
+    register_policy(doc, policy, &name_path, ctx);
+}
+
+fn check_service_account(sa: &str, path: &[Segment], issues: &mut Vec<Issue>) {
+    if let Err(why) = address::check_name(sa) {
+        issues.push(issue(
+            path,
+            format!("invalid service account name {sa:?}: {why}"),
+            "name a ServiceAccount in the run's namespace, e.g. heal-restart",
+        ));
+    }
+}
+
+/// Parse `{{ ... }}` placeholders in a step argument.
+pub(super) fn template(s: &str) -> Result<Template, String> {
+    let mut pieces = Vec::new();
+    let mut rest = s;
+    while let Some(start) = rest.find("{{") {
+        if start > 0 {
+            pieces.push(Piece::Text(rest[..start].to_string()));
+        }
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or_else(|| format!("unclosed placeholder in {s:?}: missing }}}}"))?;
+        let inner = after[..end].trim();
+        let piece = match inner {
+            "target.kind" => Piece::Target(TargetField::Kind),
+            "target.namespace" => Piece::Target(TargetField::Namespace),
+            "target.name" => Piece::Target(TargetField::Name),
+            _ => match inner.strip_prefix("labels.") {
+                Some(l) if is_label_name(l) => Piece::Label(l.to_string()),
+                _ => {
+                    return Err(format!(
+                        "unknown placeholder {{{{ {inner} }}}}: use {{{{ target.name }}}}, \
+                         {{{{ target.namespace }}}}, {{{{ target.kind }}}} or {{{{ labels.NAME }}}}"
+                    ));
+                }
+            },
+        };
+        pieces.push(piece);
+        rest = &after[end + 2..];
+    }
+    if rest.contains("}}") {
+        return Err(format!("stray }}}} in {s:?}"));
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest.to_string()));
+    }
+    Ok(Template(pieces))
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+fn value_source(
+    what: &str,
+    v: &str,
+    check: fn(&str) -> Result<(), String>,
+    path: &[Segment],
+    issues: &mut Vec<Issue>,
+) -> Option<ValueSource> {
+    let hint = format!(
+        "write a literal {what} or exactly \"{{{{ labels.NAME }}}}\" (the whole value of one alert label)"
+    );
+    if v.contains("{{") || v.contains("}}") {
+        match template(v) {
+            Ok(Template(p)) => match p.as_slice() {
+                [Piece::Label(l)] => return Some(ValueSource::Label(l.clone())),
+                _ => issues.push(issue(
+                    path,
+                    format!("target {what} {v:?} mixes text and placeholders"),
+                    hint,
+                )),
+            },
+            Err(e) => issues.push(issue(path, e, hint)),
+        }
+        return None;
+    }
+    match check(v) {
+        Ok(()) => Some(ValueSource::Literal(v.to_string())),
+        Err(why) => {
+            issues.push(issue(
+                path,
+                format!("invalid target {what} {v:?}: {why}"),
+                hint,
+            ));
+            None
+        }
+    }
+}
+
+fn target(t: RawTarget, base: &[Segment], issues: &mut Vec<Issue>) -> Option<TargetSpec> {
+    let before = issues.len();
+    let Some(kind) = t.kind else {
+        issues.push(issue(
+            base,
+            "target has no `kind`",
+            "add `kind: deployment` (or statefulset, daemonset, pod, node, rollouts.argoproj.io, ...)",
+        ));
+        return None;
+    };
+    let namespaced = match address::parse_type(&kind) {
+        Ok(TypeRef::Known(rt)) => Some(rt.namespaced),
+        Ok(TypeRef::Discover { .. }) => None,
+        Err(e) => {
+            issues.push(issue(
+                &at(base, &[k("kind")]),
+                e.to_string(),
+                "use a type heal addresses, as in `heal scale deployment/web`",
+            ));
+            return None;
+        }
+    };
+    let namespace = match (&t.namespace, namespaced) {
+        (Some(_), Some(false)) => {
+            issues.push(issue(
+                &at(base, &[k("namespace")]),
+                format!("{kind} objects are cluster-scoped and have no namespace"),
+                "remove `namespace:` from the target",
+            ));
+            None
+        }
+        (None, Some(true)) => {
+            issues.push(issue(
+                base,
+                format!("target of kind {kind} needs a `namespace`"),
+                "add `namespace: \"{{ labels.namespace }}\"`",
+            ));
+            None
+        }
+        (Some(ns), _) => value_source(
+            "namespace",
+            ns,
+            address::check_namespace,
+            &at(base, &[k("namespace")]),
+            issues,
+        ),
+        (None, _) => None,
+    };
+    let name = match &t.name {
+        None => {
+            issues.push(issue(
+                base,
+                "target has no `name`",
+                "add e.g. `name: \"{{ labels.deployment }}\"`",
+            ));
+            None
+        }
+        Some(n) => value_source(
+            "name",
+            n,
+            address::check_name,
+            &at(base, &[k("name")]),
+            issues,
+        ),
+    };
+    if issues.len() > before {
+        return None;
+    }
+    Some(TargetSpec {
+        kind: kind.to_ascii_lowercase(),
+        namespace,
+        name: name?,
+    })
+}
+
+fn guards(g: RawGuards, base: &[Segment], issues: &mut Vec<Issue>) -> Guards {
+    let cooldown = g
+        .cooldown
+        .as_ref()
+        .and_then(|d| duration(d, &at(base, &[k("cooldown")]), issues));
+    let concurrency = g.concurrency_per_target.unwrap_or(1);
+    if concurrency == 0 {
+        issues.push(issue(
+            &at(base, &[k("concurrencyPerTarget")]),
+            "concurrencyPerTarget must be at least 1",
+            "use 1 to let one run at a time touch a target",
+        ));
+    }
+    let failure_budget = g.failure_budget.and_then(|b| {
+        let bp = at(base, &[k("failureBudget")]);
+        if b.failures == 0 {
+            issues.push(issue(
+                &at(&bp, &[k("failures")]),
+                "failureBudget.failures must be at least 1",
+                "the circuit opens after this many failed runs within `window`",
+            ));
+        }
+        duration(&b.window, &at(&bp, &[k("window")]), issues).map(|window| FailureBudget {
+            failures: b.failures,
+            window,
+        })
+    });
+    for (i, p) in g.allow_namespaces.iter().enumerate() {
+        let ok = !p.is_empty()
+            && p.len() <= 63
+            && p.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '*' | '?')
+            });
+        if !ok {
+            issues.push(issue(
+                &at(base, &[k("allowNamespaces"), Segment::Index(i)]),
+                format!("invalid namespace pattern {p:?}"),
+                "use namespace names with * and ? wildcards, e.g. shop-*",
+            ));
+        }
+    }
+    if let Some(l) = &g.require_label {
+        if let Err(e) = l.parse::<crate::guard::LabelRequirement>() {
+            issues.push(issue(
+                &at(base, &[k("requireLabel")]),
+                e,
+                "write KEY=VALUE, e.g. heal.dev/enabled=true",
+            ));
+        }
+    }
+    Guards {
+        cooldown,
+        concurrency_per_target: concurrency,
+        failure_budget,
+        allow_namespaces: g.allow_namespaces,
+        require_label: g.require_label,
+    }
+}
+
+const ACTIONS: &str = "scale, restart, delete, patch, cordon, uncordon, drain, wait, verify";
+
+/// Arguments each action takes (besides name, action, after, retries, timeout,
+/// serviceAccount).
+fn allowed_args(action: &str) -> Option<&'static [&'static str]> {
+    Some(match action {
+        "scale" => &["replicas", "min", "max"],
+        "restart" => &["wait"],
+        "delete" => &["gracePeriod", "uid", "minAvailable"],
+        "patch" => &["type", "patch"],
+        "cordon" | "uncordon" => &[],
+        "drain" => &["minAvailable"],
+        "wait" => &["for"],
+        "verify" => &["query", "expect", "prometheusUrl"],
+        _ => return None,
+    })
+}
+
+fn given_args(s: &RawStep) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    let mut add = |present: bool, name: &'static str| {
+        if present {
+            v.push(name);
+        }
+    };
+    add(s.replicas.is_some(), "replicas");
+    add(s.min.is_some(), "min");
+    add(s.max.is_some(), "max");
+    add(s.wait.is_some(), "wait");
+    add(s.grace_period.is_some(), "gracePeriod");
+    add(s.uid.is_some(), "uid");
+    add(s.min_available.is_some(), "minAvailable");
+    add(s.patch_type.is_some(), "type");
+    add(s.patch.is_some(), "patch");
+    add(s.for_.is_some(), "for");
+    add(s.query.is_some(), "query");
+    add(s.expect.is_some(), "expect");
+    add(s.prometheus_url.is_some(), "prometheusUrl");
+    v
+}
+
+fn steps(
+    doc: &Doc,
+    raw: &[RawStep],
+    spec_path: &[Segment],
+    issues: &mut Vec<Issue>,
+) -> Option<Vec<Step>> {
+    let before = issues.len();
+    let sp = at(spec_path, &[k("steps")]);
+    if raw.is_empty() {
+        issues.push(issue(
+            &[Segment::KeyOf("spec".into())],
+            "the policy has no steps",
+            "add `steps:` with at least one heal action, e.g. `- {name: restart, action: restart}`",
+        ));
+        return None;
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in raw.iter().enumerate() {
+        let p = at(&sp, &[Segment::Index(i), k("name")]);
+        check_label_name("step", &s.name, &p, issues);
+        if let Some(first) = names.insert(&s.name, i) {
+            names.insert(&s.name, first);
+            issues.push(issue(
+                &p,
+                format!("duplicate step name {:?} (also step {})", s.name, first + 1),
+                "give every step of a policy a unique name",
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for (i, s) in raw.iter().enumerate() {
+        let base = at(&sp, &[Segment::Index(i)]);
+        for (j, dep) in s.after.iter().enumerate() {
+            let dp = at(&base, &[k("after"), Segment::Index(j)]);
+            if dep == &s.name {
+                issues.push(issue(
+                    &dp,
+                    format!("step {:?} cannot run after itself", s.name),
+                    "remove it from `after`",
+                ));
+            } else if !names.contains_key(dep.as_str()) {
+                let known: Vec<&str> = raw.iter().map(|s| s.name.as_str()).collect();
+                issues.push(issue(
+                    &dp,
+                    format!(
+                        "step {:?} runs after {dep:?}, which is not a step of this policy",
+                        s.name
+                    ),
+                    format!("name one of: {}", known.join(", ")),
+                ));
+            }
+        }
+        if let Some(step) = step(doc, s, &base, issues) {
+            out.push(step);
+        }
+    }
+    if issues.len() > before {
+        return None;
+    }
+    if let Some(cycle) = find_cycle(&out) {
+        let first = cycle[0];
+        let path = at(&sp, &[Segment::Index(first), k("after")]);
+        let names: Vec<&str> = cycle.iter().map(|&i| out[i].name.as_str()).collect();
+        issues.push(issue(
+            &path,
+            format!("steps form a cycle: {} -> {}", names.join(" -> "), names[0]),
+            "remove one of these `after` entries so the steps form a DAG",
+        ));
+        return None;
+    }
+    Some(out)
+}
+
+/// A cycle in the `after` graph, as step indexes, if there is one.
+pub(super) fn find_cycle(steps: &[Step]) -> Option<Vec<usize>> {
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    // 0 = unvisited, 1 = on the stack, 2 = done.
+    let mut state = vec![0u8; steps.len()];
+    let mut stack: Vec<usize> = Vec::new();
+    fn visit(
+        i: usize,
+        steps: &[Step],
+        index: &HashMap<&str, usize>,
+        state: &mut [u8],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
+        state[i] = 1;
+        stack.push(i);
+        for dep in &steps[i].after {
+            let Some(&j) = index.get(dep.as_str()) else {
+                continue;
+            };
+            if state[j] == 1 {
+                let from = stack.iter().position(|&x| x == j).unwrap_or(0);
+                let mut cycle: Vec<usize> = stack[from..].to_vec();
+                // Report in execution order: each step runs after the next one listed.
+                cycle.reverse();
+                return Some(cycle);
+            }
+            if state[j] == 0 {
+                if let Some(c) = visit(j, steps, index, state, stack) {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        state[i] = 2;
+        None
+    }
+    (0..steps.len()).find_map(|i| {
+        if state[i] == 0 {
+            visit(i, steps, &index, &mut state, &mut stack)
+        } else {
+            None
+        }
+    })
+}
+
+fn step(doc: &Doc, s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Option<Step> {
+    let before = issues.len();
+    let Some(allowed) = allowed_args(&s.action) else {
+        issues.push(issue(
+            &at(base, &[k("action")]),
+            format!("unknown action {:?}", s.action),
+            format!("use one of: {ACTIONS}"),
+        ));
+        return None;
+    };
+    for arg in given_args(s) {
+        if !allowed.contains(&arg) {
+            let takes = if allowed.is_empty() {
+                "no arguments".to_string()
+            } else {
+                allowed.join(", ")
+            };
+            issues.push(issue(
+                &[base, &[Segment::KeyOf(arg.to_string())]].concat(),
+                format!(
+                    "`{arg}` is not an argument of action {} (it takes {takes})",
+                    s.action
+                ),
+                "remove it, or use the action it belongs to",
+            ));
+        }
+    }
+    let required = |present: bool, arg: &str, example: &str, issues: &mut Vec<Issue>| {
+        if !present {
+            issues.push(issue(
+                base,
+                format!("action {} needs `{arg}`", s.action),
+                format!("add e.g. `{arg}: {example}`"),
+            ));
+        }
+    };
+    let tmpl = |v: &str, arg: &str, issues: &mut Vec<Issue>| match template(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            issues.push(issue(
+                &at(base, &[k(arg)]),
+                e,
+                "placeholders fill in the target or a label value that is checked to be name-like",
+            ));
+            None
+        }
+    };
+    let action = match s.action.as_str() {
+        "scale" => {
+            required(s.replicas.is_some(), "replicas", "\"+1\"", issues);
+            let replicas = match &s.replicas {
+                Some(IntOrString::Int(n)) => {
+                    // YAML reads an unquoted +1 as the number 1: refuse rather than set 1.
+                    let raw = doc.raw_scalar(&at(base, &[k("replicas")])).unwrap_or("");
+                    if raw.starts_with('+') {
+                        issues.push(issue(
+                            &at(base, &[k("replicas")]),
+                            format!("replicas: YAML reads the unquoted {} as the number {n}, an absolute count", raw.split_whitespace().next().unwrap_or("")),
+                            "quote relative changes: replicas: \"+1\"",
+                        ));
+                    } else if *n < 0 {
+                        issues.push(issue(
+                            &at(base, &[k("replicas")]),
+                            format!("replicas: {n} is negative"),
+                            "quote relative changes: replicas: \"-1\"",
+                        ));
+                    }
+                    n.to_string()
+                }
+                Some(IntOrString::Str(v)) => {
+                    let digits = v.strip_prefix(['+', '-']).unwrap_or(v);
+                    if digits.is_empty()
+                        || !digits.bytes().all(|b| b.is_ascii_digit())
+                        || digits.len() > 9
+                    {
+                        issues.push(issue(
+                            &at(base, &[k("replicas")]),
+                            format!("invalid replicas {v:?}"),
+                            "write a count (3) or a change (\"+1\", \"-1\")",
+                        ));
+                    }
+                    v.clone()
+                }
+                None => String::new(),
+            };
+            if let (Some(min), Some(max)) = (s.min, s.max) {
+                if min > max {
+                    issues.push(issue(
+                        &at(base, &[k("min")]),
+                        format!("min ({min}) is greater than max ({max})"),
+                        "swap them",
+                    ));
+                }
+            }
+            Action::Scale {
+                replicas,
+                min: s.min,
+                max: s.max,
+            }
+        }
+        "restart" => Action::Restart {
+            wait: s.wait.unwrap_or(false),
+        },
+        "delete" => {
+            let grace_period = s.grace_period.as_ref().and_then(|g| match g {
+                IntOrString::Int(n) if *n >= 0 => Some(*n as u64),
+                IntOrString::Int(n) => {
+                    issues.push(issue(
+                        &at(base, &[k("gracePeriod")]),
+                        format!("gracePeriod {n} is negative"),
+                        "give seconds, e.g. 30",
+                    ));
+                    None
+                }
+                IntOrString::Str(_) => {
+                    let mut local = Vec::new();
+                    let d = duration(g, &at(base, &[k("gracePeriod")]), &mut local);
+                    issues.extend(local);
+                    d.map(|d| d.as_secs())
+                }
+            });
+            Action::Delete {
+                grace_period,
+                uid: s.uid.as_deref().and_then(|u| tmpl(u, "uid", issues)),
+                min_available: s.min_available,
+            }
+        }
+        "patch" => {
+            required(
+                s.patch.is_some(),
+                "patch",
+                "{spec: {paused: false}}",
+                issues,
+            );
+            let patch_type = s.patch_type.clone().unwrap_or_else(|| "strategic".into());
+            if !matches!(
+                patch_type.as_str(),
+                "merge" | "json" | "strategic" | "apply"
+            ) {
+                issues.push(issue(
+                    &at(base, &[k("type")]),
+                    format!("unknown patch type {patch_type:?}"),
+                    "use merge, json, strategic or apply",
+                ));
+            }
+            let patch = match &s.patch {
+                None => serde_json::Value::Null,
+                Some(yaml_serde::Value::String(text)) => serde_json::Value::String(text.clone()),
+                Some(v) => match serde_json::to_value(v) {
+                    Ok(j) => j,
+                    Err(e) => {
+                        issues.push(issue(
+                            &at(base, &[k("patch")]),
+                            format!("patch cannot be written as JSON: {e}"),
+                            "use string keys only",
+                        ));
+                        serde_json::Value::Null
+                    }
+                },
+            };
+            if patch_type == "json" && !(patch.is_array() || patch.is_string()) {
+                issues.push(issue(
+                    &at(base, &[k("patch")]),
+                    "a json patch is a list of operations",
+                    "write `patch: [{op: replace, path: /spec/replicas, value: 3}]`",
+                ));
+            }
+            check_patch_placeholders(&patch, &at(base, &[k("patch")]), issues);
+            Action::Patch { patch_type, patch }
+        }
+        "cordon" => Action::Cordon,
+        "uncordon" => Action::Uncordon,
+        "drain" => Action::Drain {
+            min_available: s.min_available,
+        },
+        "wait" => {
+            required(s.for_.is_some(), "for", "rollout", issues);
+            let condition = s.for_.clone().unwrap_or_default();
+            let ok = condition == "rollout"
+                || condition == "delete"
+                || condition
+                    .strip_prefix("condition=")
+                    .is_some_and(|c| !c.is_empty() && c.chars().all(|c| c.is_ascii_alphanumeric()));
+            if s.for_.is_some() && !ok {
+                issues.push(issue(
+                    &at(base, &[k("for")]),
+                    format!("unknown wait condition {condition:?}"),
+                    "use rollout, delete or condition=NAME (e.g. condition=Available)",
+                ));
+            }
+            Action::Wait { condition }
+        }
+        "verify" => {
+            required(s.query.is_some(), "query", "'up{job=\"web\"} == 0'", issues);
+            let query = s.query.as_deref().and_then(|q| tmpl(q, "query", issues));
+            if let Some(u) = &s.prometheus_url {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    issues.push(issue(
+                        &at(base, &[k("prometheusUrl")]),
+                        format!("invalid prometheusUrl {u:?}"),
+                        "write e.g. http://prometheus.monitoring:9090",
+                    ));
+                }
+            }
+            Action::Verify {
+                query: query.unwrap_or(Template(Vec::new())),
+                expect: s.expect.clone().unwrap_or_else(|| "empty".into()),
+                prometheus_url: s.prometheus_url.clone(),
+            }
+        }
+        _ => return None,
+    };
+    let timeout = s
+        .timeout
+        .as_ref()
+        .and_then(|t| duration(t, &at(base, &[k("timeout")]), issues));
+    if let Some(sa) = &s.service_account {
+        check_service_account(sa, &at(base, &[k("serviceAccount")]), issues);
+    }
+    if issues.len() > before {
+        return None;
+    }
+    Some(Step {
+        name: s.name.clone(),
+        action,
+        after: s.after.clone(),
+        retries: s.retries,
+        timeout,
+        service_account: s.service_account.clone(),
+    })
+}
+
+fn check_patch_placeholders(v: &serde_json::Value, path: &[Segment], issues: &mut Vec<Issue>) {
+    match v {
+        serde_json::Value::String(s) => {
+            if let Err(e) = template(s) {
+                issues.push(issue(
+                    path,
+                    e,
+                    "placeholders fill in the target or a name-like label value",
+                ));
+            }
+        }
+        serde_json::Value::Array(a) => a
+            .iter()
+            .for_each(|x| check_patch_placeholders(x, path, issues)),
+        serde_json::Value::Object(o) => o
+            .values()
+            .for_each(|x| check_patch_placeholders(x, path, issues)),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Notifiers.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawNotifierDoc {
+    api_version: String,
+    #[allow(dead_code)] // Checked by load_doc before this type is chosen.
+    kind: String,
+    metadata: RawMeta,
+    spec: RawNotifierSpec,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawNotifierSpec {
+    #[serde(rename = "type")]
+    kind: String,
+    url: Option<String>,
+    url_from: Option<RawUrlFrom>,
+    channel: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUrlFrom {
+    env: Option<String>,
+    file: Option<PathBuf>,
+}
+
+fn add_notifier(doc: &Doc, raw: RawNotifierDoc, ctx: &mut Ctx) {
+    let mut issues = Vec::new();
+    if raw.api_version != API_VERSION {
+        issues.push(issue(
+            &[k("apiVersion")],
+            format!("unsupported apiVersion {:?}", raw.api_version),
+            format!("use `apiVersion: {API_VERSION}`"),
+        ));
+    }
+    let name_path = [k("metadata"), k("name")];
+    check_label_name("notifier", &raw.metadata.name, &name_path, &mut issues);
+    let sp = [k("spec")];
+    let kind = match raw.spec.kind.as_str() {
+        "webhook" => Some(NotifierKind::Webhook),
+        "slack" => Some(NotifierKind::Slack),
+        other => {
+            issues.push(issue(
+                &at(&sp, &[k("type")]),
+                format!("unknown notifier type {other:?}"),
+                "use webhook or slack",
+            ));
+            None
+        }
+    };
+    if raw.spec.channel.is_some() && kind == Some(NotifierKind::Webhook) {
+        issues.push(issue(
+            &at(&sp, &[k("channel")]),
+            "`channel` is only for slack notifiers",
+            "remove it",
+        ));
+    }
+    let url_hint =
+        "give exactly one of `url: https://...`, `urlFrom: {env: VAR}` or `urlFrom: {file: PATH}`";
+    let url = match (&raw.spec.url, &raw.spec.url_from) {
+        (Some(u), None) => {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                issues.push(issue(
+                    &at(&sp, &[k("url")]),
+                    format!("invalid url {u:?}"),
+                    "write an http:// or https:// URL",
+                ));
+            }
+            Some(UrlSource::Literal(u.clone()))
+        }
+        (
+            None,
+            Some(RawUrlFrom {
+                env: Some(e),
+                file: None,
+            }),
+        ) => Some(UrlSource::Env(e.clone())),
+        (
+            None,
+            Some(RawUrlFrom {
+                env: None,
+                file: Some(f),
+            }),
+        ) => Some(UrlSource::File(f.clone())),
+        _ => {
+            issues.push(issue(&sp, "notifier needs one URL source", url_hint));
+            None
+        }
+    };
+    if !issues.is_empty() {
+        ctx.errors
+            .extend(issues.into_iter().map(|i| doc.invalid(i)));
+        return;
+    }
+    let (Some(kind), Some(url)) = (kind, url) else {
+        return;
+    };
+    let notifier = Notifier {
+        name: raw.metadata.name,
+        source: doc.source(&name_path),
+        kind,
+        url,
+        channel: raw.spec.channel,
+    };
+    if let Some(first) = ctx.notifier_names.get(&notifier.name) {
+        ctx.errors.push(doc.invalid(issue(
+            &name_path,
+            format!(
+                "duplicate notifier name {:?} (first defined at {first})",
+                notifier.name
+            ),
+            "give every notifier a unique name",
+        )));
+        return;
+    }
+    ctx.notifier_names
+        .insert(notifier.name.clone(), notifier.source.clone());
+    ctx.set.notifiers.push(notifier);
+}

@@ -146,6 +146,12 @@ pub enum Command {
     /// Wait until a rollout completes, a condition holds, or an object is deleted
     #[command(after_help = "Example:\n  heal wait deploy/web -n shop --for rollout --timeout 5m\n  heal wait pod/web-7d4f9 -n shop --for delete")]
     Wait(WaitArgs),
+    /// Poll a PromQL query until it returns no series (or meets a comparison)
+    #[command(after_help = "Example:\n  heal verify --prometheus-url http://prometheus:9090 \\\n    --query 'rate(container_cpu_usage_seconds_total{pod=~\"web-.*\"}[5m]) > 0.85' --expect empty --timeout 10m")]
+    Verify(VerifyArgs),
+    /// Send a run's outcome to heald (or, when heald is unreachable, to Alertmanager)
+    #[command(after_help = "Example (an Argo exit handler):\n  heal report --engine argo --run-name heal-web-1a2b -n heal --status '{{workflow.status}}' \\\n    --correlation-id $ID --report-url http://heald.heal-system:8080/v1/reports")]
+    Report(ReportArgs),
     /// Run heal commands from a file, one per line, stopping at the first failure
     #[command(after_help = "Example (an Argo script step: command: [heal, script], source: the list):\n  # steps.txt\n  scale deploy/web -n shop --replicas +1\n  wait deploy/web -n shop --for rollout\n\n  heal script steps.txt --correlation-id $ID")]
     Script(ScriptArgs),
@@ -268,6 +274,61 @@ pub struct WaitArgs {
     pub common: CommonArgs,
 }
 
+/// `heal verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// PromQL expression to evaluate (instant query)
+    #[arg(long, env = "HEAL_QUERY", value_name = "PROMQL")]
+    pub query: String,
+    /// empty (no series), non-empty, or a comparison every sample must meet: '< 0.85', '>= 3'
+    #[arg(long, env = "HEAL_EXPECT", value_name = "EXPECTATION", default_value = "empty")]
+    pub expect: crate::prometheus_http::Expect,
+    /// Prometheus base URL
+    #[arg(long, env = "HEAL_PROMETHEUS_URL", value_name = "URL", default_value = "http://prometheus-operated.monitoring.svc:9090")]
+    pub prometheus_url: String,
+    /// File holding a bearer token for Prometheus
+    #[arg(long, env = "HEAL_PROMETHEUS_TOKEN_FILE", value_name = "PATH")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// PEM CA certificate for Prometheus's TLS
+    #[arg(long, env = "HEAL_PROMETHEUS_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+    /// Time between evaluations
+    #[arg(long, env = "HEAL_INTERVAL", value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub interval: Duration,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub common: CommonArgs,
+}
+
+/// `heal report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Engine that ran the remediation: argo, tekton or local
+    #[arg(long, env = "HEAL_ENGINE", value_name = "ENGINE")]
+    pub engine: String,
+    /// Name of the Workflow / PipelineRun
+    #[arg(long, env = "HEAL_RUN_NAME", value_name = "NAME")]
+    pub run_name: String,
+    /// The engine's status: Argo {{workflow.status}}, Tekton $(tasks.status)
+    #[arg(long, env = "HEAL_STATUS", value_name = "STATUS")]
+    pub status: String,
+    /// heald's reports endpoint
+    #[arg(long, env = "HEAL_REPORT_URL", value_name = "URL")]
+    pub report_url: Option<String>,
+    /// File holding the bearer token heald expects
+    #[arg(long, env = "HEAL_REPORT_TOKEN_FILE", value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+    /// Alertmanager base URL, told directly when heald cannot be reached
+    #[arg(long, env = "HEAL_ALERTMANAGER_URL", value_name = "URL")]
+    pub alertmanager_url: Option<String>,
+    /// Step results to include (JSON)
+    #[arg(long, env = "HEAL_RESULTS", value_name = "JSON")]
+    pub results: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub common: CommonArgs,
+}
+
 /// `heal script`.
 #[derive(Debug, Args)]
 pub struct ScriptArgs {
@@ -289,6 +350,22 @@ fn parse_node(s: &str) -> Result<Address, String> {
 }
 
 impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Scale(_) => "scale",
+            Command::Restart(_) => "restart",
+            Command::Delete(_) => "delete",
+            Command::Patch(_) => "patch",
+            Command::Cordon(_) => "cordon",
+            Command::Uncordon(_) => "uncordon",
+            Command::Drain(_) => "drain",
+            Command::Wait(_) => "wait",
+            Command::Script(_) => "script",
+            Command::Verify(_) => "verify",
+            Command::Report(_) => "report",
+        }
+    }
+
     fn common(&self) -> &CommonArgs {
         match self {
             Command::Scale(a) => &a.common,
@@ -299,6 +376,8 @@ impl Command {
             Command::Drain(a) => &a.common,
             Command::Wait(a) => &a.common,
             Command::Script(a) => &a.common,
+            Command::Verify(a) => &a.common,
+            Command::Report(a) => &a.common,
         }
     }
 
@@ -353,7 +432,9 @@ impl Command {
                     for_: a.for_.clone(),
                 },
             ),
-            Command::Script(_) => return Err("script cannot be nested".into()),
+            Command::Script(_) | Command::Verify(_) | Command::Report(_) => {
+                return Err(format!("{} is not a Kubernetes action", self.name()));
+            }
         })
     }
 }
@@ -387,10 +468,12 @@ pub fn validate_action_argv(argv: &[String]) -> Result<(), String> {
         return Err("empty heal command".into());
     }
     let command = parse_argv(argv)?;
-    if !matches!(command, Command::Script(_)) {
-        command.action()?;
+    match &command {
+        Command::Script(_) => Ok(()),
+        Command::Verify(_) => Ok(()),
+        Command::Report(_) => Ok(()),
+        _ => command.action().map(|_| ()),
     }
-    Ok(())
 }
 
 fn common_options(c: &CommonArgs) -> Common {
@@ -467,6 +550,23 @@ async fn run(command: Command) -> i32 {
     let common = common_options(&common_args);
     let (result, exit) = match &command {
         Command::Script(s) => run_script(s, &common).await,
+        Command::Verify(v) => match verify_spec(v) {
+            Ok(spec) => {
+                crate::prometheus_http::verify(&spec, &common.correlation_id, common_args.timeout)
+                    .await
+            }
+            Err(msg) => {
+                eprintln!("heal: {msg}");
+                return Exit::Usage.code();
+            }
+        },
+        Command::Report(r) => match report_spec(r, &common) {
+            Ok(spec) => crate::report_http::report(&spec, common_args.timeout).await,
+            Err(msg) => {
+                eprintln!("heal: {msg}");
+                return Exit::Usage.code();
+            }
+        },
         other => match other.action() {
             Ok(action) => run_action(&common_args, &common, &action).await,
             Err(msg) => {
@@ -476,6 +576,60 @@ async fn run(command: Command) -> i32 {
         },
     };
     emit(&common_args, &result, exit)
+}
+
+fn read_secret(path: &PathBuf) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn verify_spec(v: &VerifyArgs) -> Result<crate::prometheus_http::VerifySpec, String> {
+    if v.query.trim().is_empty() {
+        return Err("--query must not be empty".into());
+    }
+    if !(v.prometheus_url.starts_with("http://") || v.prometheus_url.starts_with("https://")) {
+        return Err(format!(
+            "invalid --prometheus-url {:?}: expected http:// or https://",
+            v.prometheus_url
+        ));
+    }
+    Ok(crate::prometheus_http::VerifySpec {
+        query: v.query.clone(),
+        expect: v.expect,
+        prometheus_url: v.prometheus_url.clone(),
+        bearer_token: v.bearer_token_file.as_ref().map(read_secret).transpose()?,
+        ca_file: v.ca_file.clone(),
+        interval: v.interval.max(Duration::from_millis(100)),
+    })
+}
+
+fn report_spec(r: &ReportArgs, common: &Common) -> Result<crate::report_http::ReportSpec, String> {
+    let results = match &r.results {
+        None => None,
+        Some(s) => Some(
+            serde_json::from_str(s).map_err(|e| format!("invalid --results JSON: {e}"))?,
+        ),
+    };
+    let token = match (&r.token_file, std::env::var("HEAL_REPORT_TOKEN")) {
+        (Some(p), _) => Some(read_secret(p)?),
+        (None, Ok(t)) if !t.is_empty() => Some(t),
+        _ => None,
+    };
+    Ok(crate::report_http::ReportSpec {
+        report: crate::report_http::Report {
+            engine: r.engine.clone(),
+            run_name: r.run_name.clone(),
+            namespace: common.namespace.clone().unwrap_or_else(|| "default".into()),
+            outcome: crate::report_http::normalise(&r.status).to_string(),
+            status: r.status.clone(),
+            correlation_id: common.correlation_id.clone(),
+            results,
+        },
+        report_url: r.report_url.clone(),
+        token,
+        alertmanager_url: r.alertmanager_url.clone(),
+    })
 }
 
 async fn run_action(args: &CommonArgs, common: &Common, action: &Action) -> (HealResult, Exit) {

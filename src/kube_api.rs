@@ -415,7 +415,8 @@ fn status_error(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its sources, on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -16,5 +16,7 @@ pub mod offline;
 pub mod outcome;
 pub mod plan;
 pub mod policy;
+pub mod prometheus_http;
 pub mod render;
+pub mod report_http;
 pub mod yaml;

@@ -184,8 +184,7 @@ fn check_target(plan: &Plan, max: usize) -> Result<(), RenderError> {
         && t.kind.len() <= 253
         && t.kind.starts_with(|c: char| c.is_ascii_alphanumeric())
         && t.kind.ends_with(|c: char| c.is_ascii_alphanumeric())
-        && t
-            .kind
+        && t.kind
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '/'));
     if !kind_ok {
@@ -351,7 +350,8 @@ pub fn find_cycle(graph: &[(String, Vec<String>)]) -> Option<Vec<String>> {
         .iter()
         .map(|(n, d)| (n.as_str(), d.as_slice()))
         .collect();
-    let mut mark: BTreeMap<&str, Mark> = graph.iter().map(|(n, _)| (n.as_str(), Mark::New)).collect();
+    let mut mark: BTreeMap<&str, Mark> =
+        graph.iter().map(|(n, _)| (n.as_str(), Mark::New)).collect();
     for (start, _) in graph {
         if mark.get(start.as_str()) != Some(&Mark::New) {
             continue;
@@ -429,9 +429,17 @@ mod tests {
 
     #[test]
     fn values_an_engine_would_expand_are_refused_with_the_field_named() {
-        for v in ["{{workflow.parameters.x}}", "$(params.x)", "a{{=sprig.x}}", "$(HOME)"] {
+        for v in [
+            "{{workflow.parameters.x}}",
+            "$(params.x)",
+            "a{{=sprig.x}}",
+            "$(HOME)",
+        ] {
             let err = check_value("plan.alertname", v, 100).unwrap_err();
-            assert!(err.to_string().starts_with("plan.alertname: contains"), "{err}");
+            assert!(
+                err.to_string().starts_with("plan.alertname: contains"),
+                "{err}"
+            );
         }
         assert!(check_value("f", "}} $ ( {", 100).is_ok());
         let err = check_value("f", &"x".repeat(101), 100).unwrap_err();

@@ -209,9 +209,15 @@ pub fn labels(plan: &Plan, engine: Engine) -> BTreeMap<String, String> {
         ("app.kubernetes.io/managed-by".into(), "heald".into()),
         ("app.kubernetes.io/name".into(), "heal".into()),
         ("heal.dev/policy".into(), label_value(&plan.policy)),
-        ("heal.dev/fingerprint".into(), label_value(&plan.fingerprint)),
+        (
+            "heal.dev/fingerprint".into(),
+            label_value(&plan.fingerprint),
+        ),
         ("heal.dev/alertname".into(), label_value(&plan.alertname)),
-        ("heal.dev/correlation-id".into(), plan.correlation_id.clone()),
+        (
+            "heal.dev/correlation-id".into(),
+            plan.correlation_id.clone(),
+        ),
         ("heal.dev/engine".into(), engine.as_str().into()),
         ("heal.dev/dry-run".into(), plan.dry_run.to_string()),
     ])
@@ -299,11 +305,7 @@ pub fn build<'a>(plan: &'a Plan, engine: Engine, opts: &RenderOptions) -> Ctx<'a
         labels,
         pod_labels,
         annotations: annotations(plan),
-        mutex: mutex_name(
-            &plan.target.namespace,
-            &plan.target.kind,
-            &plan.target.name,
-        ),
+        mutex: mutex_name(&plan.target.namespace, &plan.target.kind, &plan.target.name),
         result_path: ARGO_RESULT_PATH,
         result_name: TEKTON_RESULT,
         ttl: Ttl {

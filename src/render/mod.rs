@@ -506,11 +506,10 @@ fn render_local(plan: &Plan) -> Result<Rendered, RenderError> {
 
 /// Parse rendered text, insisting on exactly one YAML document.
 fn parse_single(yaml: &str, engine: Engine) -> Result<Value, RenderError> {
-    let docs: Vec<Value> =
-        crate::yaml::from_str_multi(yaml).map_err(|e| RenderError::Parse {
-            engine,
-            message: e.to_string(),
-        })?;
+    let docs: Vec<Value> = crate::yaml::from_str_multi(yaml).map_err(|e| RenderError::Parse {
+        engine,
+        message: e.to_string(),
+    })?;
     let mut docs: Vec<Value> = docs.into_iter().filter(|d| !d.is_null()).collect();
     match docs.len() {
         1 => Ok(docs.remove(0)),
@@ -548,7 +547,10 @@ fn registry(engine: Engine, dir: Option<&Path>) -> Result<Handlebars<'static>, R
                     source,
                 })?;
                 let path = entry.path();
-                let Some(file) = path.file_name().and_then(|f| f.to_str()).map(str::to_string)
+                let Some(file) = path
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .map(str::to_string)
                 else {
                     continue;
                 };

@@ -13,7 +13,10 @@ pub fn check_dns_label(s: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if s.len() > 63 {
-        return Err(format!("is {} characters long, at most 63 are allowed", s.len()));
+        return Err(format!(
+            "is {} characters long, at most 63 are allowed",
+            s.len()
+        ));
     }
     label_chars(s)
 }
@@ -24,7 +27,10 @@ pub fn check_dns_subdomain(s: &str, max: usize) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if s.len() > max {
-        return Err(format!("is {} characters long, at most {max} are allowed", s.len()));
+        return Err(format!(
+            "is {} characters long, at most {max} are allowed",
+            s.len()
+        ));
     }
     for part in s.split('.') {
         if part.is_empty() {
@@ -56,8 +62,7 @@ pub fn is_label_value(s: &str) -> bool {
         return true;
     }
     s.len() <= LABEL_VALUE_MAX
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && s.as_bytes()[0].is_ascii_alphanumeric()
         && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()

@@ -224,9 +224,7 @@ impl<'a> Checker<'a> {
                         "command" if val.is_array() => {
                             let cmd = self.strings(val, &p)?;
                             if cmd != HEAL_COMMAND {
-                                return Err(
-                                    self.err(p, format!("is {cmd:?}, expected [\"heal\"]"))
-                                );
+                                return Err(self.err(p, format!("is {cmd:?}, expected [\"heal\"]")));
                             }
                         }
                         _ => {}
@@ -431,7 +429,10 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
         _ => {
             return Err(c.err(
                 "spec.activeDeadlineSeconds",
-                format!("must be a number of seconds no larger than the plan's deadline ({})", plan.deadline_seconds),
+                format!(
+                    "must be a number of seconds no larger than the plan's deadline ({})",
+                    plan.deadline_seconds
+                ),
             ));
         }
     }
@@ -466,21 +467,26 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
         if kinds != ["container"] && kinds != ["dag"] {
             return Err(c.err(
                 path,
-                format!("has template type {kinds:?}; a heal run has only dag and container templates"),
+                format!(
+                    "has template type {kinds:?}; a heal run has only dag and container templates"
+                ),
             ));
         }
     }
     let entry = c.str_field(spec, "spec", "entrypoint")?;
     let Some(&(main_i, main)) = by_name.get(entry) else {
-        return Err(c.err(
-            "spec.entrypoint",
-            format!("{entry:?} is not a template"),
-        ));
+        return Err(c.err("spec.entrypoint", format!("{entry:?} is not a template")));
     };
     let main_path = format!("spec.templates[{main_i}]");
-    let dag = c.obj(c.field(main, &main_path, "dag")?, &format!("{main_path}.dag"))?;
+    let dag = c.obj(
+        c.field(main, &main_path, "dag")?,
+        &format!("{main_path}.dag"),
+    )?;
     let tasks_path = format!("{main_path}.dag.tasks");
-    let tasks = c.arr(c.field(dag, &format!("{main_path}.dag"), "tasks")?, &tasks_path)?;
+    let tasks = c.arr(
+        c.field(dag, &format!("{main_path}.dag"), "tasks")?,
+        &tasks_path,
+    )?;
     let mut used: BTreeSet<&str> = BTreeSet::from([entry]);
     let mut graph = Vec::new();
     for (i, task) in tasks.iter().enumerate() {
@@ -544,7 +550,10 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
         if args != want {
             return Err(c.err(
                 format!("{path}.container.args"),
-                format!("are {args:?}, the plan's step {:?} runs {want:?}", step.name),
+                format!(
+                    "are {args:?}, the plan's step {:?} runs {want:?}",
+                    step.name
+                ),
             ));
         }
         c.heal_argv(&format!("{path}.container.args"), &args)?;
@@ -588,7 +597,9 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
             .and_then(Value::as_array)
             .is_some_and(|ps| {
                 ps.iter().any(|p| {
-                    p.get("valueFrom").and_then(|vf| vf.get("path")).and_then(Value::as_str)
+                    p.get("valueFrom")
+                        .and_then(|vf| vf.get("path"))
+                        .and_then(Value::as_str)
                         == result_file.map(String::as_str)
                 })
             });
@@ -599,8 +610,10 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
             ));
         }
     }
-    let plain: Vec<(String, Vec<String>)> =
-        graph.iter().map(|(n, d, _)| (n.clone(), d.clone())).collect();
+    let plain: Vec<(String, Vec<String>)> = graph
+        .iter()
+        .map(|(n, d, _)| (n.clone(), d.clone()))
+        .collect();
     let dep_field = graph
         .iter()
         .find(|(_, _, f)| *f == "dependencies")
@@ -613,8 +626,14 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
     };
     used.insert(on_exit);
     let epath = format!("spec.templates[{ei}].container");
-    let container = c.obj(c.field(exit, &format!("spec.templates[{ei}]"), "container")?, &epath)?;
-    let args = c.strings(c.field(container, &epath, "args")?, &format!("{epath}.args"))?;
+    let container = c.obj(
+        c.field(exit, &format!("spec.templates[{ei}]"), "container")?,
+        &epath,
+    )?;
+    let args = c.strings(
+        c.field(container, &epath, "args")?,
+        &format!("{epath}.args"),
+    )?;
     let want = report_args(plan, Engine::Argo);
     if args != want {
         return Err(c.err(
@@ -677,9 +696,9 @@ pub fn tekton(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
             let s = c.obj(s, &path)?;
             if let Some(sa) = s.get("serviceAccountName") {
                 let task = c.str_field(s, &path, "pipelineTaskName")?;
-                let sa = sa
-                    .as_str()
-                    .ok_or_else(|| c.err(format!("{path}.serviceAccountName"), "must be a string"))?;
+                let sa = sa.as_str().ok_or_else(|| {
+                    c.err(format!("{path}.serviceAccountName"), "must be a string")
+                })?;
                 step_sas.insert(task.to_string(), sa.to_string());
             }
         }
@@ -746,17 +765,26 @@ pub fn tekton(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
         if args != want {
             return Err(c.err(
                 format!("{tpath}.params"),
-                format!("pass args {args:?}, the plan's step {:?} runs {want:?}", step.name),
+                format!(
+                    "pass args {args:?}, the plan's step {:?} runs {want:?}",
+                    step.name
+                ),
             ));
         }
         let mut full = args.clone();
-        full.extend(["--result-file".into(), format!("/tekton/results/{TEKTON_RESULT}")]);
+        full.extend([
+            "--result-file".into(),
+            format!("/tekton/results/{TEKTON_RESULT}"),
+        ]);
         c.heal_argv(&format!("{tpath}.params"), &full)?;
         let retries = task.get("retries").and_then(Value::as_u64).unwrap_or(0);
         if retries != u64::from(step.retries) {
             return Err(c.err(
                 format!("{tpath}.retries"),
-                format!("is {retries}, the plan's step retries {} times", step.retries),
+                format!(
+                    "is {retries}, the plan's step retries {} times",
+                    step.retries
+                ),
             ));
         }
         if let Some(t) = task.get("timeout") {
@@ -842,7 +870,10 @@ fn tekton_task(
             }
             for key in r.keys() {
                 if !matches!(key.as_str(), "name" | "kind") {
-                    return Err(c.err(join(&rp, key), "is not allowed: the heal Task is referenced by name"));
+                    return Err(c.err(
+                        join(&rp, key),
+                        "is not allowed: the heal Task is referenced by name",
+                    ));
                 }
             }
         }

@@ -1,0 +1,1215 @@
+//! Rendering plans into Argo Workflows, Tekton PipelineRuns and local HealPlans: validity
+//! against the engines' strict schemas, golden files, hostile alert values, DAG checks,
+//! user templates, and the manifests shipped in `argo/` and `tekton/`.
+//!
+//! Schemas come from `$HEAL_REFERENCE_DIR/schemas/` (default `../shared/reference`).
+//! `HEAL_BLESS=1 cargo test --test render` rewrites the golden files in `tests/golden/`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use heal::plan::{Plan, PlanStep, PlanTarget};
+use heal::render::{
+    Engine, HealPlan, RenderError, RenderOptions, Rendered, Renderer, check_manifest, render,
+};
+use serde_json::{Value, json};
+
+// ---------------------------------------------------------------------------------------
+// Fixtures
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn reference_dir() -> PathBuf {
+    match std::env::var_os("HEAL_REFERENCE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => crate_dir().join("../shared/reference"),
+    }
+}
+
+fn step(name: &str, argv: &[&str], after: &[&str]) -> PlanStep {
+    PlanStep {
+        name: name.into(),
+        action: argv[0].into(),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        after: after.iter().map(|s| s.to_string()).collect(),
+        retries: 2,
+        timeout_seconds: 300,
+        service_account: None,
+    }
+}
+
+/// Crash-looping deployment: scale up, restart, then verify that the alert stopped.
+fn crash_loop_plan() -> Plan {
+    Plan {
+        run_name: "heal-crash-loop-4b1c9e0d6a2f7e31-1f3a9c".into(),
+        run_namespace: "heal".into(),
+        policy: "crash-loop".into(),
+        fingerprint: "4b1c9e0d6a2f7e31".into(),
+        alertname: "KubePodCrashLooping".into(),
+        starts_at: "2026-11-27T20:00:00Z".into(),
+        correlation_id: "6f1c2b1e-5d7a-5b8e-9a3c-2f4e6d8a0b1c".into(),
+        target: PlanTarget {
+            kind: "deployment".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+        },
+        steps: vec![
+            step(
+                "scale-up",
+                &["scale", "deployment/web", "-n", "shop", "--replicas", "4"],
+                &[],
+            ),
+            step(
+                "restart",
+                &["restart", "deployment/web", "-n", "shop", "--wait"],
+                &["scale-up"],
+            ),
+            PlanStep {
+                retries: 0,
+                timeout_seconds: 600,
+                ..step(
+                    "verify",
+                    &[
+                        "verify",
+                        "--query",
+                        "sum(rate(kube_pod_container_status_restarts_total{namespace=\"shop\"}[5m])) == 0",
+                        "--timeout",
+                        "10m",
+                    ],
+                    &["restart"],
+                )
+            },
+        ],
+        deadline_seconds: 900,
+        service_account: "heal-runner".into(),
+        image: "ghcr.io/heal-project/heal:0.1.0".into(),
+        dry_run: false,
+        report_url: Some("http://heald.heal.svc:8080/v1/reports".into()),
+    }
+}
+
+/// Node not ready: cordon and drain in parallel with an event, a step with its own service
+/// account, a diamond-shaped DAG, a cluster-scoped target and a dry run.
+fn node_drain_plan() -> Plan {
+    let mut drain = step(
+        "drain",
+        &["drain", "node/worker-1", "--timeout", "5m"],
+        &["cordon"],
+    );
+    drain.service_account = Some("heal-node-drainer".into());
+    Plan {
+        run_name: "heal-node-not-ready-9f8e7d6c5b4a3921-77aa01".into(),
+        run_namespace: "heal".into(),
+        policy: "node-not-ready".into(),
+        fingerprint: "9f8e7d6c5b4a3921".into(),
+        alertname: "KubeNodeNotReady".into(),
+        starts_at: "2026-11-27T21:15:00Z".into(),
+        correlation_id: "0d9c8b7a-6f5e-5d4c-8b3a-291807f6e5d4".into(),
+        target: PlanTarget {
+            kind: "node".into(),
+            namespace: String::new(),
+            name: "worker-1".into(),
+        },
+        steps: vec![
+            step("cordon", &["cordon", "node/worker-1"], &[]),
+            drain,
+            step(
+                "wait-pods-gone",
+                &["wait", "node/worker-1", "--for", "delete", "--timeout", "5m"],
+                &["cordon"],
+            ),
+            step(
+                "verify",
+                &["verify", "--query", "kube_node_status_condition{node=\"worker-1\",condition=\"Ready\",status=\"true\"} == 1", "--timeout", "5m"],
+                &["drain", "wait-pods-gone"],
+            ),
+        ],
+        deadline_seconds: 1800,
+        service_account: "heal-runner".into(),
+        image: "ghcr.io/heal-project/heal@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+        dry_run: true,
+        report_url: None,
+    }
+}
+
+fn fixture_plans() -> Vec<(&'static str, Plan)> {
+    vec![
+        ("crash-loop", crash_loop_plan()),
+        ("node-not-ready", node_drain_plan()),
+    ]
+}
+
+fn opts() -> RenderOptions {
+    RenderOptions::default()
+}
+
+fn embed_opts() -> RenderOptions {
+    RenderOptions {
+        tekton_embed_task: true,
+        ..RenderOptions::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Schemas
+
+fn load_schema(file: &str) -> jsonschema::Validator {
+    let path = reference_dir().join("schemas").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "reading {} (set HEAL_REFERENCE_DIR to the reference directory): {e}",
+            path.display()
+        )
+    });
+    let schema: Value = serde_json::from_str(&text).expect("schema is JSON");
+    jsonschema::validator_for(&schema).expect("schema compiles")
+}
+
+fn schema_for(kind: &str) -> &'static jsonschema::Validator {
+    static ARGO_WF: OnceLock<jsonschema::Validator> = OnceLock::new();
+    static ARGO_WFT: OnceLock<jsonschema::Validator> = OnceLock::new();
+    static ARGO_CWFT: OnceLock<jsonschema::Validator> = OnceLock::new();
+    static TEKTON_PR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    static TEKTON_TASK: OnceLock<jsonschema::Validator> = OnceLock::new();
+    match kind {
+        "Workflow" => ARGO_WF.get_or_init(|| load_schema("crd-argo-workflow.strict.schema.json")),
+        "WorkflowTemplate" => {
+            ARGO_WFT.get_or_init(|| load_schema("crd-argo-workflowtemplate.strict.schema.json"))
+        }
+        "ClusterWorkflowTemplate" => ARGO_CWFT
+            .get_or_init(|| load_schema("crd-argo-clusterworkflowtemplate.strict.schema.json")),
+        "PipelineRun" => TEKTON_PR
+            .get_or_init(|| load_schema("crd-tekton-pipelinerun-v1.composed-strict.schema.json")),
+        "Task" => TEKTON_TASK.get_or_init(|| load_schema("crd-tekton-task-v1.strict.schema.json")),
+        other => panic!("no schema for kind {other}"),
+    }
+}
+
+/// Every schema violation of `value`, one per line (empty when valid).
+fn schema_errors(value: &Value) -> String {
+    let kind = value["kind"].as_str().expect("kind");
+    schema_for(kind)
+        .iter_errors(value)
+        .map(|e| format!("  at {}: {e}", e.instance_path()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn assert_schema_valid(what: &str, value: &Value) {
+    let errors = schema_errors(value);
+    assert!(
+        errors.is_empty(),
+        "{what} violates the {} schema:\n{errors}",
+        value["kind"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+
+fn render_ok(plan: &Plan, engine: Engine, opts: &RenderOptions) -> Rendered {
+    render(plan, engine, opts)
+        .unwrap_or_else(|e| panic!("rendering {} for {engine}: {e}", plan.policy))
+}
+
+fn render_err(plan: &Plan, engine: Engine) -> String {
+    match render(plan, engine, &opts()) {
+        Ok(r) => panic!("rendering for {engine} should fail, got:\n{}", r.yaml),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Argo: the step templates the DAG runs, by task name.
+fn argo_step_templates(value: &Value) -> BTreeMap<String, Value> {
+    let templates = value["spec"]["templates"].as_array().unwrap();
+    let by_name: BTreeMap<&str, &Value> = templates
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t))
+        .collect();
+    let main = by_name[value["spec"]["entrypoint"].as_str().unwrap()];
+    main["dag"]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap().to_string(),
+                by_name[t["template"].as_str().unwrap()].clone(),
+            )
+        })
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The steps of a rendered object as (name, image, command, args), whatever the engine.
+fn rendered_steps(r: &Rendered, plan: &Plan) -> Vec<(String, String, Vec<String>, Vec<String>)> {
+    match r.engine {
+        Engine::Argo => argo_step_templates(&r.value)
+            .into_iter()
+            .map(|(name, t)| {
+                let c = &t["container"];
+                (
+                    name,
+                    c["image"].as_str().unwrap().to_string(),
+                    strings(&c["command"]),
+                    strings(&c["args"]),
+                )
+            })
+            .collect(),
+        Engine::Tekton => r.value["spec"]["pipelineSpec"]["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                let image = match t.get("taskSpec") {
+                    Some(spec) => spec["steps"][0]["image"].as_str().unwrap().to_string(),
+                    None => plan.image.clone(), // the installed Task's image
+                };
+                (
+                    t["name"].as_str().unwrap().to_string(),
+                    image,
+                    vec!["heal".to_string()],
+                    strings(&t["params"][0]["value"]),
+                )
+            })
+            .collect(),
+        Engine::Local => {
+            let doc: HealPlan = serde_json::from_value(r.value.clone()).unwrap();
+            doc.spec
+                .steps
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        doc.spec.image.clone(),
+                        vec!["heal".to_string()],
+                        s.argv.clone(),
+                    )
+                })
+                .collect()
+        }
+    }
+}
+
+/// The rendered steps are exactly the plan's: same names, image, command `heal`, and the
+/// plan's argv at the front of the arguments.
+fn assert_steps_are_the_plans(r: &Rendered, plan: &Plan) {
+    let steps = rendered_steps(r, plan);
+    let mut names: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+    let mut want: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+    names.sort();
+    want.sort();
+    assert_eq!(names, want, "{} tasks", r.engine);
+    for (name, image, command, args) in steps {
+        let step = plan.steps.iter().find(|s| s.name == name).unwrap();
+        assert_eq!(image, plan.image, "{} step {name} image", r.engine);
+        assert_eq!(command, ["heal"], "{} step {name} command", r.engine);
+        assert_eq!(
+            &args[..step.argv.len()],
+            step.argv.as_slice(),
+            "{} step {name} args",
+            r.engine
+        );
+    }
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = crate_dir().join("tests/golden").join(name);
+    if std::env::var_os("HEAL_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "reading golden file {} ({e}); run with HEAL_BLESS=1 to create it",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(expected.lines().count().min(actual.lines().count()));
+        panic!(
+            "{} differs from the rendered output from line {} on:\n  golden:   {:?}\n  rendered: {:?}\nrun with HEAL_BLESS=1 to accept the new output",
+            path.display(),
+            first + 1,
+            expected.lines().nth(first),
+            actual.lines().nth(first)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Rendering the fixture plans
+
+#[test]
+fn rendered_argo_workflows_validate_against_the_strict_workflow_schema() {
+    for (name, plan) in fixture_plans() {
+        let r = render_ok(&plan, Engine::Argo, &opts());
+        assert_schema_valid(&format!("the Argo Workflow for {name}"), &r.value);
+        assert_steps_are_the_plans(&r, &plan);
+    }
+}
+
+#[test]
+fn rendered_tekton_pipelineruns_validate_against_the_strict_pipelinerun_schema() {
+    for (name, plan) in fixture_plans() {
+        for o in [opts(), embed_opts()] {
+            let r = render_ok(&plan, Engine::Tekton, &o);
+            assert_schema_valid(
+                &format!(
+                    "the Tekton PipelineRun for {name} (embed task: {})",
+                    o.tekton_embed_task
+                ),
+                &r.value,
+            );
+            assert_steps_are_the_plans(&r, &plan);
+        }
+    }
+}
+
+#[test]
+fn rendered_output_matches_the_golden_files() {
+    for (name, plan) in fixture_plans() {
+        golden(
+            &format!("argo-{name}.yaml"),
+            &render_ok(&plan, Engine::Argo, &opts()).yaml,
+        );
+        golden(
+            &format!("tekton-{name}.yaml"),
+            &render_ok(&plan, Engine::Tekton, &opts()).yaml,
+        );
+        golden(
+            &format!("tekton-embedded-{name}.yaml"),
+            &render_ok(&plan, Engine::Tekton, &embed_opts()).yaml,
+        );
+        golden(
+            &format!("local-{name}.yaml"),
+            &render_ok(&plan, Engine::Local, &opts()).yaml,
+        );
+    }
+}
+
+#[test]
+fn the_argo_workflow_uses_the_engines_safety_features() {
+    let plan = crash_loop_plan();
+    let wf = render_ok(&plan, Engine::Argo, &opts()).value;
+    let meta = &wf["metadata"];
+    assert_eq!(meta["name"], plan.run_name.as_str());
+    assert!(meta.get("generateName").is_none());
+    assert_eq!(meta["namespace"], "heal");
+    assert_eq!(meta["labels"]["heal.dev/policy"], "crash-loop");
+    assert_eq!(meta["labels"]["heal.dev/fingerprint"], "4b1c9e0d6a2f7e31");
+    assert_eq!(
+        meta["labels"]["heal.dev/correlation-id"],
+        plan.correlation_id.as_str()
+    );
+    assert_eq!(meta["labels"]["app.kubernetes.io/managed-by"], "heald");
+
+    let spec = &wf["spec"];
+    assert_eq!(spec["activeDeadlineSeconds"], 900);
+    assert_eq!(spec["serviceAccountName"], "heal-runner");
+    assert_eq!(
+        spec["synchronization"]["mutexes"][0]["name"],
+        "heal-shop-deployment-web"
+    );
+    assert!(spec["ttlStrategy"]["secondsAfterCompletion"].is_u64());
+    assert_eq!(spec["podGC"]["strategy"], "OnPodSuccess");
+
+    let steps = argo_step_templates(&wf);
+    let scale = &steps["scale-up"];
+    assert_eq!(scale["retryStrategy"]["limit"], 2);
+    assert_eq!(
+        scale["retryStrategy"]["expression"],
+        "asInt(lastRetry.exitCode) == 3"
+    );
+    assert_eq!(scale["retryStrategy"]["backoff"]["factor"], 2);
+    assert_eq!(scale["activeDeadlineSeconds"], 300);
+    let args = strings(&scale["container"]["args"]);
+    assert_eq!(
+        args,
+        [
+            "scale",
+            "deployment/web",
+            "-n",
+            "shop",
+            "--replicas",
+            "4",
+            "--correlation-id",
+            plan.correlation_id.as_str(),
+            "--result-file",
+            "/tmp/heal-result.json",
+        ]
+    );
+    assert_eq!(
+        scale["outputs"]["parameters"][0]["valueFrom"]["path"],
+        "/tmp/heal-result.json"
+    );
+
+    let tasks = spec["templates"][0]["dag"]["tasks"].as_array().unwrap();
+    let restart = tasks.iter().find(|t| t["name"] == "restart").unwrap();
+    assert_eq!(restart["depends"], "scale-up.Succeeded");
+
+    let exit_name = spec["onExit"].as_str().unwrap();
+    let exit = spec["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == exit_name)
+        .unwrap();
+    let exit_args = strings(&exit["container"]["args"]);
+    assert_eq!(exit_args[0], "report");
+    assert!(exit_args.contains(&"{{workflow.status}}".to_string()));
+    assert!(exit_args.contains(&plan.run_name));
+    assert!(exit_args.contains(&plan.correlation_id));
+    assert!(exit_args.contains(plan.report_url.as_ref().unwrap()));
+}
+
+#[test]
+fn a_step_with_its_own_service_account_runs_as_it_and_the_others_as_the_plans() {
+    let plan = node_drain_plan();
+    let wf = render_ok(&plan, Engine::Argo, &opts()).value;
+    let steps = argo_step_templates(&wf);
+    assert_eq!(steps["drain"]["serviceAccountName"], "heal-node-drainer");
+    assert!(steps["cordon"].get("serviceAccountName").is_none());
+    assert_eq!(wf["spec"]["serviceAccountName"], "heal-runner");
+
+    let pr = render_ok(&plan, Engine::Tekton, &opts()).value;
+    assert_eq!(
+        pr["spec"]["taskRunTemplate"]["serviceAccountName"],
+        "heal-runner"
+    );
+    assert_eq!(
+        pr["spec"]["taskRunSpecs"],
+        json!([{"pipelineTaskName": "drain", "serviceAccountName": "heal-node-drainer"}])
+    );
+}
+
+#[test]
+fn a_dry_run_plan_passes_dry_run_to_every_step_but_not_to_the_report() {
+    let plan = node_drain_plan();
+    let wf = render_ok(&plan, Engine::Argo, &opts()).value;
+    for (name, t) in argo_step_templates(&wf) {
+        let args = strings(&t["container"]["args"]);
+        assert!(args.contains(&"--dry-run".to_string()), "{name}: {args:?}");
+    }
+    assert_eq!(wf["metadata"]["labels"]["heal.dev/dry-run"], "true");
+    let pr = render_ok(&plan, Engine::Tekton, &opts()).value;
+    for t in pr["spec"]["pipelineSpec"]["tasks"].as_array().unwrap() {
+        assert!(strings(&t["params"][0]["value"]).contains(&"--dry-run".to_string()));
+    }
+    let report = strings(&pr["spec"]["pipelineSpec"]["finally"][0]["params"][0]["value"]);
+    assert!(!report.contains(&"--dry-run".to_string()));
+}
+
+#[test]
+fn the_tekton_pipelinerun_uses_finally_timeouts_retries_and_the_heal_task() {
+    let plan = crash_loop_plan();
+    let pr = render_ok(&plan, Engine::Tekton, &opts()).value;
+    assert_eq!(pr["apiVersion"], "tekton.dev/v1");
+    assert_eq!(pr["metadata"]["name"], plan.run_name.as_str());
+    assert_eq!(pr["metadata"]["labels"]["heal.dev/policy"], "crash-loop");
+    let spec = &pr["spec"];
+    assert_eq!(
+        spec["timeouts"],
+        json!({"pipeline": "1020s", "tasks": "900s", "finally": "120s"})
+    );
+    let tasks = spec["pipelineSpec"]["tasks"].as_array().unwrap();
+    let restart = tasks.iter().find(|t| t["name"] == "restart").unwrap();
+    assert_eq!(restart["taskRef"], json!({"kind": "Task", "name": "heal"}));
+    assert_eq!(restart["runAfter"], json!(["scale-up"]));
+    assert_eq!(restart["retries"], 2);
+    assert_eq!(restart["timeout"], "300s");
+    assert_eq!(restart["params"][0]["name"], "args");
+    let finally = &spec["pipelineSpec"]["finally"][0];
+    let report = strings(&finally["params"][0]["value"]);
+    assert_eq!(report[0], "report");
+    assert!(
+        report.contains(&"$(tasks.status)".to_string()),
+        "{report:?}"
+    );
+    let results = spec["pipelineSpec"]["results"].as_array().unwrap();
+    assert!(
+        results
+            .iter()
+            .any(|r| r["value"] == "$(tasks.verify.results.outcome)"),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn an_embedded_tekton_task_runs_the_plans_image_with_the_args_param() {
+    let plan = crash_loop_plan();
+    let pr = render_ok(&plan, Engine::Tekton, &embed_opts()).value;
+    for t in pr["spec"]["pipelineSpec"]["tasks"].as_array().unwrap() {
+        assert!(t.get("taskRef").is_none());
+        let step = &t["taskSpec"]["steps"][0];
+        assert_eq!(step["image"], plan.image.as_str());
+        assert_eq!(step["command"], json!(["heal"]));
+        assert_eq!(step["args"][0], "$(params.args[*])");
+        assert_eq!(t["taskSpec"]["params"][0]["type"], "array");
+        assert_eq!(t["taskSpec"]["results"][0]["name"], "outcome");
+    }
+}
+
+#[test]
+fn the_local_engine_gets_the_plan_itself_as_a_healplan_document() {
+    let plan = crash_loop_plan();
+    let r = render_ok(&plan, Engine::Local, &opts());
+    assert_eq!(r.value["kind"], "HealPlan");
+    let doc: HealPlan = heal::yaml::from_str(&r.yaml).unwrap();
+    assert_eq!(doc.spec, plan);
+    assert_eq!(doc.metadata.name, plan.run_name);
+    assert_eq!(doc.metadata.labels["heal.dev/engine"], "local");
+}
+
+#[test]
+fn rendering_the_same_plan_twice_gives_the_same_bytes() {
+    let renderer = Renderer::new(opts()).unwrap();
+    for engine in Engine::ALL {
+        let a = renderer.render(&crash_loop_plan(), engine).unwrap();
+        let b = renderer.render(&crash_loop_plan(), engine).unwrap();
+        assert_eq!(a.yaml, b.yaml, "{engine}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Hostile values
+
+/// A plan whose alert-derived values (fingerprint, alert name, start time, and an argument
+/// a policy copied from a label) are `value`.
+fn hostile_plan(value: &str) -> Plan {
+    let mut plan = crash_loop_plan();
+    plan.fingerprint = value.into();
+    plan.alertname = value.into();
+    plan.starts_at = value.into();
+    plan.steps[2].argv[2] = format!("up{{reason=\"{value}\"}} == 0");
+    plan
+}
+
+#[test]
+fn hostile_values_end_up_as_quoted_data_and_never_change_the_steps() {
+    let values = [
+        "it's \"quoted\" \\ back\\slashed",
+        "line one\nline two\r\n\ttabbed",
+        "---\nkind: Secret\n...\n",
+        "\n- name: injected\n  image: evil:latest\n",
+        "\"\nspec:\n  serviceAccountName: cluster-admin\n",
+        "# comment: &anchor *alias !!binary",
+        "}} ] } ) $ { ( [",
+        "\u{0085}\u{2028}\u{2029}\u{feff}\u{7f}\u{1}",
+        "emoji 😀 and invalid-utf8-as-text \\xff\\xfe and U+FFFD \u{fffd}",
+    ];
+    for v in values {
+        let plan = hostile_plan(v);
+        for (engine, o) in [
+            (Engine::Argo, opts()),
+            (Engine::Tekton, opts()),
+            (Engine::Tekton, embed_opts()),
+            (Engine::Local, opts()),
+        ] {
+            let r = render_ok(&plan, engine, &o);
+            assert_steps_are_the_plans(&r, &plan);
+            if engine != Engine::Local {
+                assert_schema_valid(&format!("{engine} with hostile value {v:?}"), &r.value);
+            }
+            // The raw value survives, as data, in the annotations.
+            assert_eq!(
+                r.value["metadata"]["annotations"]["heal.dev/alertname"], v,
+                "{engine}"
+            );
+            let label = r.value["metadata"]["labels"]["heal.dev/alertname"]
+                .as_str()
+                .unwrap();
+            assert!(heal::render::is_label_value(label), "{label:?}");
+            // Nothing else was added: one object, the plan's service account.
+            let docs: Vec<Value> = heal::yaml::from_str_multi(&r.yaml).unwrap();
+            assert_eq!(docs.len(), 1, "{engine}: {v:?}");
+        }
+    }
+}
+
+#[test]
+fn values_with_engine_substitutions_are_refused_naming_the_field() {
+    for (v, field) in [
+        ("{{workflow.parameters.x}}", "plan.fingerprint"),
+        ("{{=sprig.env(\"HOME\")}}", "plan.fingerprint"),
+        ("$(params.x)", "plan.fingerprint"),
+        ("$(context.taskRun.name)", "plan.fingerprint"),
+        ("$(HOME)", "plan.fingerprint"),
+    ] {
+        for engine in Engine::ALL {
+            let err = render_err(&hostile_plan(v), engine);
+            assert!(
+                err.starts_with(&format!("{field}: contains")),
+                "{engine}: {err}"
+            );
+        }
+    }
+    let mut plan = crash_loop_plan();
+    plan.steps[0].argv[3] = "$(params.namespace)".into();
+    let err = render_err(&plan, Engine::Tekton);
+    assert!(
+        err.starts_with("plan.steps[0].argv[3]: contains \"$(\""),
+        "{err}"
+    );
+    plan.steps[0].argv[3] = "a{{workflow.name}}".into();
+    let err = render_err(&plan, Engine::Argo);
+    assert!(
+        err.starts_with("plan.steps[0].argv[3]: contains \"{{\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_one_megabyte_value_is_refused_with_its_size() {
+    let huge = "x".repeat(1 << 20);
+    for engine in Engine::ALL {
+        let err = render_err(&hostile_plan(&huge), engine);
+        assert!(err.contains("plan.fingerprint"), "{err}");
+        assert!(err.contains("1048576 bytes"), "{err}");
+    }
+    // Raising the limit lets it through, still as quoted data.
+    let o = RenderOptions {
+        max_value_bytes: 2 << 20,
+        ..opts()
+    };
+    let mut plan = crash_loop_plan();
+    plan.steps[2].argv[2] = huge.clone();
+    let r = render_ok(&plan, Engine::Argo, &o);
+    assert_steps_are_the_plans(&r, &plan);
+}
+
+#[test]
+fn a_plan_with_non_utf8_escapes_in_json_is_refused_before_rendering() {
+    // heald reads HealPlans and alerts as JSON; a lone surrogate is not a string at all.
+    let mut v = serde_json::to_value(crash_loop_plan()).unwrap();
+    v["alertname"] = json!("placeholder");
+    let text = v.to_string().replace("placeholder", "bad \\udc80 escape");
+    let err = serde_json::from_str::<Plan>(&text).unwrap_err();
+    assert!(err.to_string().contains("surrogate"), "{err}");
+}
+
+#[test]
+fn names_that_are_not_kubernetes_names_are_refused() {
+    let cases: Vec<(Box<dyn Fn(&mut Plan)>, &str)> = vec![
+        (Box::new(|p| p.run_name = "Heal_Run".into()), "plan.runName"),
+        (Box::new(|p| p.run_name = "a".repeat(64)), "plan.runName"),
+        (
+            Box::new(|p| p.run_namespace = "heal\nkind: Secret".into()),
+            "plan.runNamespace",
+        ),
+        (
+            Box::new(|p| p.target.name = "web\"; rm -rf /".into()),
+            "plan.target.name",
+        ),
+        (
+            Box::new(|p| p.target.namespace = "Shop".into()),
+            "plan.target.namespace",
+        ),
+        (
+            Box::new(|p| p.service_account = "cluster admin".into()),
+            "plan.serviceAccount",
+        ),
+        (
+            Box::new(|p| p.steps[0].name = "Scale Up".into()),
+            "plan.steps[0].name",
+        ),
+        (
+            Box::new(|p| p.image = "evil image:latest".into()),
+            "plan.image",
+        ),
+        (
+            Box::new(|p| p.correlation_id = "not a label value!".into()),
+            "plan.correlationId",
+        ),
+    ];
+    for (mutate, field) in cases {
+        let mut plan = crash_loop_plan();
+        mutate(&mut plan);
+        for engine in Engine::ALL {
+            let err = render_err(&plan, engine);
+            assert!(err.starts_with(field), "{engine}: {err}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// DAG checks
+
+#[test]
+fn a_step_after_a_missing_step_is_refused() {
+    let mut plan = crash_loop_plan();
+    plan.steps[1].after = vec!["scale-down".into()];
+    for engine in Engine::ALL {
+        let err = render(&plan, engine, &opts()).unwrap_err();
+        assert!(
+            matches!(err, RenderError::MissingDependency { .. }),
+            "{engine}: {err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "plan.steps[1].after: step \"restart\" runs after \"scale-down\", which is not a step of this run"
+        );
+    }
+}
+
+#[test]
+fn steps_that_depend_on_each_other_in_a_cycle_are_refused() {
+    let mut plan = crash_loop_plan();
+    plan.steps[0].after = vec!["verify".into()];
+    for engine in Engine::ALL {
+        let err = render(&plan, engine, &opts()).unwrap_err();
+        let RenderError::Cycle { cycle, .. } = &err else {
+            panic!("{engine}: expected a cycle, got {err}");
+        };
+        assert_eq!(cycle.first(), cycle.last());
+        assert_eq!(cycle.len(), 4, "{cycle:?}");
+        assert!(err.to_string().contains("cycle"), "{err}");
+    }
+}
+
+#[test]
+fn duplicate_and_reserved_step_names_are_refused() {
+    let mut plan = crash_loop_plan();
+    plan.steps[1].name = "scale-up".into();
+    assert!(render_err(&plan, Engine::Argo).contains("names two steps"));
+    let mut plan = crash_loop_plan();
+    plan.steps[0].name = "heal-report".into();
+    plan.steps[1].after = vec!["heal-report".into()];
+    assert!(render_err(&plan, Engine::Tekton).contains("reserved"));
+    let mut plan = crash_loop_plan();
+    plan.steps[0].name = "1-scale".into();
+    plan.steps[1].after = vec!["1-scale".into()];
+    assert!(render_err(&plan, Engine::Argo).contains("starts with a digit"));
+    assert!(render(&plan, Engine::Tekton, &opts()).is_ok());
+}
+
+/// A manifest rendered correctly, then altered: the checks heald runs before submitting
+/// catch what a broken or malicious template would produce.
+fn tampered(engine: Engine, o: &RenderOptions, alter: impl Fn(&mut Value)) -> String {
+    let plan = crash_loop_plan();
+    let mut value = render_ok(&plan, engine, o).value;
+    alter(&mut value);
+    check_manifest(&plan, engine, &value, o)
+        .expect_err("the altered manifest should be rejected")
+        .to_string()
+}
+
+#[test]
+fn a_rendered_dag_with_a_missing_dependency_or_a_cycle_is_rejected() {
+    let o = opts();
+    let err = tampered(Engine::Argo, &o, |v| {
+        v["spec"]["templates"][0]["dag"]["tasks"][1]["depends"] = json!("scale-down.Succeeded");
+    });
+    assert!(err.contains("\"scale-down\", which is not a step"), "{err}");
+    let err = tampered(Engine::Argo, &o, |v| {
+        v["spec"]["templates"][0]["dag"]["tasks"][0]["depends"] = json!("verify.Succeeded");
+    });
+    assert!(err.contains("cycle"), "{err}");
+    let err = tampered(Engine::Tekton, &o, |v| {
+        v["spec"]["pipelineSpec"]["tasks"][0]["runAfter"] = json!(["verify"]);
+    });
+    assert!(err.contains("cycle"), "{err}");
+    let err = tampered(Engine::Tekton, &o, |v| {
+        v["spec"]["pipelineSpec"]["tasks"][2]["runAfter"] = json!(["nope"]);
+    });
+    assert!(err.contains("\"nope\", which is not a step"), "{err}");
+}
+
+#[test]
+fn a_rendered_manifest_that_changes_tasks_images_or_commands_is_rejected() {
+    let o = opts();
+    for (what, alter) in [
+        (
+            "an extra task",
+            Box::new(|v: &mut Value| {
+                let tasks = v["spec"]["templates"][0]["dag"]["tasks"]
+                    .as_array_mut()
+                    .unwrap();
+                tasks.push(json!({"name": "extra", "template": "step-verify"}));
+            }) as Box<dyn Fn(&mut Value)>,
+        ),
+        (
+            "a missing task",
+            Box::new(|v: &mut Value| {
+                v["spec"]["templates"][0]["dag"]["tasks"]
+                    .as_array_mut()
+                    .unwrap()
+                    .pop();
+            }),
+        ),
+        (
+            "another image",
+            Box::new(|v: &mut Value| {
+                v["spec"]["templates"][1]["container"]["image"] = json!("evil:latest");
+            }),
+        ),
+        (
+            "another command",
+            Box::new(|v: &mut Value| {
+                v["spec"]["templates"][1]["container"]["command"] = json!(["sh", "-c"]);
+            }),
+        ),
+        (
+            "other arguments",
+            Box::new(|v: &mut Value| {
+                v["spec"]["templates"][1]["container"]["args"][5] = json!("0");
+            }),
+        ),
+        (
+            "a sidecar",
+            Box::new(|v: &mut Value| {
+                v["spec"]["templates"][1]["sidecars"] =
+                    json!([{"name": "x", "image": "evil:latest"}]);
+            }),
+        ),
+        (
+            "a workflow parameter reference",
+            Box::new(|v: &mut Value| {
+                v["metadata"]["annotations"]["x"] = json!("{{workflow.parameters.x}}");
+            }),
+        ),
+        (
+            "a generateName",
+            Box::new(|v: &mut Value| {
+                v["metadata"]["generateName"] = json!("heal-");
+            }),
+        ),
+        (
+            "another service account",
+            Box::new(|v: &mut Value| {
+                v["spec"]["serviceAccountName"] = json!("cluster-admin");
+            }),
+        ),
+    ] {
+        let err = tampered(Engine::Argo, &o, alter);
+        assert!(
+            err.starts_with("the rendered argo manifest"),
+            "{what}: {err}"
+        );
+    }
+    let err = tampered(Engine::Tekton, &o, |v| {
+        v["spec"]["pipelineSpec"]["tasks"][0]["taskRef"]["name"] = json!("kubectl");
+    });
+    assert!(err.contains("taskRef.name"), "{err}");
+    let err = tampered(Engine::Tekton, &o, |v| {
+        v["spec"]["pipelineSpec"]["tasks"][0]["params"][0]["value"][1] = json!("deployment/db");
+    });
+    assert!(err.contains("params"), "{err}");
+    let err = tampered(Engine::Tekton, &o, |v| {
+        v["spec"]["pipelineSpec"]["finally"][0]["params"][0]["value"][8] = json!("$(params.x)");
+    });
+    assert!(err.contains("finally"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// User templates
+
+fn copy_default_templates(to: &Path) {
+    for engine in ["argo", "tekton"] {
+        let from = crate_dir().join("workflow-templates").join(engine);
+        std::fs::create_dir_all(to.join(engine)).unwrap();
+        for entry in std::fs::read_dir(&from).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(engine).join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_user_template_directory_replaces_the_files_it_has() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_default_templates(dir.path());
+    let path = dir.path().join("argo/metadata.yaml.hbs");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace(
+        "  annotations:\n",
+        "  annotations:\n    \"example.com/team\": \"sre\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    std::fs::remove_dir_all(dir.path().join("tekton")).unwrap();
+    let o = RenderOptions {
+        templates_dir: Some(dir.path().to_path_buf()),
+        ..opts()
+    };
+    let plan = crash_loop_plan();
+    let wf = render_ok(&plan, Engine::Argo, &o);
+    assert_eq!(
+        wf.value["metadata"]["annotations"]["example.com/team"],
+        "sre"
+    );
+    // No tekton/ directory: the embedded Tekton templates are used.
+    let pr = render_ok(&plan, Engine::Tekton, &o);
+    assert_eq!(pr.yaml, render_ok(&plan, Engine::Tekton, &opts()).yaml);
+}
+
+#[test]
+fn a_user_template_that_prints_a_value_unquoted_or_names_a_missing_variable_fails_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_default_templates(dir.path());
+    let path = dir.path().join("argo/metadata.yaml.hbs");
+    std::fs::write(
+        &path,
+        "  name: {{q run_name}}\n  namespace: {{q run_namespace}}\n  labels: {{q lables}}\n",
+    )
+    .unwrap();
+    let o = RenderOptions {
+        templates_dir: Some(dir.path().to_path_buf()),
+        ..opts()
+    };
+    let err = render(&crash_loop_plan(), Engine::Argo, &o).unwrap_err();
+    assert!(matches!(err, RenderError::Render { .. }), "{err}");
+    assert!(err.to_string().contains("lables"), "{err}");
+
+    // A template that bypasses `q` lets a hostile value break the YAML: caught on parse-back.
+    std::fs::write(
+        &path,
+        "  name: {{q run_name}}\n  namespace: {{q run_namespace}}\n  labels: {}\n  annotations:\n    a: {{alertname}}\n",
+    )
+    .unwrap();
+    let mut plan = crash_loop_plan();
+    plan.alertname = "x\n  generateName: evil-".into();
+    let err = render(&plan, Engine::Argo, &o).unwrap_err();
+    assert!(err.to_string().contains("argo manifest"), "{err}");
+
+    std::fs::write(&path, "  name: {{q run_name}\n").unwrap();
+    let err = Renderer::new(o).unwrap_err();
+    assert!(
+        matches!(&err, RenderError::Template { name, .. } if name == "argo/metadata"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_template_directory_is_an_error_naming_it() {
+    let o = RenderOptions {
+        templates_dir: Some("/nonexistent/heal-templates".into()),
+        ..opts()
+    };
+    let err = Renderer::new(o).unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/heal-templates"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Shipped manifests in argo/ and tekton/
+
+fn manifest_docs(dir: &str) -> Vec<(String, Value)> {
+    let root = crate_dir().join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", root.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut docs = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let values: Vec<Value> = heal::yaml::from_str_multi(&text)
+            .unwrap_or_else(|e| panic!("{} is not YAML: {e}", f.display()));
+        for v in values.into_iter().filter(|v| !v.is_null()) {
+            docs.push((f.file_name().unwrap().to_string_lossy().into_owned(), v));
+        }
+    }
+    docs
+}
+
+const RBAC_KINDS: &[&str] = &[
+    "ServiceAccount",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+];
+
+#[test]
+fn every_shipped_argo_manifest_validates_against_its_kinds_schema() {
+    let docs = manifest_docs("argo");
+    let mut kinds = BTreeMap::new();
+    for (file, v) in &docs {
+        let kind = v["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: no kind"));
+        *kinds.entry(kind.to_string()).or_insert(0) += 1;
+        match kind {
+            "WorkflowTemplate" | "ClusterWorkflowTemplate" => {
+                assert_schema_valid(&format!("argo/{file}"), v);
+            }
+            "Kustomization" => {}
+            k if RBAC_KINDS.contains(&k) => {
+                assert!(
+                    v["metadata"]["name"].is_string(),
+                    "{file}: {k} without a name"
+                );
+            }
+            other => panic!("argo/{file}: unexpected kind {other}"),
+        }
+    }
+    for kind in [
+        "WorkflowTemplate",
+        "ClusterWorkflowTemplate",
+        "ServiceAccount",
+        "ClusterRole",
+        "Role",
+    ] {
+        assert!(kinds.contains_key(kind), "argo/ ships no {kind}: {kinds:?}");
+    }
+}
+
+#[test]
+fn every_shipped_tekton_manifest_validates_against_its_kinds_schema() {
+    let docs = manifest_docs("tekton");
+    let mut kinds = BTreeMap::new();
+    for (file, v) in &docs {
+        let kind = v["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file}: no kind"));
+        *kinds.entry(kind.to_string()).or_insert(0) += 1;
+        match kind {
+            "Task" => assert_schema_valid(&format!("tekton/{file}"), v),
+            "StepAction" => {
+                // No schema is shipped for StepAction: check its shape by hand.
+                assert_eq!(v["apiVersion"], "tekton.dev/v1beta1", "{file}");
+                assert!(v["spec"]["image"].is_string(), "{file}");
+                assert_eq!(v["spec"]["command"], json!(["heal"]), "{file}");
+                assert_eq!(v["spec"]["params"][0]["type"], "array", "{file}");
+            }
+            "Kustomization" => {}
+            k if RBAC_KINDS.contains(&k) => {
+                assert!(
+                    v["metadata"]["name"].is_string(),
+                    "{file}: {k} without a name"
+                );
+            }
+            other => panic!("tekton/{file}: unexpected kind {other}"),
+        }
+    }
+    for kind in ["Task", "StepAction", "ServiceAccount", "ClusterRole"] {
+        assert!(
+            kinds.contains_key(kind),
+            "tekton/ ships no {kind}: {kinds:?}"
+        );
+    }
+}
+
+#[test]
+fn the_shipped_heal_task_takes_an_args_array_and_writes_the_outcome_result() {
+    let docs = manifest_docs("tekton");
+    let (_, task) = docs
+        .iter()
+        .find(|(_, v)| v["kind"] == "Task")
+        .expect("a Task");
+    assert_eq!(task["metadata"]["name"], "heal");
+    assert_eq!(task["spec"]["params"][0]["name"], "args");
+    assert_eq!(task["spec"]["params"][0]["type"], "array");
+    assert_eq!(task["spec"]["results"][0]["name"], "outcome");
+    // The embedded spec the renderer uses is the shipped Task's spec.
+    let pr = render_ok(&crash_loop_plan(), Engine::Tekton, &embed_opts()).value;
+    let embedded = &pr["spec"]["pipelineSpec"]["tasks"][0]["taskSpec"];
+    assert_eq!(embedded["params"], task["spec"]["params"]);
+    assert_eq!(embedded["results"], task["spec"]["results"]);
+    let mut shipped_step = task["spec"]["steps"][0].clone();
+    shipped_step["image"] = json!(crash_loop_plan().image);
+    assert_eq!(embedded["steps"][0], shipped_step);
+}
+
+#[test]
+fn every_kustomization_lists_exactly_the_yaml_files_beside_it() {
+    for dir in ["argo", "tekton"] {
+        let root = crate_dir().join(dir);
+        let k: Value = heal::yaml::from_str(
+            &std::fs::read_to_string(root.join("kustomization.yaml")).unwrap(),
+        )
+        .unwrap();
+        let mut listed = strings(&k["resources"]);
+        listed.sort();
+        let mut files: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".yaml") && f != "kustomization.yaml")
+            .collect();
+        files.sort();
+        assert_eq!(listed, files, "{dir}/kustomization.yaml");
+    }
+}
+
+#[test]
+fn shipped_rbac_grants_no_cluster_wide_delete_and_no_wildcards() {
+    for dir in ["argo", "tekton"] {
+        let docs = manifest_docs(dir);
+        let mut deleting_roles = Vec::new();
+        for (file, v) in &docs {
+            let kind = v["kind"].as_str().unwrap();
+            if kind != "Role" && kind != "ClusterRole" {
+                continue;
+            }
+            for rule in v["rules"].as_array().unwrap() {
+                let verbs = strings(&rule["verbs"]);
+                let resources = strings(&rule["resources"]);
+                assert!(
+                    !verbs.contains(&"*".to_string()) && !resources.contains(&"*".to_string()),
+                    "{dir}/{file}: wildcard in {rule}"
+                );
+                if verbs
+                    .iter()
+                    .any(|v| v == "delete" || v == "deletecollection")
+                {
+                    deleting_roles.push(v["metadata"]["name"].as_str().unwrap().to_string());
+                }
+            }
+        }
+        assert!(!deleting_roles.is_empty(), "{dir}: no role may delete pods");
+        for (file, v) in &docs {
+            if v["kind"] == "ClusterRoleBinding" {
+                let role = v["roleRef"]["name"].as_str().unwrap();
+                assert!(
+                    !deleting_roles.iter().any(|r| r == role),
+                    "{dir}/{file}: {role} can delete and is bound cluster-wide"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn argo_and_tekton_ship_the_same_rbac_for_heals_actions() {
+    for file in [
+        "serviceaccount.yaml",
+        "rbac-actions.yaml",
+        "rbac-bindings.yaml",
+    ] {
+        let argo = std::fs::read_to_string(crate_dir().join("argo").join(file)).unwrap();
+        let tekton = std::fs::read_to_string(crate_dir().join("tekton").join(file)).unwrap();
+        assert_eq!(argo, tekton, "argo/{file} and tekton/{file} differ");
+    }
+}
+
+#[test]
+fn the_argo_executor_may_report_task_results_in_the_run_namespace() {
+    let docs = manifest_docs("argo");
+    let role = docs
+        .iter()
+        .map(|(_, v)| v)
+        .find(|v| v["kind"] == "Role" && v["metadata"]["name"] == "heal-argo-executor")
+        .expect("the executor Role");
+    assert_eq!(
+        role["rules"][0],
+        json!({"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]})
+    );
+}

@@ -559,7 +559,7 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
         c.heal_argv(&format!("{path}.container.args"), &args)?;
         let want_sa = step.service_account.as_deref();
         let got_sa = t.get("serviceAccountName").and_then(Value::as_str);
-        if got_sa.is_some() && got_sa != want_sa || want_sa.is_some() && got_sa != want_sa {
+        if got_sa != want_sa {
             return Err(c.err(
                 format!("{path}.serviceAccountName"),
                 format!("is {got_sa:?}, the plan's step runs as {want_sa:?}"),
@@ -705,9 +705,7 @@ pub fn tekton(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
     }
     for step in &plan.steps {
         let got = step_sas.get(&step.name).map(String::as_str);
-        if got.is_some() && got != step.service_account.as_deref()
-            || step.service_account.is_some() && got != step.service_account.as_deref()
-        {
+        if got != step.service_account.as_deref() {
             return Err(c.err(
                 "spec.taskRunSpecs",
                 format!(

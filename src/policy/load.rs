@@ -795,6 +795,23 @@ fn add_policy(doc: &Doc, raw: RawPolicyDoc, ctx: &mut Ctx) {
         },
         flat: None,
     };
+    if let Some(deadline) = policy.timeout {
+        for (i, step) in policy.steps.iter().enumerate() {
+            let needs = super::plan::step_timeout_seconds(step, &super::PlanDefaults::default());
+            if needs > deadline.as_secs() {
+                ctx.errors.push(doc.invalid(issue(
+                    &at(&spec_path, &[k("steps"), Segment::Index(i), k("timeout")]),
+                    format!(
+                        "step {:?} may take {needs}s (its timeout plus 30s, or the 5m default), longer than the policy's timeout of {}s",
+                        step.name,
+                        deadline.as_secs()
+                    ),
+                    "raise `spec.timeout` or lower the step's `timeout`",
+                )));
+                return;
+            }
+        }
+    }
     // Lint every step's command line against heal's own argument rules.
     for (i, step) in policy.steps.iter().enumerate() {
         if let Err(e) = super::plan::sample_argv(&policy, step) {

@@ -408,6 +408,15 @@ fn push_target(argv: &mut Vec<String>, target: &Resolved) {
 }
 
 /// A step's command line with stand-in label values, to lint a policy.
+/// The engine-level timeout of a step, in seconds.
+pub(super) fn step_timeout_seconds(step: &Step, defaults: &PlanDefaults) -> u64 {
+    step.timeout
+        .map(|t| t + STEP_GRACE)
+        .unwrap_or(defaults.step_timeout)
+        .as_secs()
+        .max(1)
+}
+
 pub(super) fn sample_argv(policy: &Policy, step: &Step) -> Result<Vec<String>, String> {
     let target = resolve_target(policy, &SampleLabels).map_err(|e| e.to_string())?;
     let ctx = ArgvContext {
@@ -446,16 +455,19 @@ pub fn plan(policy: &Policy, alert: &Alert, defaults: &PlanDefaults) -> Result<P
                 argv: step_argv(policy, s, &target, &labels, &ctx)?,
                 after: s.after.clone(),
                 retries: s.retries.unwrap_or(defaults.retries),
-                timeout_seconds: s
-                    .timeout
-                    .map(|t| t + STEP_GRACE)
-                    .unwrap_or(defaults.step_timeout)
-                    .as_secs()
-                    .max(1),
+                timeout_seconds: step_timeout_seconds(s, defaults),
                 service_account: s.service_account.clone(),
             })
         })
         .collect::<Result<Vec<_>, PlanError>>()?;
+    let deadline_seconds = policy
+        .timeout
+        .map(|t| t.as_secs().max(1))
+        .unwrap_or_else(|| {
+            // Without a policy timeout, the run may take as long as all its steps together.
+            let steps: u64 = steps.iter().map(|s| s.timeout_seconds).sum();
+            defaults.deadline.as_secs().max(steps)
+        });
     Ok(Plan {
         run_name: run_name(&policy.name, &alert.fingerprint, &starts_at),
         run_namespace: policy
@@ -473,7 +485,7 @@ pub fn plan(policy: &Policy, alert: &Alert, defaults: &PlanDefaults) -> Result<P
             name: target.name,
         },
         steps,
-        deadline_seconds: policy.timeout.unwrap_or(defaults.deadline).as_secs().max(1),
+        deadline_seconds,
         service_account: policy
             .service_account
             .clone()

@@ -1213,3 +1213,63 @@ fn the_argo_executor_may_report_task_results_in_the_run_namespace() {
         json!({"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]})
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Argo's CEL rules (x-kubernetes-validations), which the JSON schemas cannot express
+
+/// Whether python3 with cel-python and PyYAML is here; under CI it must be.
+fn cel_tool_available() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import celpy, yaml"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs python3 with `cel-python` and `pyyaml` to check Argo's CEL rules"
+        );
+        eprintln!("skipped: python3 with cel-python and pyyaml is not installed");
+    }
+    ok
+}
+
+fn cel_check(crd: &str, files: &[PathBuf]) {
+    let out = std::process::Command::new("python3")
+        .arg(reference_dir().join("tools/cel_check.py"))
+        .arg(reference_dir().join("argo").join(crd))
+        .arg("v1alpha1")
+        .args(files)
+        .output()
+        .expect("running cel_check.py");
+    assert!(
+        out.status.success(),
+        "Argo CEL rules reject the manifests:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn rendered_workflows_and_shipped_templates_pass_argos_cel_rules() {
+    if !cel_tool_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    let mut plans = fixture_plans();
+    plans.push(("hostile", hostile_plan("\"\n---\n- name: x\n  image: y")));
+    for (name, plan) in plans {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, render_ok(&plan, Engine::Argo, &opts()).yaml).unwrap();
+        files.push(path);
+    }
+    cel_check("crd-full-argoproj.io_workflows.yaml", &files);
+    cel_check(
+        "crd-full-argoproj.io_workflowtemplates.yaml",
+        &[crate_dir().join("argo/workflowtemplate.yaml")],
+    );
+    cel_check(
+        "crd-full-argoproj.io_clusterworkflowtemplates.yaml",
+        &[crate_dir().join("argo/clusterworkflowtemplate.yaml")],
+    );
+}

@@ -680,7 +680,7 @@ mod tests {
         assert!(!m.matches("production"));
         let m = one(r#"namespace=~"a|b""#);
         assert!(m.matches("a") && m.matches("b") && !m.matches("ab"));
-        assert!(!one(r#"x!~"prod""#).matches("preprod") == false);
+        assert!(one(r#"x!~"prod""#).matches("preprod"));
     }
 
     #[test]

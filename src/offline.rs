@@ -518,10 +518,10 @@ fn check_case(set: &PolicySet, case: &TestCase) -> Result<Vec<String>, String> {
             diff("policy", p.clone(), got);
         }
     }
-    if let Some(ps) = &case.expect.policies {
-        if *ps != got_names {
-            diff("policies", format!("{ps:?}"), format!("{got_names:?}"));
-        }
+    if let Some(ps) = &case.expect.policies
+        && *ps != got_names
+    {
+        diff("policies", format!("{ps:?}"), format!("{got_names:?}"));
     }
     let wants_plan = case.expect.run_name.is_some() || case.expect.steps.is_some();
     let first = matches.first().filter(|m| m.decision == Decision::Matched);
@@ -529,10 +529,10 @@ fn check_case(set: &PolicySet, case: &TestCase) -> Result<Vec<String>, String> {
         match policy::plan(m.policy, &alert, &PlanDefaults::default()) {
             Err(e) => diffs.push(format!("plan: {e}")),
             Ok(plan) => {
-                if let Some(rn) = &case.expect.run_name {
-                    if *rn != plan.run_name {
-                        diff("runName", rn.clone(), plan.run_name.clone());
-                    }
+                if let Some(rn) = &case.expect.run_name
+                    && *rn != plan.run_name
+                {
+                    diff("runName", rn.clone(), plan.run_name.clone());
                 }
                 if let Some(steps) = &case.expect.steps {
                     let want: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();

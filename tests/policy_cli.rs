@@ -234,7 +234,7 @@ fn render_uses_the_policy_engine_unless_told_otherwise() {
 
 #[test]
 fn the_same_alert_renders_the_same_run_name_twice() {
-    let alert = root().join("examples/alerts/crash-loop.json");
+    let alert = root().join("examples/alerts/kube-pod-crash-looping.json");
     let (_, a) = render(&alert, Some(Engine::Argo), OutputFormat::Yaml);
     let (_, b) = render(&alert, Some(Engine::Argo), OutputFormat::Yaml);
     assert_eq!(a, b);

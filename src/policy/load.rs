@@ -737,14 +737,14 @@ fn add_policy(doc: &Doc, raw: RawPolicyDoc, ctx: &mut Ctx) {
         .timeout
         .as_ref()
         .and_then(|t| duration(t, &at(&spec_path, &[k("timeout")]), &mut issues));
-    if let Some(ns) = &s.run_namespace {
-        if let Err(why) = dns_label(ns) {
-            issues.push(issue(
-                &at(&spec_path, &[k("runNamespace")]),
-                format!("invalid runNamespace {ns:?}: {why}"),
-                "name the namespace the Workflow or PipelineRun is created in, e.g. heal-system",
-            ));
-        }
+    if let Some(ns) = &s.run_namespace
+        && let Err(why) = dns_label(ns)
+    {
+        issues.push(issue(
+            &at(&spec_path, &[k("runNamespace")]),
+            format!("invalid runNamespace {ns:?}: {why}"),
+            "name the namespace the Workflow or PipelineRun is created in, e.g. heal-system",
+        ));
     }
     let guards = guards(s.guards, &at(&spec_path, &[k("guards")]), &mut issues);
     let silence = s.on_success.silence.as_ref().and_then(|d| {
@@ -1036,14 +1036,14 @@ fn guards(g: RawGuards, base: &[Segment], issues: &mut Vec<Issue>) -> Guards {
             ));
         }
     }
-    if let Some(l) = &g.require_label {
-        if let Err(e) = l.parse::<crate::guard::LabelRequirement>() {
-            issues.push(issue(
-                &at(base, &[k("requireLabel")]),
-                e,
-                "write KEY=VALUE, e.g. heal.dev/enabled=true",
-            ));
-        }
+    if let Some(l) = &g.require_label
+        && let Err(e) = l.parse::<crate::guard::LabelRequirement>()
+    {
+        issues.push(issue(
+            &at(base, &[k("requireLabel")]),
+            e,
+            "write KEY=VALUE, e.g. heal.dev/enabled=true",
+        ));
     }
     Guards {
         cooldown,
@@ -1198,10 +1198,10 @@ pub(super) fn find_cycle(steps: &[Step]) -> Option<Vec<usize>> {
                 cycle.reverse();
                 return Some(cycle);
             }
-            if state[j] == 0 {
-                if let Some(c) = visit(j, steps, index, state, stack) {
-                    return Some(c);
-                }
+            if state[j] == 0
+                && let Some(c) = visit(j, steps, index, state, stack)
+            {
+                return Some(c);
             }
         }
         stack.pop();
@@ -1302,14 +1302,14 @@ fn step(doc: &Doc, s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Op
                 }
                 None => String::new(),
             };
-            if let (Some(min), Some(max)) = (s.min, s.max) {
-                if min > max {
-                    issues.push(issue(
-                        &at(base, &[k("min")]),
-                        format!("min ({min}) is greater than max ({max})"),
-                        "swap them",
-                    ));
-                }
+            if let (Some(min), Some(max)) = (s.min, s.max)
+                && min > max
+            {
+                issues.push(issue(
+                    &at(base, &[k("min")]),
+                    format!("min ({min}) is greater than max ({max})"),
+                    "swap them",
+                ));
             }
             Action::Scale {
                 replicas,
@@ -1412,14 +1412,14 @@ fn step(doc: &Doc, s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Op
         "verify" => {
             required(s.query.is_some(), "query", "'up{job=\"web\"} == 0'", issues);
             let query = s.query.as_deref().and_then(|q| tmpl(q, "query", issues));
-            if let Some(u) = &s.prometheus_url {
-                if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    issues.push(issue(
-                        &at(base, &[k("prometheusUrl")]),
-                        format!("invalid prometheusUrl {u:?}"),
-                        "write e.g. http://prometheus.monitoring:9090",
-                    ));
-                }
+            if let Some(u) = &s.prometheus_url
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                issues.push(issue(
+                    &at(base, &[k("prometheusUrl")]),
+                    format!("invalid prometheusUrl {u:?}"),
+                    "write e.g. http://prometheus.monitoring:9090",
+                ));
             }
             Action::Verify {
                 query: query.unwrap_or(Template(Vec::new())),

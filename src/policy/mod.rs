@@ -409,13 +409,14 @@ pub fn decide<'a>(policies: &'a PolicySet, alert: &Alert) -> Vec<Match<'a>> {
             }
         }
     }
-    if out.is_empty() && alert.status == Status::Resolved {
-        if let Some(policy) = policies.policies.iter().find(|p| p.matches_labels(alert)) {
-            out.push(Match {
-                policy,
-                decision: Decision::Resolved,
-            });
-        }
+    if out.is_empty()
+        && alert.status == Status::Resolved
+        && let Some(policy) = policies.policies.iter().find(|p| p.matches_labels(alert))
+    {
+        out.push(Match {
+            policy,
+            decision: Decision::Resolved,
+        });
     }
     out
 }

@@ -587,6 +587,104 @@ fn rendering_the_same_plan_twice_gives_the_same_bytes() {
 }
 
 // ---------------------------------------------------------------------------------------
+// The example policies with their sample alerts
+
+/// Every (alert file, policy, plan) the examples produce: each sample alert in
+/// `examples/alerts/` through the policies of `examples/policies/`, as heald would plan it.
+fn example_plans() -> Vec<(String, Plan)> {
+    let set = heal::offline::load_policies(&[crate_dir().join("examples/policies")])
+        .unwrap_or_else(|e| panic!("examples/policies load: {e:?}"));
+    let defaults = heal::policy::PlanDefaults {
+        image: "ghcr.io/heal-project/heal:0.1.0".into(),
+        report_url: Some("http://heald.heal-system.svc:8080/v1/reports".into()),
+        ..heal::policy::PlanDefaults::default()
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(crate_dir().join("examples/alerts"))
+        .expect("examples/alerts")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut plans = Vec::new();
+    for file in files {
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let alerts = heal::alert::parse_alerts(&std::fs::read(&file).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for alert in &alerts {
+            for m in heal::policy::decide(&set, alert) {
+                if m.decision != heal::policy::Decision::Matched {
+                    continue;
+                }
+                let plan = heal::policy::plan(m.policy, alert, &defaults)
+                    .unwrap_or_else(|e| panic!("{stem}: policy {}: {e}", m.policy.name));
+                plans.push((format!("{stem}--{}", m.policy.name), plan));
+            }
+        }
+    }
+    assert!(
+        plans.len() >= 6,
+        "the examples should give a plan for most sample alerts, got {}",
+        plans.len()
+    );
+    plans
+}
+
+#[test]
+fn every_example_policy_renders_for_every_engine_and_validates_against_the_strict_schemas() {
+    for (name, plan) in example_plans() {
+        for (engine, o) in [
+            (Engine::Argo, opts()),
+            (Engine::Tekton, opts()),
+            (Engine::Tekton, embed_opts()),
+            (Engine::Local, opts()),
+        ] {
+            let r = render_ok(&plan, engine, &o);
+            assert_steps_are_the_plans(&r, &plan);
+            if engine != Engine::Local {
+                assert_schema_valid(&format!("{engine} run for example {name}"), &r.value);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_example_policies_render_as_in_the_golden_files() {
+    let mut sizes = Vec::new();
+    for (name, plan) in example_plans() {
+        for engine in [Engine::Argo, Engine::Tekton] {
+            let r = render_ok(&plan, engine, &opts());
+            golden(&format!("examples/{engine}-{name}.yaml"), &r.yaml);
+            sizes.push(format!(
+                "{engine} {name}: {} bytes YAML, {} bytes JSON",
+                r.yaml.len(),
+                r.value.to_string().len()
+            ));
+        }
+    }
+    println!("{}", sizes.join("\n"));
+}
+
+#[test]
+fn every_service_account_an_example_policy_names_is_shipped_with_the_manifests() {
+    let shipped: Vec<String> = manifest_docs("argo")
+        .into_iter()
+        .filter(|(_, v)| v["kind"] == "ServiceAccount")
+        .map(|(_, v)| v["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    for (name, plan) in example_plans() {
+        let mut accounts = vec![plan.service_account.clone()];
+        accounts.extend(plan.steps.iter().filter_map(|s| s.service_account.clone()));
+        for sa in accounts {
+            assert!(
+                shipped.contains(&sa),
+                "example {name} runs as {sa}, not in argo/: {shipped:?}"
+            );
+        }
+        assert_eq!(plan.run_namespace, "heal-system", "example {name}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Hostile values
 
 /// A plan whose alert-derived values (fingerprint, alert name, start time, and an argument
@@ -1258,6 +1356,8 @@ fn rendered_workflows_and_shipped_templates_pass_argos_cel_rules() {
     let mut files = Vec::new();
     let mut plans = fixture_plans();
     plans.push(("hostile", hostile_plan("\"\n---\n- name: x\n  image: y")));
+    let examples = example_plans();
+    plans.extend(examples.iter().map(|(n, p)| (n.as_str(), p.clone())));
     for (name, plan) in plans {
         let path = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&path, render_ok(&plan, Engine::Argo, &opts()).yaml).unwrap();

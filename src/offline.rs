@@ -614,3 +614,73 @@ fn test(policies: &Path, tests: &[PathBuf], out: &mut dyn Write) -> std::io::Res
     writeln!(out, "{passed} passed, {failed} failed")?;
     Ok(if failed > 0 { 1 } else { 0 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser, Subcommand};
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Cmd {
+        Render(RenderArgs),
+        Policy {
+            #[command(subcommand)]
+            cmd: PolicyCommand,
+        },
+    }
+
+    #[test]
+    fn the_clap_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn render_flags_parse_with_repeatable_policies_and_engine() {
+        let cli = Cli::try_parse_from([
+            "heal",
+            "render",
+            "-p",
+            "a.yaml",
+            "--policies",
+            "dir",
+            "--alert",
+            "x.json",
+            "--engine",
+            "tekton",
+            "-o",
+            "json",
+        ])
+        .unwrap();
+        let Cmd::Render(r) = cli.cmd else {
+            panic!("render expected")
+        };
+        assert_eq!(r.policies, [PathBuf::from("a.yaml"), PathBuf::from("dir")]);
+        assert_eq!(r.engine, Some(Engine::Tekton));
+        assert_eq!(r.output, OutputFormat::Json);
+        let err = Cli::try_parse_from(["heal", "render", "-p", "a", "--engine", "jenkins"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown engine \"jenkins\""), "{err}");
+    }
+
+    #[test]
+    fn policy_subcommands_take_their_paths() {
+        let cli =
+            Cli::try_parse_from(["heal", "policy", "test", "pol", "t1.yaml", "t2.yaml"]).unwrap();
+        let Cmd::Policy {
+            cmd: PolicyCommand::Test { policies, tests },
+        } = cli.cmd
+        else {
+            panic!("policy test expected")
+        };
+        assert_eq!(policies, PathBuf::from("pol"));
+        assert_eq!(tests.len(), 2);
+        assert!(Cli::try_parse_from(["heal", "policy", "lint"]).is_err());
+    }
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::load::{Doc, IntOrString, Issue, at, check_label_name, duration, issue, k};
+use super::load::{IntOrString, Issue, at, check_label_name, duration, issue, k};
 use super::{
     Action, Guards, OnFailure, OnSuccess, Policy, Source, StatusFilter, Step, TargetSpec,
     ValueSource,
@@ -110,7 +110,6 @@ fn label_target(kind: &str, name_label: &str, namespaced: bool) -> TargetSpec {
 pub(super) fn convert(
     raw: RawFlat,
     source: Source,
-    _doc: &Doc,
     base: &[Segment],
 ) -> Result<Policy, Vec<Issue>> {
     let mut issues = Vec::new();

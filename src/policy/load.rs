@@ -399,7 +399,7 @@ fn load_config_map(doc: &Doc, cm: RawConfigMap, ctx: &mut Ctx) {
 
 fn add_flat(doc: &Doc, raw: flat::RawFlat, base: &[Segment], ctx: &mut Ctx) {
     let source = doc.source(&at(base, &[k("name")]));
-    match flat::convert(raw, source, doc, base) {
+    match flat::convert(raw, source, base) {
         Ok(policy) => register_policy(doc, policy, &at(base, &[k("name")]), ctx),
         Err(issues) => ctx
             .errors

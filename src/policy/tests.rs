@@ -533,3 +533,41 @@ fn a_document_without_kind_gets_a_hint() {
     assert!(e.contains("document has no `kind`"), "{e}");
     assert!(e.contains("HealingPolicy"), "{e}");
 }
+
+#[test]
+fn a_yaml_syntax_error_names_its_line() {
+    let e = errors(
+        "apiVersion: heal.dev/v1alpha1\nkind: HealingPolicy\nmetadata: {name: x\nspec: {}\n",
+    );
+    assert!(e.starts_with("p.yaml:4:"), "{e}");
+    assert!(e.contains("hint: check the YAML syntax"), "{e}");
+}
+
+#[test]
+fn test_files_are_skipped_in_directories_but_refused_when_named() {
+    let tests = "tests:\n  - name: x\n";
+    let mut f = SourceFile::new("dir/tests.yaml", tests);
+    f.from_directory = true;
+    assert!(PolicySet::parse(&[f]).unwrap().policies.is_empty());
+    let e = errors(tests);
+    assert!(e.contains("heal policy test POLICIES TESTS.yaml"), "{e}");
+}
+
+#[test]
+fn a_wrong_api_version_is_refused_with_the_right_one() {
+    let e = bad("apiVersion: heal.dev/v1alpha1", "apiVersion: heal.dev/v1");
+    assert!(
+        e.starts_with("p.yaml:2:13: unsupported apiVersion \"heal.dev/v1\""),
+        "{e}"
+    );
+    assert!(e.contains("heal.dev/v1alpha1"), "{e}");
+}
+
+#[test]
+fn a_step_longer_than_the_policy_timeout_is_refused() {
+    let e = bad("  engine: argo\n", "  engine: argo\n  timeout: 4m\n");
+    assert!(
+        e.contains("longer than the policy's timeout of 240s"),
+        "{e}"
+    );
+}

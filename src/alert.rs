@@ -368,7 +368,10 @@ fn parse_alert(v: &Value, path: &str, strict: bool) -> Result<Alert, AlertError>
             if fp.len() != 16 || !fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
                 return Err(field(
                     join(path, "fingerprint"),
-                    format!("expected 16 lowercase hex digits, found {fp:?}"),
+                    format!(
+                        "expected 16 lowercase hex digits, found {:?}",
+                        fp.chars().take(64).collect::<String>()
+                    ),
                 ));
             }
             fp

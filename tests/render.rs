@@ -740,6 +740,132 @@ fn hostile_values_end_up_as_quoted_data_and_never_change_the_steps() {
     }
 }
 
+/// The OOM example alert with some labels replaced, as Alertmanager would send it.
+fn oom_alert_with(labels: &[(&str, &str)], fingerprint: Option<&str>) -> Vec<u8> {
+    let path = crate_dir().join("examples/alerts/oom-killed.json");
+    let mut body: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    for (k, v) in labels {
+        body["alerts"][0]["labels"][*k] = json!(v);
+        body["alerts"][0]["annotations"]["summary"] = json!(v);
+    }
+    if let Some(fp) = fingerprint {
+        body["alerts"][0]["fingerprint"] = json!(fp);
+    }
+    serde_json::to_vec(&body).unwrap()
+}
+
+/// Alert in, plan and every engine's manifest out, or the first error as text.
+fn alert_to_runs(body: &[u8]) -> Result<Vec<(Plan, Rendered)>, String> {
+    let set = heal::offline::load_policies(&[crate_dir().join("examples/policies")])
+        .map_err(|e| format!("{e:?}"))?;
+    let defaults = heal::policy::PlanDefaults::default();
+    let mut out = Vec::new();
+    for alert in heal::alert::parse_alerts(body).map_err(|e| e.to_string())? {
+        for m in heal::policy::decide(&set, &alert) {
+            let plan =
+                heal::policy::plan(m.policy, &alert, &defaults).map_err(|e| e.to_string())?;
+            for engine in Engine::ALL {
+                let r = render(&plan, engine, &opts()).map_err(|e| e.to_string())?;
+                out.push((plan.clone(), r));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn hostile_alerts_are_refused_or_run_exactly_the_policys_steps() {
+    let benign = alert_to_runs(&oom_alert_with(&[], None)).expect("the example renders");
+    let shape = |runs: &[(Plan, Rendered)]| -> Vec<(Engine, Vec<(String, String, Vec<String>, String, usize)>)> {
+        runs.iter()
+            .map(|(plan, r)| {
+                let steps = rendered_steps(r, plan)
+                    .into_iter()
+                    .map(|(name, image, command, args)| (name, image, command, args[0].clone(), args.len()))
+                    .collect();
+                (r.engine, steps)
+            })
+            .collect()
+    };
+    let want = shape(&benign);
+    let megabyte = "m".repeat(1 << 20);
+    let hostile = [
+        "it's \"quoted\"",
+        "multi\nline\n---\nkind: Secret",
+        "{{workflow.parameters.x}}",
+        "$(params.x)",
+        "--- \n- name: evil\n  image: evil",
+        "x\"}}]}}}}, \"--kubeconfig\", \"/evil",
+        "\u{85}\u{2028}\u{feff}😀",
+        megabyte.as_str(),
+    ];
+    let (mut refused, mut rendered) = (0, 0);
+    for v in hostile {
+        for (labels, fp) in [
+            (vec![("container", v)], None),
+            (vec![("deployment", v)], None),
+            (vec![("namespace", v)], None),
+            (vec![], Some(v)),
+        ] {
+            match alert_to_runs(&oom_alert_with(&labels, fp)) {
+                Err(e) => {
+                    refused += 1;
+                    assert!(!e.is_empty());
+                    assert!(
+                        e.len() < 4096,
+                        "an error message should not echo 1 MB: {} bytes: {}",
+                        e.len(),
+                        &e[..300]
+                    );
+                }
+                Ok(runs) => {
+                    rendered += 1;
+                    assert_eq!(
+                        shape(&runs),
+                        want,
+                        "label {labels:?} / fingerprint {fp:?} = {v:?}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(rendered + refused, hostile.len() * 4);
+    // The comparison is not vacuous: other, harmless values render with the same shape.
+    let other = alert_to_runs(&oom_alert_with(
+        &[
+            ("container", "sidecar-2"),
+            ("deployment", "billing"),
+            ("namespace", "team-a"),
+        ],
+        Some("0123456789abcdef"),
+    ))
+    .expect("harmless values render");
+    assert_eq!(shape(&other), want);
+    assert_ne!(
+        other
+            .iter()
+            .map(|(_, r)| r.yaml.clone())
+            .collect::<Vec<_>>(),
+        benign
+            .iter()
+            .map(|(_, r)| r.yaml.clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn alerts_with_invalid_utf8_are_refused_before_any_plan_is_made() {
+    let body = oom_alert_with(&[("container", "PLACEHOLDER")], None);
+    let text = String::from_utf8(body).unwrap();
+    let escaped = text.replace("PLACEHOLDER", "bad\\udc80escape").into_bytes();
+    assert!(alert_to_runs(&escaped).is_err());
+    let mut raw = text.into_bytes();
+    let at = raw.windows(11).position(|w| w == b"PLACEHOLDER").unwrap();
+    raw[at] = 0xff;
+    raw[at + 1] = 0xfe;
+    assert!(alert_to_runs(&raw).is_err());
+}
+
 #[test]
 fn values_with_engine_substitutions_are_refused_naming_the_field() {
     for (v, field) in [

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::names::{check_dns_label, check_dns_subdomain, is_label_value};
+use super::names::{check_dns_label, check_dns_subdomain, is_label_value, shorten};
 use super::{Engine, RenderError, RenderOptions};
 use crate::plan::Plan;
 
@@ -62,7 +62,7 @@ pub fn check_options(o: &RenderOptions) -> Result<(), RenderError> {
 fn plan_err(field: impl Into<String>, message: impl Into<String>) -> RenderError {
     RenderError::Plan {
         field: field.into(),
-        message: message.into(),
+        message: shorten(message.into()),
     }
 }
 
@@ -267,7 +267,7 @@ fn check_steps(plan: &Plan, engine: Engine, max: usize) -> Result<(), RenderErro
         }
         crate::cli::validate_action_argv(&step.argv).map_err(|e| RenderError::Argv {
             field: format!("{at}.argv"),
-            message: e.to_string(),
+            message: shorten(e.to_string()),
         })?;
         if step.retries > MAX_RETRIES {
             return Err(plan_err(

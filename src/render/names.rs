@@ -138,6 +138,18 @@ pub fn mutex_name(namespace: &str, kind: &str, name: &str) -> String {
     format!("{}-{hash}", &cleaned[..253 - hash.len() - 1])
 }
 
+/// Longest error message shown: values in messages come from alerts and may be huge.
+pub const MESSAGE_MAX_CHARS: usize = 400;
+
+/// Cut a message that quotes untrusted values to a readable length.
+pub fn shorten(message: String) -> String {
+    if message.chars().count() <= MESSAGE_MAX_CHARS {
+        return message;
+    }
+    let cut: String = message.chars().take(MESSAGE_MAX_CHARS).collect();
+    format!("{cut}... (cut from {} bytes)", message.len())
+}
+
 /// 64-bit FNV-1a: a small, stable, dependency-free hash for names (not for security).
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -181,6 +193,16 @@ pub fn yaml_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_messages_are_cut_with_their_size() {
+        assert_eq!(shorten("short".into()), "short");
+        let long = shorten("x".repeat(5000));
+        assert!(
+            long.len() < 500 && long.ends_with("(cut from 5000 bytes)"),
+            "{long}"
+        );
+    }
 
     #[test]
     fn valid_label_values_are_kept_as_they_are() {

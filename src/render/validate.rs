@@ -15,7 +15,7 @@ use super::context::{
     ARGO_RETRY_EXPRESSION, ARGO_STATUS_VAR, TEKTON_RESULT, TEKTON_STATUS_VAR, report_args,
     step_args,
 };
-use super::names::{is_label_key, is_label_value};
+use super::names::{is_label_key, is_label_value, shorten};
 use super::{Engine, RenderError, RenderOptions};
 use crate::plan::Plan;
 
@@ -35,8 +35,8 @@ impl<'a> Checker<'a> {
     fn err(&self, path: impl Into<String>, message: impl Into<String>) -> RenderError {
         RenderError::Invalid {
             engine: self.engine,
-            path: path.into(),
-            message: message.into(),
+            path: shorten(path.into()),
+            message: shorten(message.into()),
         }
     }
 
@@ -203,7 +203,7 @@ impl<'a> Checker<'a> {
             .collect();
         crate::cli::validate_action_argv(&concrete).map_err(|e| RenderError::Argv {
             field: format!("{} manifest, {path}", self.engine),
-            message: e.to_string(),
+            message: shorten(e.to_string()),
         })
     }
 

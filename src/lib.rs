@@ -10,6 +10,7 @@ pub mod alert;
 pub mod cli;
 pub mod duration;
 pub mod guard;
+pub mod heald;
 pub mod kube_api;
 pub mod matcher;
 pub mod offline;

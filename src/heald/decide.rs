@@ -1,0 +1,374 @@
+//! Deciding what to do about one alert for one matched policy, from what heald read: the
+//! Lease of the target, whether the run is already known, the rate limiters' answer and
+//! the dry-run switch. Deciding is separated from doing ([`intake`](super::intake)
+//! performs the decision), so every rule here is tested without Kubernetes. Pure.
+
+use std::fmt;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Serialize, Serializer};
+
+use crate::heald::lease::LeaseState;
+use crate::policy::Policy;
+
+/// What heald did about an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// A run was created.
+    Submitted,
+    /// A run already exists for this alert episode.
+    Duplicate,
+    /// The target was remediated by this policy less than the cooldown ago.
+    Cooldown,
+    /// Another run holds the target.
+    Locked,
+    /// A global or per-namespace token bucket is empty.
+    RateLimited,
+    /// The policy failed on this target too often within its window; escalate instead.
+    CircuitOpen,
+    /// No policy answers the alert.
+    NoMatch,
+    /// The alert resolved; nothing to do.
+    Resolved,
+    /// heald runs with `--dry-run`: the run was rendered and logged, not submitted.
+    DryRun,
+    /// The alert cannot be acted on (its labels make no valid target, the rendered run is
+    /// refused, the engine rejected it); retrying will not help.
+    Error,
+}
+
+impl Decision {
+    /// Every decision, in the order the documentation lists them.
+    pub const ALL: [Decision; 10] = [
+        Decision::Submitted,
+        Decision::Duplicate,
+        Decision::Cooldown,
+        Decision::Locked,
+        Decision::RateLimited,
+        Decision::CircuitOpen,
+        Decision::NoMatch,
+        Decision::Resolved,
+        Decision::DryRun,
+        Decision::Error,
+    ];
+
+    /// The wire name (`submitted`, `rate-limited`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Submitted => "submitted",
+            Decision::Duplicate => "duplicate",
+            Decision::Cooldown => "cooldown",
+            Decision::Locked => "locked",
+            Decision::RateLimited => "rate-limited",
+            Decision::CircuitOpen => "circuit-open",
+            Decision::NoMatch => "no-match",
+            Decision::Resolved => "resolved",
+            Decision::DryRun => "dry-run",
+            Decision::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Decision {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Which token bucket refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateScope {
+    /// The bucket shared by all namespaces.
+    Global,
+    /// The bucket of this target namespace.
+    Namespace(String),
+}
+
+/// What heald knows when it decides.
+#[derive(Debug, Clone)]
+pub struct Observed<'a> {
+    /// Now.
+    pub now: Timestamp,
+    /// The deterministic name of the run this alert episode would start.
+    pub run_name: &'a str,
+    /// The target's Lease; `None` when nobody acted on it yet.
+    pub lease: Option<&'a LeaseState>,
+    /// This replica already created or saw this run.
+    pub run_known: bool,
+    /// The rate limiters' answer if a run were submitted now.
+    pub rate: Result<(), RateScope>,
+    /// heald runs with `--dry-run`.
+    pub dry_run: bool,
+}
+
+/// The decision with a sentence saying why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The decision.
+    pub decision: Decision,
+    /// Why, for the answer, the log and `/v1/remediations`.
+    pub reason: String,
+}
+
+fn verdict(decision: Decision, reason: impl Into<String>) -> Verdict {
+    Verdict {
+        decision,
+        reason: reason.into(),
+    }
+}
+
+fn human(d: SignedDuration) -> String {
+    let secs = u64::try_from(d.as_secs().max(0)).unwrap_or(0);
+    crate::duration::format(std::time::Duration::from_secs(secs))
+}
+
+/// Decide for one alert and one policy that matched it (status included). Rules, first
+/// that applies wins:
+/// 1. duplicate: the run of this alert episode is known, holds the target, or was the
+///    target's last run;
+/// 2. circuit-open: the policy's failure budget is spent within its window;
+/// 3. locked: as many runs as `concurrencyPerTarget` hold the target;
+/// 4. cooldown: the last success is more recent than the cooldown;
+/// 5. rate-limited: a token bucket is empty;
+/// 6. dry-run: heald runs with `--dry-run`;
+/// 7. submitted.
+pub fn decide(policy: &Policy, seen: &Observed<'_>) -> Verdict {
+    let run = seen.run_name;
+    if seen.run_known {
+        return verdict(Decision::Duplicate, format!("run {run} already exists"));
+    }
+    if let Some(lease) = seen.lease {
+        if lease.active_holders(seen.now).any(|h| h.run == run) {
+            return verdict(
+                Decision::Duplicate,
+                format!("run {run} is already in progress"),
+            );
+        }
+        if lease.last_run.as_deref() == Some(run) {
+            return verdict(
+                Decision::Duplicate,
+                format!("run {run} already ran for this alert"),
+            );
+        }
+        if let Some(budget) = policy.guards.failure_budget {
+            let failed = lease.failures_within(seen.now, budget.window);
+            if failed >= budget.failures as usize {
+                return verdict(
+                    Decision::CircuitOpen,
+                    format!(
+                        "{failed} failed runs on {} within {}: no more automatic attempts, \
+                         escalate",
+                        lease.target,
+                        crate::duration::format(budget.window)
+                    ),
+                );
+            }
+        }
+        let holders: Vec<&str> = lease
+            .active_holders(seen.now)
+            .map(|h| h.run.as_str())
+            .collect();
+        let limit = policy.guards.concurrency_per_target.max(1) as usize;
+        if holders.len() >= limit {
+            return verdict(
+                Decision::Locked,
+                format!("{} is held by run {}", lease.target, holders.join(", ")),
+            );
+        }
+        if let (Some(cooldown), Some(last)) = (policy.guards.cooldown, lease.last_success_at) {
+            let cooldown = SignedDuration::from_secs(
+                i64::try_from(cooldown.as_secs()).unwrap_or(i64::MAX / 4),
+            );
+            let since = seen.now.duration_since(last);
+            if since < cooldown {
+                return verdict(
+                    Decision::Cooldown,
+                    format!(
+                        "{} was remediated {} ago; cooldown {} has {} left",
+                        lease.target,
+                        human(since),
+                        human(cooldown),
+                        human(cooldown - since)
+                    ),
+                );
+            }
+        }
+    }
+    match &seen.rate {
+        Err(RateScope::Global) => {
+            return verdict(
+                Decision::RateLimited,
+                "the global submission rate limit is reached",
+            );
+        }
+        Err(RateScope::Namespace(ns)) => {
+            return verdict(
+                Decision::RateLimited,
+                format!("the submission rate limit of namespace {ns:?} is reached"),
+            );
+        }
+        Ok(()) => {}
+    }
+    if seen.dry_run {
+        return verdict(
+            Decision::DryRun,
+            format!("heald runs with --dry-run: run {run} rendered, not submitted"),
+        );
+    }
+    verdict(Decision::Submitted, format!("run {run} created"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heald::lease::RunEnd;
+    use crate::plan::PlanTarget;
+    use crate::policy::PolicySet;
+    use std::time::Duration;
+
+    fn policy() -> Policy {
+        let yaml = r#"
+apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: restart-web
+spec:
+  match:
+    alertname: WebDown
+  target:
+    kind: deployment
+    namespace: "{{ labels.namespace }}"
+    name: "{{ labels.deployment }}"
+  steps:
+    - name: restart
+      action: restart
+  guards:
+    cooldown: 10m
+    concurrencyPerTarget: 1
+    failureBudget: {failures: 2, window: 1h}
+"#;
+        match PolicySet::from_yaml("p.yaml", yaml) {
+            Ok(set) => set.policies[0].clone(),
+            Err(e) => panic!("test policy does not load: {e}"),
+        }
+    }
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn lease() -> LeaseState {
+        LeaseState::new(
+            "l",
+            "restart-web",
+            &PlanTarget {
+                kind: "deployment".into(),
+                namespace: "shop".into(),
+                name: "web".into(),
+            },
+        )
+    }
+
+    fn seen<'a>(lease: Option<&'a LeaseState>) -> Observed<'a> {
+        Observed {
+            now: t("2026-01-01T12:00:00Z"),
+            run_name: "heal-restart-web-aaaa",
+            lease,
+            run_known: false,
+            rate: Ok(()),
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn a_first_alert_on_a_fresh_target_is_submitted() {
+        let v = decide(&policy(), &seen(None));
+        assert_eq!(v.decision, Decision::Submitted);
+        assert_eq!(decide(&policy(), &seen(Some(&lease()))).decision, Decision::Submitted);
+    }
+
+    #[test]
+    fn the_same_episode_again_is_a_duplicate_while_running_and_after() {
+        let mut l = lease();
+        l.acquire("heal-restart-web-aaaa", t("2026-01-01T11:59:00Z"), Duration::from_secs(600));
+        assert_eq!(decide(&policy(), &seen(Some(&l))).decision, Decision::Duplicate);
+        l.release("heal-restart-web-aaaa", RunEnd::Success, t("2026-01-01T11:59:30Z"), Duration::from_secs(3600));
+        let v = decide(&policy(), &seen(Some(&l)));
+        assert_eq!(v.decision, Decision::Duplicate, "{}", v.reason);
+        let mut known = seen(None);
+        known.run_known = true;
+        assert_eq!(decide(&policy(), &known).decision, Decision::Duplicate);
+    }
+
+    #[test]
+    fn another_episode_waits_for_the_lock_then_the_cooldown() {
+        let mut l = lease();
+        l.acquire("heal-restart-web-bbbb", t("2026-01-01T11:59:00Z"), Duration::from_secs(600));
+        let v = decide(&policy(), &seen(Some(&l)));
+        assert_eq!(v.decision, Decision::Locked);
+        assert!(v.reason.contains("heal-restart-web-bbbb"), "{}", v.reason);
+        l.release("heal-restart-web-bbbb", RunEnd::Success, t("2026-01-01T11:55:00Z"), Duration::from_secs(3600));
+        let v = decide(&policy(), &seen(Some(&l)));
+        assert_eq!(v.decision, Decision::Cooldown);
+        assert!(v.reason.contains("5m ago"), "{}", v.reason);
+        let mut later = seen(Some(&l));
+        later.now = t("2026-01-01T12:06:00Z");
+        assert_eq!(decide(&policy(), &later).decision, Decision::Submitted);
+    }
+
+    #[test]
+    fn an_expired_lock_no_longer_holds_the_target() {
+        let mut l = lease();
+        l.acquire("heal-restart-web-bbbb", t("2026-01-01T10:00:00Z"), Duration::from_secs(600));
+        assert_eq!(decide(&policy(), &seen(Some(&l))).decision, Decision::Submitted);
+    }
+
+    #[test]
+    fn the_circuit_opens_when_the_failure_budget_is_spent_in_the_window() {
+        let mut l = lease();
+        for at in ["2026-01-01T11:10:00Z", "2026-01-01T11:40:00Z"] {
+            l.release("x", RunEnd::Failure, t(at), Duration::from_secs(3600));
+        }
+        let v = decide(&policy(), &seen(Some(&l)));
+        assert_eq!(v.decision, Decision::CircuitOpen);
+        assert!(v.reason.contains("2 failed runs"), "{}", v.reason);
+        let mut later = seen(Some(&l));
+        later.now = t("2026-01-01T12:20:00Z");
+        assert_eq!(decide(&policy(), &later).decision, Decision::Submitted);
+    }
+
+    #[test]
+    fn rate_limits_and_dry_run_come_after_the_guards() {
+        let mut s = seen(None);
+        s.rate = Err(RateScope::Namespace("shop".into()));
+        let v = decide(&policy(), &s);
+        assert_eq!(v.decision, Decision::RateLimited);
+        assert!(v.reason.contains("\"shop\""));
+        s.rate = Ok(());
+        s.dry_run = true;
+        assert_eq!(decide(&policy(), &s).decision, Decision::DryRun);
+        let mut l = lease();
+        l.acquire("other", t("2026-01-01T11:59:00Z"), Duration::from_secs(600));
+        s.lease = Some(&l);
+        assert_eq!(decide(&policy(), &s).decision, Decision::Locked);
+    }
+
+    #[test]
+    fn decisions_have_their_documented_wire_names() {
+        let names: Vec<&str> = Decision::ALL.iter().map(|d| d.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "submitted", "duplicate", "cooldown", "locked", "rate-limited", "circuit-open",
+                "no-match", "resolved", "dry-run", "error"
+            ]
+        );
+        assert_eq!(serde_json::to_string(&Decision::CircuitOpen).unwrap(), "\"circuit-open\"");
+    }
+}

@@ -1,0 +1,232 @@
+//! Submitting a rendered run to the engine that carries it out: the one trait seam of heald.
+//! Argo Workflows and Tekton PipelineRuns are created through the Kubernetes API
+//! (`fieldValidation=Strict`, so a field the CRD does not know is an error instead of being
+//! dropped); Argo Workflows may instead go through the Argo Server REST API. Creating a run
+//! whose deterministic name exists answers 409: the alert episode is already handled.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use http::Method;
+use serde_json::{Value, json};
+
+use crate::heald::kube_io::K8s;
+use crate::heald::runs::collection_path;
+use crate::kube_api::{ApiError, JSON, enc};
+use crate::render::Engine as Kind;
+
+/// A boxed future, so that [`Engine`] can be used as `Arc<dyn Engine>`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a run was not created.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SubmitError {
+    /// A run of that name exists: this alert episode is already handled.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The engine refused the run (invalid, forbidden); sending it again will not help.
+    #[error("the engine refused the run: {0}")]
+    Rejected(String),
+    /// The engine could not be reached or is overloaded; a later retry may succeed.
+    #[error("the engine is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl SubmitError {
+    fn from_api(e: ApiError, what: &str) -> SubmitError {
+        if e.is_conflict() {
+            SubmitError::AlreadyExists(what.to_string())
+        } else if e.is_transient() {
+            SubmitError::Unavailable(e.to_string())
+        } else {
+            let mut msg = e.to_string();
+            if let ApiError::Status { causes, .. } = &e
+                && !causes.is_empty()
+            {
+                msg.push_str(": ");
+                msg.push_str(&causes.join("; "));
+            }
+            SubmitError::Rejected(msg)
+        }
+    }
+}
+
+/// What the engine answered to a create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Submitted {
+    /// The run's `metadata.uid`, when the answer carried it.
+    pub uid: Option<String>,
+}
+
+/// A workflow engine heald submits runs to.
+pub trait Engine: Send + Sync {
+    /// Which engine this is.
+    fn kind(&self) -> Kind;
+    /// Create `run` (a rendered Workflow or PipelineRun, with name and namespace).
+    fn submit<'a>(&'a self, run: &'a Value) -> BoxFuture<'a, Result<Submitted, SubmitError>>;
+}
+
+fn name_of(run: &Value) -> (String, String) {
+    let s = |p: &str| {
+        run.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    (s("/metadata/namespace"), s("/metadata/name"))
+}
+
+/// Argo Workflows or Tekton through the Kubernetes API.
+#[derive(Debug, Clone)]
+pub struct KubeEngine {
+    kind: Kind,
+    k8s: K8s,
+}
+
+impl KubeEngine {
+    /// An engine creating `kind`'s objects (`Argo` or `Tekton`) with `k8s`.
+    pub fn new(kind: Kind, k8s: K8s) -> KubeEngine {
+        KubeEngine { kind, k8s }
+    }
+}
+
+impl Engine for KubeEngine {
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    fn submit<'a>(&'a self, run: &'a Value) -> BoxFuture<'a, Result<Submitted, SubmitError>> {
+        Box::pin(async move {
+            let (ns, name) = name_of(run);
+            let Some(collection) = collection_path(self.kind, &ns) else {
+                return Err(SubmitError::Rejected(format!(
+                    "the {} engine is not submitted through the Kubernetes API",
+                    self.kind
+                )));
+            };
+            let path = format!("{collection}?fieldValidation=Strict");
+            let what = format!("{} {ns}/{name}", self.kind.kind());
+            let created = self
+                .k8s
+                .send(Method::POST, &path, Some(JSON), Some(run))
+                .await
+                .map_err(|e| SubmitError::from_api(e, &what))?;
+            Ok(Submitted {
+                uid: created
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            })
+        })
+    }
+}
+
+/// Argo Workflows through the Argo Server REST API (`POST /api/v1/workflows/{namespace}`).
+#[derive(Debug, Clone)]
+pub struct ArgoServerEngine {
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl ArgoServerEngine {
+    /// Submit to the Argo Server at `url` (no trailing slash) with an optional bearer token.
+    pub fn new(client: reqwest::Client, url: &str, token: Option<String>) -> ArgoServerEngine {
+        ArgoServerEngine {
+            client,
+            url: url.trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    /// The request body: `{namespace, serverDryRun, workflow}` (`WorkflowCreateRequest`).
+    pub fn request_body(run: &Value) -> Value {
+        let (ns, _) = name_of(run);
+        json!({"namespace": ns, "serverDryRun": false, "workflow": run})
+    }
+}
+
+impl Engine for ArgoServerEngine {
+    fn kind(&self) -> Kind {
+        Kind::Argo
+    }
+
+    fn submit<'a>(&'a self, run: &'a Value) -> BoxFuture<'a, Result<Submitted, SubmitError>> {
+        Box::pin(async move {
+            let (ns, name) = name_of(run);
+            let url = format!("{}/api/v1/workflows/{}", self.url, enc(&ns));
+            let mut req = self.client.post(&url).json(&Self::request_body(run));
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| SubmitError::Unavailable(format!("{url}: {e}")))?;
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            let message = body
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            // grpc-gateway answers AlreadyExists (gRPC code 6) as 409.
+            if status.as_u16() == 409 || body.get("code").and_then(Value::as_i64) == Some(6) {
+                return Err(SubmitError::AlreadyExists(format!("Workflow {ns}/{name}")));
+            }
+            if status.is_server_error() || status.as_u16() == 429 {
+                return Err(SubmitError::Unavailable(format!("{url} answered {status}: {message}")));
+            }
+            if !status.is_success() {
+                return Err(SubmitError::Rejected(format!("{url} answered {status}: {message}")));
+            }
+            Ok(Submitted {
+                uid: body
+                    .pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_argo_server_body_has_the_shape_of_the_reference_request() {
+        let dir = std::env::var_os("HEAL_REFERENCE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"));
+        let reference: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("argo/rest-create-workflow-request.example.json"))
+                .expect("reference file"),
+        )
+        .unwrap();
+        let ours = ArgoServerEngine::request_body(&reference["workflow"]);
+        assert_eq!(ours, reference);
+    }
+
+    #[test]
+    fn a_conflict_is_already_exists_and_a_503_is_unavailable() {
+        let status = |code: u16| ApiError::Status {
+            code,
+            reason: String::new(),
+            message: "m".into(),
+            retry_after: None,
+            causes: vec!["spec.x: unknown field".into()],
+        };
+        assert!(matches!(
+            SubmitError::from_api(status(409), "w"),
+            SubmitError::AlreadyExists(_)
+        ));
+        assert!(matches!(
+            SubmitError::from_api(status(503), "w"),
+            SubmitError::Unavailable(_)
+        ));
+        let e = SubmitError::from_api(status(422), "w").to_string();
+        assert!(e.contains("unknown field"), "{e}");
+    }
+}

@@ -1,0 +1,433 @@
+//! Performing the decision for each alert of a webhook: match policies, build and render
+//! the plan, read the target's Lease, [`decide`](super::decide::decide), then take the
+//! rate-limit token, the Lease (409: another replica won; read again and decide again) and
+//! create the run (409: the alert episode already has its run). Each alert is handled in
+//! its own task, so an answer that is cut short (client gone, timeout) never leaves a Lease
+//! taken without its run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::alert::Alert;
+use crate::heald::decide::{Decision, Observed, RateScope, Verdict, decide};
+use crate::heald::engines::SubmitError;
+use crate::heald::kube_io::{EventTarget, KubeIoError};
+use crate::heald::lease::{LeaseState, RunEnd, lease_name};
+use crate::heald::policies::Loaded;
+use crate::heald::remediations::Entry;
+use crate::heald::state::State;
+use crate::heald::{ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION};
+use crate::plan::Plan;
+use crate::policy::{self, Policy};
+
+/// Longest JSON of alert labels kept on a run (for the silence after success).
+const MAX_LABELS_JSON: usize = 16 * 1024;
+
+/// One line of the answer to a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionRecord {
+    /// The alert's fingerprint.
+    pub fingerprint: String,
+    /// The alert's name.
+    pub alertname: String,
+    /// The policy that matched, if any.
+    pub policy: Option<String>,
+    /// What heald did.
+    pub decision: Decision,
+    /// The engine of the run.
+    pub engine: Option<String>,
+    /// The namespace of the run.
+    pub namespace: Option<String>,
+    /// The run started or found.
+    pub run: Option<String>,
+    /// Correlation id of the remediation.
+    pub correlation_id: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// Nothing was decided because a dependency is down: Alertmanager should retry.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub String);
+
+/// Decide and act for every alert, concurrently; the records come back in alert order.
+pub async fn handle_alerts(
+    state: &Arc<State>,
+    alerts: Vec<Alert>,
+) -> Result<Vec<DecisionRecord>, Unavailable> {
+    let loaded = state.policies.current();
+    let handles: Vec<_> = alerts
+        .into_iter()
+        .map(|alert| {
+            let state = Arc::clone(state);
+            let loaded = Arc::clone(&loaded);
+            tokio::spawn(async move { handle_alert(&state, &loaded, &alert).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut failure = None;
+    for h in handles {
+        match h.await {
+            Ok(Ok(records)) => out.extend(records),
+            Ok(Err(e)) => failure = Some(e),
+            Err(e) => failure = Some(Unavailable(format!("an alert's handler failed: {e}"))),
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// Decide and act for one alert: one record per matched policy, or one `no-match`.
+pub async fn handle_alert(
+    state: &State,
+    loaded: &Loaded,
+    alert: &Alert,
+) -> Result<Vec<DecisionRecord>, Unavailable> {
+    let matches = policy::decide(&loaded.set, alert);
+    if matches.is_empty() {
+        let rec = DecisionRecord {
+            fingerprint: alert.fingerprint.clone(),
+            alertname: alert.name().to_string(),
+            policy: None,
+            decision: Decision::NoMatch,
+            engine: None,
+            namespace: None,
+            run: None,
+            correlation_id: None,
+            reason: format!("no policy answers this {} alert", alert.status),
+        };
+        note(state, &rec);
+        return Ok(vec![rec]);
+    }
+    let mut out = Vec::with_capacity(matches.len());
+    for m in matches {
+        let rec = match m.decision {
+            policy::Decision::Resolved => DecisionRecord {
+                fingerprint: alert.fingerprint.clone(),
+                alertname: alert.name().to_string(),
+                policy: Some(m.policy.name.clone()),
+                decision: Decision::Resolved,
+                engine: None,
+                namespace: None,
+                run: None,
+                correlation_id: None,
+                reason: "the alert resolved; nothing to do".into(),
+            },
+            policy::Decision::Matched => handle_match(state, loaded, m.policy, alert).await?,
+        };
+        note(state, &rec);
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// Count, log and remember a decision.
+fn note(state: &State, rec: &DecisionRecord) {
+    state.metrics.decision(
+        rec.decision,
+        rec.engine.as_deref().unwrap_or(""),
+        rec.policy.as_deref().unwrap_or(""),
+    );
+    tracing::info!(
+        correlation_id = rec.correlation_id.as_deref().unwrap_or(""),
+        fingerprint = %rec.fingerprint,
+        alertname = %rec.alertname,
+        policy = rec.policy.as_deref().unwrap_or(""),
+        decision = rec.decision.as_str(),
+        engine = rec.engine.as_deref().unwrap_or(""),
+        run = rec.run.as_deref().unwrap_or(""),
+        "{}",
+        rec.reason
+    );
+    state.history.push(Entry {
+        time: Timestamp::now().to_string(),
+        kind: "decision",
+        result: rec.decision.as_str().into(),
+        fingerprint: Some(rec.fingerprint.clone()),
+        alertname: Some(rec.alertname.clone()),
+        policy: rec.policy.clone(),
+        engine: rec.engine.clone(),
+        namespace: rec.namespace.clone(),
+        run: rec.run.clone(),
+        correlation_id: rec.correlation_id.clone(),
+        reason: rec.reason.clone(),
+    });
+}
+
+/// The record of a decision about `plan`.
+fn record(plan: &Plan, engine: crate::render::Engine, v: Verdict) -> DecisionRecord {
+    DecisionRecord {
+        fingerprint: plan.fingerprint.clone(),
+        alertname: plan.alertname.clone(),
+        policy: Some(plan.policy.clone()),
+        decision: v.decision,
+        engine: Some(engine.as_str().into()),
+        namespace: Some(plan.run_namespace.clone()),
+        run: Some(plan.run_name.clone()),
+        correlation_id: Some(plan.correlation_id.clone()),
+        reason: v.reason,
+    }
+}
+
+fn error_before_plan(alert: &Alert, policy: &Policy, reason: String) -> DecisionRecord {
+    DecisionRecord {
+        fingerprint: alert.fingerprint.clone(),
+        alertname: alert.name().to_string(),
+        policy: Some(policy.name.clone()),
+        decision: Decision::Error,
+        engine: None,
+        namespace: None,
+        run: None,
+        correlation_id: None,
+        reason,
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Unavailable {
+    Unavailable(format!("the Kubernetes API is unavailable: {e}"))
+}
+
+/// How long a run holds its target: its deadline plus the time it gets to report.
+pub fn hold_duration(state: &State, loaded: &Loaded, plan: &Plan) -> Duration {
+    Duration::from_secs(plan.deadline_seconds)
+        + Duration::from_secs(loaded.renderer.options().report_timeout_seconds)
+        + state.config.deadline_grace
+}
+
+/// The rate-limit bucket of a target: its namespace (`-` for cluster-scoped targets).
+fn bucket(plan: &Plan) -> &str {
+    if plan.target.namespace.is_empty() {
+        "-"
+    } else {
+        &plan.target.namespace
+    }
+}
+
+/// Decide and act for one alert and one matched policy.
+pub async fn handle_match(
+    state: &State,
+    loaded: &Loaded,
+    policy: &Policy,
+    alert: &Alert,
+) -> Result<DecisionRecord, Unavailable> {
+    let engine = policy.engine.unwrap_or(state.config.engine);
+    let plan = match policy::plan(policy, alert, &state.plan_defaults) {
+        Ok(p) => p,
+        Err(e) => return Ok(error_before_plan(alert, policy, e.to_string())),
+    };
+    let err = |reason: String| {
+        Ok(record(
+            &plan,
+            engine,
+            Verdict {
+                decision: Decision::Error,
+                reason,
+            },
+        ))
+    };
+    if state.known.contains(&plan.run_name) {
+        let v = Verdict {
+            decision: Decision::Duplicate,
+            reason: format!("run {} already exists", plan.run_name),
+        };
+        return Ok(record(&plan, engine, v));
+    }
+    if !plan.target.namespace.is_empty()
+        && let Err(why) =
+            crate::guard::check_namespace_allowed(&plan.target.namespace, &policy.guards.allow_namespaces)
+    {
+        return err(why);
+    }
+    let rendered = match loaded.renderer.render(&plan, engine) {
+        Ok(r) => r,
+        Err(e) => return err(format!("the run cannot be rendered: {e}")),
+    };
+    let Some(submitter) = state.engines.get(&engine).cloned() else {
+        return err(format!(
+            "heald cannot submit to the {engine} engine (not configured in this heald)"
+        ));
+    };
+    let Some(k8s) = &state.k8s else {
+        return Err(Unavailable("heald has no Kubernetes connection".into()));
+    };
+    let lease_ns = &state.config.namespace;
+    let lease = lease_name(&policy.name, &plan.target);
+    let hold = hold_duration(state, loaded, &plan);
+    let ns_bucket = bucket(&plan);
+    for _ in 0..5 {
+        let current = match k8s.read_lease(lease_ns, &lease).await {
+            Ok(l) => l,
+            Err(e) if e.is_transient() => return Err(unavailable(e)),
+            Err(e) => return err(e.to_string()),
+        };
+        let now = Timestamp::now();
+        let verdict = decide(
+            policy,
+            &Observed {
+                now,
+                run_name: &plan.run_name,
+                lease: current.as_ref(),
+                run_known: false,
+                rate: state.limiter.check(ns_bucket, Instant::now()),
+                dry_run: state.config.dry_run,
+            },
+        );
+        match verdict.decision {
+            Decision::Submitted => {}
+            Decision::DryRun => {
+                tracing::info!(
+                    correlation_id = %plan.correlation_id,
+                    run = %plan.run_name,
+                    manifest = %rendered.yaml,
+                    "dry run: not submitted"
+                );
+                return Ok(record(&plan, engine, verdict));
+            }
+            Decision::Duplicate => {
+                state.known.insert(&plan.run_name);
+                return Ok(record(&plan, engine, verdict));
+            }
+            _ => return Ok(record(&plan, engine, verdict)),
+        }
+        if let Err(scope) = state.limiter.try_take(ns_bucket, Instant::now()) {
+            let reason = match scope {
+                RateScope::Global => "the global submission rate limit is reached".to_string(),
+                RateScope::Namespace(ns) => {
+                    format!("the submission rate limit of namespace {ns:?} is reached")
+                }
+            };
+            let v = Verdict {
+                decision: Decision::RateLimited,
+                reason,
+            };
+            return Ok(record(&plan, engine, v));
+        }
+        let mut next = current.unwrap_or_else(|| LeaseState::new(&lease, &policy.name, &plan.target));
+        next.acquire(&plan.run_name, now, hold);
+        match k8s.write_lease(lease_ns, &next).await {
+            Ok(_) => {}
+            Err(KubeIoError::Conflict(_)) => {
+                state.limiter.refund(ns_bucket);
+                continue;
+            }
+            Err(e) => {
+                state.limiter.refund(ns_bucket);
+                if e.is_transient() {
+                    return Err(unavailable(e));
+                }
+                return err(e.to_string());
+            }
+        }
+        let run = annotate(rendered.value.clone(), alert, &lease, &plan);
+        let started = Instant::now();
+        let submitted = submitter.submit(&run).await;
+        state
+            .metrics
+            .submit_seconds
+            .get_or_create(&crate::heald::metrics::EngineLabels {
+                engine: engine.as_str().into(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+        return match submitted {
+            Ok(_) => {
+                state.known.insert(&plan.run_name);
+                k8s.event(
+                    &EventTarget {
+                        api_version: engine.api_version(),
+                        kind: engine.kind(),
+                        namespace: &plan.run_namespace,
+                        name: &plan.run_name,
+                        correlation_id: &plan.correlation_id,
+                        instance: &state.config.instance,
+                    },
+                    "Normal",
+                    "RemediationSubmitted",
+                    &format!(
+                        "heald started {} for alert {} ({}) on {}/{}",
+                        plan.policy,
+                        plan.alertname,
+                        plan.fingerprint,
+                        plan.target.kind,
+                        plan.target.name
+                    ),
+                )
+                .await;
+                Ok(record(&plan, engine, verdict))
+            }
+            Err(SubmitError::AlreadyExists(what)) => {
+                state.known.insert(&plan.run_name);
+                release(state, &lease, &plan.run_name, RunEnd::Existing).await;
+                let v = Verdict {
+                    decision: Decision::Duplicate,
+                    reason: format!("{what}: this alert episode already has its run"),
+                };
+                Ok(record(&plan, engine, v))
+            }
+            Err(SubmitError::Rejected(msg)) => {
+                release(state, &lease, &plan.run_name, RunEnd::Abandoned).await;
+                err(msg)
+            }
+            Err(SubmitError::Unavailable(msg)) => {
+                release(state, &lease, &plan.run_name, RunEnd::Abandoned).await;
+                state.limiter.refund(ns_bucket);
+                Err(Unavailable(format!("the {engine} engine is unavailable: {msg}")))
+            }
+        };
+    }
+    Err(Unavailable(format!(
+        "Lease {lease} kept changing under heald; retry"
+    )))
+}
+
+/// Drop `run`'s hold on a Lease after a failed or duplicate submission. Best effort: a
+/// hold that is not dropped lapses at its deadline.
+async fn release(state: &State, lease: &str, run: &str, end: RunEnd) {
+    let Some(k8s) = &state.k8s else {
+        return;
+    };
+    let now = Timestamp::now();
+    let result = k8s
+        .update_lease(&state.config.namespace, lease, |cur| {
+            let mut l = cur?;
+            l.release(run, end, now, Duration::from_secs(86_400));
+            Some(l)
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(lease, run, error = %e, "could not release the Lease; it lapses at its deadline");
+    }
+}
+
+/// Add what heald needs later to the run: the alert's labels (for the silence), the Lease,
+/// the deadline.
+fn annotate(mut run: Value, alert: &Alert, lease: &str, plan: &Plan) -> Value {
+    let labels = serde_json::to_string(&alert.labels).unwrap_or_default();
+    let labels = if labels.len() > MAX_LABELS_JSON {
+        String::new()
+    } else {
+        labels
+    };
+    if let Some(meta) = run.get_mut("metadata").and_then(Value::as_object_mut) {
+        let ann = meta
+            .entry("annotations")
+            .or_insert_with(|| json!({}));
+        if let Some(ann) = ann.as_object_mut() {
+            ann.insert(ALERT_LABELS_ANNOTATION.into(), json!(labels));
+            ann.insert(LEASE_ANNOTATION.into(), json!(lease));
+            ann.insert(
+                DEADLINE_ANNOTATION.into(),
+                json!(plan.deadline_seconds.to_string()),
+            );
+        }
+    }
+    run
+}

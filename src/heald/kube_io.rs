@@ -1,0 +1,282 @@
+//! heald's Kubernetes calls, all through [`Kube`]: each call waits for a token of the QPS
+//! limiter and gets its own deadline. Reading and writing the guard Leases (create, or
+//! replace with `resourceVersion`; 409 means another replica won), listing and marking runs,
+//! and recording Events on runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::heald::lease::{LeaseError, LeaseState};
+use crate::heald::ratelimit::QpsLimiter;
+use crate::kube_api::{ApiError, JSON, Kube, MERGE_PATCH, enc};
+
+/// A failure of one of heald's Kubernetes operations.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KubeIoError {
+    /// The API server refused or could not be reached.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// A Lease heald cannot read.
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
+    /// Another writer changed the object first (409): read again and decide again.
+    #[error("{0} was changed by someone else first")]
+    Conflict(String),
+}
+
+impl KubeIoError {
+    /// Whether a retry later (for example by Alertmanager) may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            KubeIoError::Api(e) => e.is_transient(),
+            KubeIoError::Lease(_) => false,
+            KubeIoError::Conflict(_) => true,
+        }
+    }
+}
+
+/// The Kubernetes client heald uses: [`Kube`] plus a QPS limiter and a per-call deadline.
+#[derive(Clone)]
+pub struct K8s {
+    kube: Kube,
+    qps: Arc<QpsLimiter>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for K8s {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("K8s")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl K8s {
+    /// Wrap a client: `qps` requests per second, bursts of `burst`, each call at most
+    /// `timeout` (retries included).
+    pub fn new(kube: Kube, qps: f64, burst: u32, timeout: Duration) -> K8s {
+        K8s {
+            kube,
+            qps: Arc::new(QpsLimiter::new(qps, burst)),
+            timeout,
+        }
+    }
+
+    /// Send one request under the limiter and the deadline.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        let deadline = Instant::now() + self.timeout;
+        if !self.qps.acquire(deadline).await {
+            return Err(ApiError::Timeout(Some(
+                "heald's Kubernetes request rate limit (--kube-qps) was reached".into(),
+            )));
+        }
+        self.kube
+            .with_deadline(deadline)
+            .send(method, path, content_type, body)
+            .await
+    }
+
+    /// GET, with 404 as `None`.
+    pub async fn get_opt(&self, path: &str) -> Result<Option<Value>, ApiError> {
+        match self.send(Method::GET, path, None, None).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Read a Lease; `None` when it does not exist.
+    pub async fn read_lease(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<LeaseState>, KubeIoError> {
+        match self.get_opt(&lease_path(namespace, Some(name))).await? {
+            Some(obj) => Ok(Some(LeaseState::from_object(&obj)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Write a Lease: create it when it has no `resourceVersion`, else replace it with that
+    /// version as a precondition. 409 (created or changed by another replica first) is
+    /// [`KubeIoError::Conflict`]. Returns the state as written.
+    pub async fn write_lease(
+        &self,
+        namespace: &str,
+        lease: &LeaseState,
+    ) -> Result<LeaseState, KubeIoError> {
+        let obj = lease.to_object(namespace);
+        let result = match &lease.resource_version {
+            None => {
+                self.send(
+                    Method::POST,
+                    &lease_path(namespace, None),
+                    Some(JSON),
+                    Some(&obj),
+                )
+                .await
+            }
+            Some(_) => {
+                self.send(
+                    Method::PUT,
+                    &lease_path(namespace, Some(&lease.name)),
+                    Some(JSON),
+                    Some(&obj),
+                )
+                .await
+            }
+        };
+        match result {
+            Ok(v) => Ok(LeaseState::from_object(&v)?),
+            Err(e) if e.is_conflict() => Err(KubeIoError::Conflict(format!("Lease {}", lease.name))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Apply `change` to a Lease, re-reading and retrying when another replica wrote it
+    /// first. `change` gets the current state (`None`: no Lease yet) and returns the state
+    /// to write, or `None` to write nothing.
+    pub async fn update_lease<F>(
+        &self,
+        namespace: &str,
+        name: &str,
+        mut change: F,
+    ) -> Result<Option<LeaseState>, KubeIoError>
+    where
+        F: FnMut(Option<LeaseState>) -> Option<LeaseState>,
+    {
+        let mut last = None;
+        for _ in 0..5 {
+            let current = self.read_lease(namespace, name).await?;
+            let Some(next) = change(current) else {
+                return Ok(None);
+            };
+            match self.write_lease(namespace, &next).await {
+                Ok(written) => return Ok(Some(written)),
+                Err(KubeIoError::Conflict(what)) => last = Some(what),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(KubeIoError::Conflict(last.unwrap_or_else(|| format!("Lease {name}"))))
+    }
+
+    /// List objects of a collection matching a label selector; 404 (the engine's CRD is not
+    /// installed) is an empty list.
+    pub async fn list(&self, collection: &str, selector: &str) -> Result<Vec<Value>, ApiError> {
+        let path = format!("{collection}?labelSelector={}", enc(selector));
+        match self.send(Method::GET, &path, None, None).await {
+            Ok(v) => Ok(v
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()),
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Merge-patch an object with its `resourceVersion` as a precondition: `Ok(false)` when
+    /// someone changed it first (409) or it is gone (404).
+    pub async fn patch_if_unchanged(
+        &self,
+        path: &str,
+        resource_version: &str,
+        mut patch: Value,
+    ) -> Result<bool, ApiError> {
+        patch["metadata"]["resourceVersion"] = json!(resource_version);
+        match self
+            .send(Method::PATCH, path, Some(MERGE_PATCH), Some(&patch))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_conflict() || e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Record a `core/v1` Event on a run (or any object). Failures are logged, never fatal.
+    pub async fn event(&self, on: &EventTarget<'_>, event_type: &str, reason: &str, message: &str) {
+        let now = Timestamp::now();
+        let time = now.to_string();
+        let event = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": format!("{}.", on.name),
+                "namespace": on.namespace,
+                "annotations": {"heal.dev/correlation-id": on.correlation_id},
+            },
+            "involvedObject": {
+                "apiVersion": on.api_version,
+                "kind": on.kind,
+                "namespace": on.namespace,
+                "name": on.name,
+            },
+            "reason": reason,
+            "message": truncate(message, 1024),
+            "type": event_type,
+            "source": {"component": "heald"},
+            "reportingComponent": "heald",
+            "reportingInstance": on.instance,
+            "firstTimestamp": time,
+            "lastTimestamp": time,
+            "count": 1,
+        });
+        let path = format!("/api/v1/namespaces/{}/events", enc(on.namespace));
+        if let Err(e) = self.send(Method::POST, &path, Some(JSON), Some(&event)).await {
+            tracing::warn!(correlation_id = on.correlation_id, run = on.name, error = %e, "could not record event");
+        }
+    }
+}
+
+/// The object an Event is about.
+#[derive(Debug, Clone, Copy)]
+pub struct EventTarget<'a> {
+    /// `argoproj.io/v1alpha1`.
+    pub api_version: &'a str,
+    /// `Workflow`.
+    pub kind: &'a str,
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Name.
+    pub name: &'a str,
+    /// Correlation id.
+    pub correlation_id: &'a str,
+    /// heald replica.
+    pub instance: &'a str,
+}
+
+/// Cut `s` to at most `max` bytes on a character boundary.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// Path of the Leases collection, or of one Lease.
+pub fn lease_path(namespace: &str, name: Option<&str>) -> String {
+    let base = format!(
+        "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+        enc(namespace)
+    );
+    match name {
+        Some(n) => format!("{base}/{}", enc(n)),
+        None => base,
+    }
+}

@@ -1,0 +1,432 @@
+//! The per-target guard state that every heald replica shares: one `coordination.k8s.io/v1`
+//! Lease per policy and target, in heald's namespace. `spec.holderIdentity` names the run
+//! holding the target (`leaseDurationSeconds` is the run's deadline, so a lock left by a
+//! crashed heald expires on its own); annotations keep the last run, the last success and
+//! the recent failure times. Updates carry `metadata.resourceVersion`, so when two replicas
+//! race the API server answers 409 to one of them. Pure: reading and writing the document.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::plan::PlanTarget;
+
+/// Annotation: the policy the Lease belongs to.
+pub const POLICY: &str = "heal.dev/policy";
+/// Annotation: the target, `kind/namespace/name` (`kind//name` when cluster-scoped).
+pub const TARGET: &str = "heal.dev/target";
+/// Annotation: the runs holding the target, JSON `[{"run": NAME, "until": RFC3339}]`.
+pub const HOLDERS: &str = "heal.dev/holders";
+/// Annotation: the name of the last run started on the target.
+pub const LAST_RUN: &str = "heal.dev/last-run";
+/// Annotation: when the last run started.
+pub const LAST_RUN_AT: &str = "heal.dev/last-run-at";
+/// Annotation: when a run last succeeded.
+pub const LAST_SUCCESS_AT: &str = "heal.dev/last-success-at";
+/// Annotation: comma-separated times of recent failures (the circuit breaker's window).
+pub const FAILURES: &str = "heal.dev/failures";
+
+/// Failure times kept at most, whatever the policy's budget.
+const MAX_FAILURES_KEPT: usize = 50;
+
+/// A Lease that is not the document heald writes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    /// A field has the wrong type or an unreadable value.
+    #[error("Lease {name}: {field}: {message}")]
+    Field {
+        /// The Lease's name.
+        name: String,
+        /// The field, e.g. `metadata.annotations["heal.dev/failures"]`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One run holding a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    /// The run's name.
+    pub run: String,
+    /// When the hold lapses if nobody releases it (start + deadline).
+    pub until: Timestamp,
+}
+
+/// How a run ended, as the guards count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// It succeeded: the cooldown starts, the failure count clears.
+    Success,
+    /// It failed or ran out of time: one more failure in the window.
+    Failure,
+    /// It never ran (the submission failed): the hold is dropped and the run forgotten.
+    Abandoned,
+    /// It existed already (an earlier delivery created it): only the hold is dropped.
+    Existing,
+}
+
+/// The guard state of one policy and target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseState {
+    /// The Lease's name.
+    pub name: String,
+    /// `metadata.resourceVersion`, `None` for a Lease not yet created.
+    pub resource_version: Option<String>,
+    /// The policy.
+    pub policy: String,
+    /// The target, as written in [`TARGET`].
+    pub target: String,
+    /// Runs holding the target (expired ones included until the next write).
+    pub holders: Vec<Holder>,
+    /// The last run started.
+    pub last_run: Option<String>,
+    /// When it started.
+    pub last_run_at: Option<Timestamp>,
+    /// When a run last succeeded.
+    pub last_success_at: Option<Timestamp>,
+    /// Recent failure times, oldest first.
+    pub failures: Vec<Timestamp>,
+}
+
+/// The Lease name for a policy and target: readable prefix, hash of the whole identity.
+pub fn lease_name(policy: &str, target: &PlanTarget) -> String {
+    let mut h = Sha256::new();
+    h.update(policy.as_bytes());
+    h.update([0]);
+    h.update(target_key(target).as_bytes());
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
+    let mut prefix: String = policy.chars().take(40).collect();
+    while prefix.ends_with('-') {
+        prefix.pop();
+    }
+    format!("heal-{prefix}-{hex}")
+}
+
+/// The target as written in the Lease: `kind/namespace/name`.
+pub fn target_key(target: &PlanTarget) -> String {
+    format!("{}/{}/{}", target.kind, target.namespace, target.name)
+}
+
+/// Kubernetes `MicroTime`: RFC 3339 in UTC with exactly six fractional digits.
+pub fn micro_time(t: Timestamp) -> String {
+    format!(
+        "{}.{:06}Z",
+        t.strftime("%Y-%m-%dT%H:%M:%S"),
+        t.subsec_microsecond()
+    )
+}
+
+fn seconds(d: Duration) -> SignedDuration {
+    SignedDuration::from_secs(i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4))
+}
+
+impl LeaseState {
+    /// The state of a target nobody has acted on yet.
+    pub fn new(name: &str, policy: &str, target: &PlanTarget) -> LeaseState {
+        LeaseState {
+            name: name.to_string(),
+            resource_version: None,
+            policy: policy.to_string(),
+            target: target_key(target),
+            holders: Vec::new(),
+            last_run: None,
+            last_run_at: None,
+            last_success_at: None,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Read a Lease object.
+    pub fn from_object(obj: &Value) -> Result<LeaseState, LeaseError> {
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let err = |field: &str, message: String| LeaseError::Field {
+            name: name.clone(),
+            field: field.to_string(),
+            message,
+        };
+        let empty = Map::new();
+        let ann = obj
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let get = |k: &str| ann.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let time = |k: &str| -> Result<Option<Timestamp>, LeaseError> {
+            get(k)
+                .map(|s| {
+                    s.parse::<Timestamp>().map_err(|e| {
+                        err(&format!("metadata.annotations[{k:?}]"), format!("{s:?}: {e}"))
+                    })
+                })
+                .transpose()
+        };
+        let holders = match get(HOLDERS) {
+            Some(text) => serde_json::from_str::<Vec<Holder>>(text).map_err(|e| {
+                err(&format!("metadata.annotations[{HOLDERS:?}]"), e.to_string())
+            })?,
+            None => holder_from_spec(obj).map_err(|m| err("spec", m))?.into_iter().collect(),
+        };
+        let failures = match get(FAILURES) {
+            Some(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<Timestamp>().map_err(|e| {
+                        err(
+                            &format!("metadata.annotations[{FAILURES:?}]"),
+                            format!("{s:?}: {e}"),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        Ok(LeaseState {
+            resource_version: obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            policy: get(POLICY).unwrap_or_default().to_string(),
+            target: get(TARGET).unwrap_or_default().to_string(),
+            holders,
+            last_run: get(LAST_RUN).map(str::to_string),
+            last_run_at: time(LAST_RUN_AT)?,
+            last_success_at: time(LAST_SUCCESS_AT)?,
+            failures,
+            name,
+        })
+    }
+
+    /// The Lease object to create or replace (with `resourceVersion` when it exists, so a
+    /// concurrent update makes the API server answer 409).
+    pub fn to_object(&self, namespace: &str) -> Value {
+        let mut ann = Map::new();
+        let mut put = |k: &str, v: String| {
+            ann.insert(k.to_string(), Value::String(v));
+        };
+        put(POLICY, self.policy.clone());
+        put(TARGET, self.target.clone());
+        put(
+            HOLDERS,
+            serde_json::to_string(&self.holders).unwrap_or_else(|_| "[]".into()),
+        );
+        if let Some(r) = &self.last_run {
+            put(LAST_RUN, r.clone());
+        }
+        if let Some(t) = self.last_run_at {
+            put(LAST_RUN_AT, t.to_string());
+        }
+        if let Some(t) = self.last_success_at {
+            put(LAST_SUCCESS_AT, t.to_string());
+        }
+        if !self.failures.is_empty() {
+            put(
+                FAILURES,
+                self.failures
+                    .iter()
+                    .map(Timestamp::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+        let mut metadata = json!({
+            "name": self.name,
+            "namespace": namespace,
+            "labels": {
+                crate::heald::MANAGED_BY: "heald",
+                "heal.dev/policy": crate::render::label_value(&self.policy),
+            },
+            "annotations": ann,
+        });
+        if let Some(rv) = &self.resource_version {
+            metadata["resourceVersion"] = json!(rv);
+        }
+        let mut spec = Map::new();
+        // The newest holder is the one `kubectl get lease` shows.
+        if let Some(h) = self.holders.iter().max_by_key(|h| h.until) {
+            let start = self
+                .last_run_at
+                .filter(|_| self.last_run.as_deref() == Some(h.run.as_str()))
+                .unwrap_or(h.until);
+            let secs = (h.until.as_second() - start.as_second()).clamp(1, i64::from(i32::MAX));
+            spec.insert("holderIdentity".into(), json!(h.run));
+            spec.insert("leaseDurationSeconds".into(), json!(secs));
+            spec.insert("acquireTime".into(), json!(micro_time(start)));
+            spec.insert("renewTime".into(), json!(micro_time(start)));
+        }
+        json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": spec,
+        })
+    }
+
+    /// Holders whose hold has not lapsed at `now`.
+    pub fn active_holders(&self, now: Timestamp) -> impl Iterator<Item = &Holder> {
+        self.holders.iter().filter(move |h| h.until > now)
+    }
+
+    /// Failures within `window` before `now`.
+    pub fn failures_within(&self, now: Timestamp, window: Duration) -> usize {
+        let since = now - seconds(window);
+        self.failures.iter().filter(|t| **t > since).count()
+    }
+
+    /// Take the target for `run` until `now + hold`, dropping lapsed holds.
+    pub fn acquire(&mut self, run: &str, now: Timestamp, hold: Duration) {
+        self.holders.retain(|h| h.until > now && h.run != run);
+        self.holders.push(Holder {
+            run: run.to_string(),
+            until: now + seconds(hold),
+        });
+        self.last_run = Some(run.to_string());
+        self.last_run_at = Some(now);
+    }
+
+    /// Drop `run`'s hold and count how it ended. `window` bounds the failures kept.
+    /// Returns whether the run held the target (false: released before, or expired and
+    /// taken over).
+    pub fn release(&mut self, run: &str, end: RunEnd, now: Timestamp, window: Duration) -> bool {
+        let before = self.holders.len();
+        self.holders.retain(|h| h.run != run && h.until > now);
+        let held = before != self.holders.len();
+        match end {
+            RunEnd::Success => {
+                self.last_success_at = Some(now);
+                self.failures.clear();
+            }
+            RunEnd::Failure => {
+                let since = now - seconds(window);
+                self.failures.retain(|t| *t > since);
+                self.failures.push(now);
+                let excess = self.failures.len().saturating_sub(MAX_FAILURES_KEPT);
+                self.failures.drain(..excess);
+            }
+            RunEnd::Abandoned => {
+                if self.last_run.as_deref() == Some(run) {
+                    self.last_run = None;
+                    self.last_run_at = None;
+                }
+            }
+            RunEnd::Existing => {}
+        }
+        held
+    }
+}
+
+/// A Lease written by something else than heald: its `holderIdentity` and duration.
+fn holder_from_spec(obj: &Value) -> Result<Option<Holder>, String> {
+    let Some(run) = obj
+        .pointer("/spec/holderIdentity")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(None);
+    };
+    let start = obj
+        .pointer("/spec/renewTime")
+        .or_else(|| obj.pointer("/spec/acquireTime"))
+        .and_then(Value::as_str)
+        .map(|s| {
+            s.parse::<Timestamp>()
+                .map_err(|e| format!("renewTime {s:?}: {e}"))
+        })
+        .transpose()?
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    let secs = obj
+        .pointer("/spec/leaseDurationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    Ok(Some(Holder {
+        run: run.to_string(),
+        until: start + SignedDuration::from_secs(secs),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> PlanTarget {
+        PlanTarget {
+            kind: "deployment".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+        }
+    }
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn lease_names_are_stable_valid_and_distinct_per_target() {
+        let a = lease_name("restart-web", &target());
+        assert_eq!(a, lease_name("restart-web", &target()));
+        assert!(a.starts_with("heal-restart-web-"), "{a}");
+        assert!(a.len() <= 63);
+        let mut other = target();
+        other.name = "api".into();
+        assert_ne!(a, lease_name("restart-web", &other));
+        assert_ne!(a, lease_name("scale-web", &target()));
+    }
+
+    #[test]
+    fn a_lease_round_trips_through_its_object() {
+        let mut s = LeaseState::new("heal-x-0011223344", "x", &target());
+        s.acquire("heal-x-run1", t("2026-01-01T00:00:00Z"), Duration::from_secs(600));
+        s.release(
+            "heal-x-run0",
+            RunEnd::Failure,
+            t("2026-01-01T00:00:01Z"),
+            Duration::from_secs(3600),
+        );
+        s.resource_version = Some("42".into());
+        let obj = s.to_object("heal-system");
+        assert_eq!(obj["spec"]["holderIdentity"], "heal-x-run1");
+        assert_eq!(obj["spec"]["leaseDurationSeconds"], 600);
+        assert_eq!(obj["spec"]["acquireTime"], "2026-01-01T00:00:00.000000Z");
+        assert_eq!(obj["metadata"]["resourceVersion"], "42");
+        assert_eq!(LeaseState::from_object(&obj).unwrap(), s);
+    }
+
+    #[test]
+    fn holds_lapse_after_the_deadline_and_failures_leave_the_window() {
+        let mut s = LeaseState::new("l", "p", &target());
+        let t0 = t("2026-01-01T00:00:00Z");
+        s.acquire("r1", t0, Duration::from_secs(60));
+        assert_eq!(s.active_holders(t0).count(), 1);
+        assert_eq!(s.active_holders(t("2026-01-01T00:01:01Z")).count(), 0);
+        assert!(s.release("r1", RunEnd::Failure, t0, Duration::from_secs(600)));
+        assert!(!s.release("r1", RunEnd::Failure, t("2026-01-01T00:05:00Z"), Duration::from_secs(600)));
+        assert_eq!(s.failures_within(t("2026-01-01T00:06:00Z"), Duration::from_secs(600)), 2);
+        assert_eq!(s.failures_within(t("2026-01-01T00:12:00Z"), Duration::from_secs(600)), 1);
+        s.release("r2", RunEnd::Success, t("2026-01-01T00:13:00Z"), Duration::from_secs(600));
+        assert!(s.failures.is_empty());
+        assert_eq!(s.last_success_at, Some(t("2026-01-01T00:13:00Z")));
+    }
+
+    #[test]
+    fn a_foreign_lease_is_read_from_its_spec_and_bad_annotations_are_named() {
+        let obj = json!({
+            "metadata": {"name": "l", "resourceVersion": "7"},
+            "spec": {"holderIdentity": "someone", "leaseDurationSeconds": 30,
+                     "renewTime": "2026-01-01T00:00:00.000000Z"}
+        });
+        let s = LeaseState::from_object(&obj).unwrap();
+        assert_eq!(s.holders[0].until, t("2026-01-01T00:00:30Z"));
+        let bad = json!({"metadata": {"name": "l", "annotations": {FAILURES: "yesterday"}}});
+        let e = LeaseState::from_object(&bad).unwrap_err().to_string();
+        assert!(e.starts_with("Lease l: metadata.annotations[\"heal.dev/failures\"]"), "{e}");
+    }
+}

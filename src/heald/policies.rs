@@ -1,0 +1,126 @@
+//! The policies and templates heald acts with, and reloading them when their files change:
+//! a changed set is loaded and compiled in full first, and only a set without a single
+//! error replaces the current one (a bad file is rejected with a log line and a metric,
+//! and the old set stays).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use sha2::{Digest, Sha256};
+
+use crate::offline::read_policy_files;
+use crate::policy::PolicySet;
+use crate::render::{RenderOptions, Renderer};
+
+/// Policies and templates that loaded without error.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The policies and notifiers.
+    pub set: PolicySet,
+    /// Templates, compiled.
+    pub renderer: Renderer,
+    /// Hash of every file read, to notice changes.
+    pub digest: [u8; 32],
+}
+
+/// Why a set of files was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// A policy file is missing, unreadable or invalid (every problem listed).
+    #[error("{0}")]
+    Policies(String),
+    /// A template does not compile or the templates directory cannot be read.
+    #[error(transparent)]
+    Templates(#[from] crate::render::RenderError),
+}
+
+/// The current set, swapped atomically on reload.
+#[derive(Debug)]
+pub struct PolicyStore {
+    paths: Vec<PathBuf>,
+    templates: Option<PathBuf>,
+    current: RwLock<Arc<Loaded>>,
+}
+
+impl PolicyStore {
+    /// Load the files for the first time; any error is fatal at start-up.
+    pub fn load(paths: &[PathBuf], templates: Option<&Path>) -> Result<PolicyStore, ReloadError> {
+        let loaded = load(paths, templates)?;
+        Ok(PolicyStore {
+            paths: paths.to_vec(),
+            templates: templates.map(Path::to_path_buf),
+            current: RwLock::new(Arc::new(loaded)),
+        })
+    }
+
+    /// The set in use.
+    pub fn current(&self) -> Arc<Loaded> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Read the files again; when they changed and load cleanly, use them. `Ok(true)`: a new
+    /// set is in use; `Ok(false)`: nothing changed; `Err`: the new files are rejected and
+    /// the old set stays.
+    pub fn reload(&self) -> Result<bool, ReloadError> {
+        let digest = digest(&self.paths, self.templates.as_deref())?;
+        if digest == self.current().digest {
+            return Ok(false);
+        }
+        let loaded = load(&self.paths, self.templates.as_deref())?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
+        Ok(true)
+    }
+}
+
+fn policy_errors(e: crate::policy::LoadErrors) -> ReloadError {
+    ReloadError::Policies(
+        e.0.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
+fn load(paths: &[PathBuf], templates: Option<&Path>) -> Result<Loaded, ReloadError> {
+    let files = read_policy_files(paths).map_err(policy_errors)?;
+    let set = PolicySet::parse(&files).map_err(policy_errors)?;
+    let renderer = Renderer::new(RenderOptions {
+        templates_dir: templates.map(Path::to_path_buf),
+        ..RenderOptions::default()
+    })?;
+    Ok(Loaded {
+        set,
+        renderer,
+        digest: digest(paths, templates)?,
+    })
+}
+
+/// Hash of the policy files' and templates' names and contents.
+fn digest(paths: &[PathBuf], templates: Option<&Path>) -> Result<[u8; 32], ReloadError> {
+    let mut h = Sha256::new();
+    for f in read_policy_files(paths).map_err(policy_errors)? {
+        h.update(f.path.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(f.text.as_bytes());
+        h.update([0]);
+    }
+    if let Some(dir) = templates {
+        let mut files = Vec::new();
+        for sub in ["argo", "tekton"] {
+            if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+                files.extend(entries.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        }
+        files.sort();
+        for f in files {
+            h.update(f.to_string_lossy().as_bytes());
+            h.update([0]);
+            h.update(std::fs::read(&f).unwrap_or_default());
+            h.update([0]);
+        }
+    }
+    Ok(h.finalize().into())
+}

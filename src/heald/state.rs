@@ -1,0 +1,146 @@
+//! Everything heald's handlers and background tasks share: the configuration, the current
+//! policies, the Kubernetes client, the engines, the rate limiters, the recent history, the
+//! metrics and the readiness switch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::heald::config::Config;
+use crate::heald::engines::{ArgoServerEngine, Engine, KubeEngine};
+use crate::heald::kube_io::K8s;
+use crate::heald::metrics::Metrics;
+use crate::heald::policies::PolicyStore;
+use crate::heald::ratelimit::SubmitLimiter;
+use crate::heald::remediations::{History, KnownRuns};
+use crate::kube_api::Kube;
+use crate::policy::PlanDefaults;
+use crate::render::Engine as Kind;
+
+/// Run names remembered per replica to answer repeated alerts without an API call.
+const KNOWN_RUNS: usize = 100_000;
+
+/// heald's shared state.
+pub struct State {
+    /// The configuration.
+    pub config: Config,
+    /// Policies and templates.
+    pub policies: PolicyStore,
+    /// The Kubernetes client; `None` only in tests that never reach Kubernetes.
+    pub k8s: Option<K8s>,
+    /// Engines by kind.
+    pub engines: HashMap<Kind, Arc<dyn Engine>>,
+    /// Submission token buckets.
+    pub limiter: SubmitLimiter,
+    /// Recent decisions and outcomes.
+    pub history: History,
+    /// Runs this replica created or saw.
+    pub known: KnownRuns,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Outbound HTTP client (Alertmanager, notifiers, Argo Server).
+    pub http: reqwest::Client,
+    /// What plans take when a policy does not say.
+    pub plan_defaults: PlanDefaults,
+    ready: AtomicBool,
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("config", &self.config)
+            .field("engines", &self.engines.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why heald could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The outbound HTTP client could not be built.
+    #[error("{0}")]
+    Http(String),
+}
+
+impl State {
+    /// Build the state. With `kube`, Argo and Tekton runs are created through the Kubernetes
+    /// API (Argo through the Argo Server when `--argo-server-url` is set).
+    pub fn new(config: Config, policies: PolicyStore, kube: Option<Kube>) -> Result<State, StateError> {
+        let http = crate::heald::alertmanager_http::client(Duration::from_secs(10))
+            .map_err(StateError::Http)?;
+        let k8s = kube.map(|k| K8s::new(k, config.kube_qps, config.kube_burst, config.api_timeout));
+        let mut engines: HashMap<Kind, Arc<dyn Engine>> = HashMap::new();
+        if let Some(k8s) = &k8s {
+            engines.insert(Kind::Argo, Arc::new(KubeEngine::new(Kind::Argo, k8s.clone())));
+            engines.insert(Kind::Tekton, Arc::new(KubeEngine::new(Kind::Tekton, k8s.clone())));
+        }
+        if let Some(url) = &config.argo_server_url {
+            engines.insert(
+                Kind::Argo,
+                Arc::new(ArgoServerEngine::new(
+                    http.clone(),
+                    url,
+                    config.argo_server_token.clone(),
+                )),
+            );
+        }
+        let plan_defaults = PlanDefaults {
+            run_namespace: config.run_namespace.clone(),
+            service_account: config.service_account.clone(),
+            image: config.image.clone(),
+            report_url: config.report_url.clone(),
+            ..PlanDefaults::default()
+        };
+        let (shutdown, _) = watch::channel(false);
+        let metrics = Metrics::new();
+        metrics
+            .policies
+            .set(i64::try_from(policies.current().set.policies.len()).unwrap_or(i64::MAX));
+        Ok(State {
+            limiter: SubmitLimiter::new(config.rate_limits),
+            history: History::new(config.history),
+            known: KnownRuns::new(KNOWN_RUNS),
+            metrics,
+            http,
+            plan_defaults,
+            ready: AtomicBool::new(true),
+            shutdown,
+            engines,
+            k8s,
+            policies,
+            config,
+        })
+    }
+
+    /// Use `engine` for its kind instead of the default (tests, other submitters).
+    pub fn with_engine(mut self, engine: Arc<dyn Engine>) -> State {
+        self.engines.insert(engine.kind(), engine);
+        self
+    }
+
+    /// Whether heald takes new work (false once shutdown starts).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Start shutting down: readiness turns false, listeners stop accepting, background
+    /// loops finish what they are doing.
+    pub fn begin_shutdown(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+        self.shutdown.send_replace(true);
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// A receiver that changes to `true` when shutdown starts.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}

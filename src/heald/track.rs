@@ -1,0 +1,401 @@
+//! Following the runs heald created to their end, and handling each end exactly once.
+//!
+//! Every period heald lists, per engine and run namespace, the runs labelled
+//! `app.kubernetes.io/managed-by=heald` that are not yet labelled `heal.dev/reported`
+//! (after a restart this finds every run still in flight), reads each one's outcome, and
+//! calls runs that overran their deadline (or never started) timed out. A report posted by
+//! `heal report` ends a run at once. Handling an end starts by claiming it: a merge patch
+//! that sets `heal.dev/reported` with the run's `resourceVersion` as precondition, so of two
+//! replicas (or a report and the tracker) exactly one goes on to release the Lease, record
+//! the cooldown or failure, silence the alert or notify, count it, and record an Event.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+
+use crate::heald::alertmanager_http::{create_silence, silence_body};
+use crate::heald::kube_io::{EventTarget, KubeIoError, truncate};
+use crate::heald::lease::RunEnd;
+use crate::heald::notify_http::{Notification, notify};
+use crate::heald::remediations::Entry;
+use crate::heald::runs::{
+    RunInfo, RunOutcome, RunState, argo_step_results, collection_path, object_path, state,
+};
+use crate::heald::state::State;
+use crate::heald::{MANAGED_BY, OUTCOME_LABEL, REPORTED_LABEL, RESULTS_ANNOTATION};
+use crate::kube_api::MERGE_PATCH;
+use crate::render::Engine as Kind;
+
+/// Longest step-results JSON kept on a run.
+const MAX_RESULTS_JSON: usize = 32 * 1024;
+
+/// How a run ended, and what is known about its steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ending {
+    /// The outcome.
+    pub outcome: RunOutcome,
+    /// The engine's (or heald's) message.
+    pub message: String,
+    /// Each step's result, by step name.
+    pub steps: BTreeMap<String, Value>,
+    /// Who said so: `engine`, `report` or `deadline`.
+    pub source: &'static str,
+}
+
+/// What one tracking pass saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Runs still going.
+    pub in_flight: usize,
+    /// Runs whose end this pass handled.
+    pub finished: usize,
+    /// Finished Tekton runs deleted after the retention period.
+    pub pruned: usize,
+}
+
+/// The run namespaces heald watches: the default and every policy's own.
+fn run_namespaces(st: &State) -> BTreeSet<String> {
+    let mut set = BTreeSet::from([st.config.run_namespace.clone()]);
+    for p in &st.policies.current().set.policies {
+        if let Some(ns) = &p.run_namespace {
+            set.insert(ns.clone());
+        }
+    }
+    set
+}
+
+/// One tracking pass over every engine and run namespace.
+pub async fn pass(st: &State) -> Result<Pass, KubeIoError> {
+    let Some(k8s) = &st.k8s else {
+        return Ok(Pass::default());
+    };
+    let mut out = Pass::default();
+    let unreported = format!("{MANAGED_BY}=heald,!{REPORTED_LABEL}");
+    let grace = SignedDuration::from_secs(i64::try_from(st.config.deadline_grace.as_secs()).unwrap_or(0));
+    for ns in run_namespaces(st) {
+        for kind in [Kind::Argo, Kind::Tekton] {
+            let Some(collection) = collection_path(kind, &ns) else {
+                continue;
+            };
+            for obj in k8s.list(&collection, &unreported).await? {
+                let Some(info) = RunInfo::from_object(&obj) else {
+                    continue;
+                };
+                let ending = match state(kind, &obj) {
+                    RunState::Finished(outcome, message) => Ending {
+                        outcome,
+                        message,
+                        steps: argo_step_results(&obj),
+                        source: "engine",
+                    },
+                    s if info.overdue(Timestamp::now(), grace) => {
+                        let message = if s == RunState::Pending {
+                            format!(
+                                "the run never started within its deadline of {}s: is the {kind} \
+                                 controller running?",
+                                info.deadline_seconds.unwrap_or(0)
+                            )
+                        } else {
+                            format!(
+                                "the run did not finish within its deadline of {}s",
+                                info.deadline_seconds.unwrap_or(0)
+                            )
+                        };
+                        stop(st, &info).await;
+                        Ending {
+                            outcome: RunOutcome::TimedOut,
+                            message,
+                            steps: argo_step_results(&obj),
+                            source: "deadline",
+                        }
+                    }
+                    _ => {
+                        out.in_flight += 1;
+                        continue;
+                    }
+                };
+                if finish(st, &obj, ending).await? {
+                    out.finished += 1;
+                }
+            }
+        }
+        out.pruned += prune_tekton(st, &ns).await.unwrap_or(0);
+    }
+    st.metrics
+        .runs_in_flight
+        .set(i64::try_from(out.in_flight).unwrap_or(i64::MAX));
+    Ok(out)
+}
+
+/// Track until shutdown: a pass at once (which picks up runs left by a previous heald),
+/// then one per `--track-interval`.
+pub async fn run(st: Arc<State>) {
+    let mut stop = st.shutdown_signal();
+    loop {
+        match pass(&st).await {
+            Ok(p) if p.finished > 0 || p.pruned > 0 => {
+                tracing::debug!(in_flight = p.in_flight, finished = p.finished, pruned = p.pruned, "tracking pass")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "tracking pass failed; trying again next period"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(st.config.track_interval) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Ask the engine to stop a run that overran its deadline. Best effort.
+async fn stop(st: &State, info: &RunInfo) {
+    let (Some(k8s), Some(path)) = (&st.k8s, object_path(info.engine, &info.namespace, &info.name))
+    else {
+        return;
+    };
+    let patch = match info.engine {
+        Kind::Argo => json!({"spec": {"shutdown": "Terminate"}}),
+        Kind::Tekton => json!({"spec": {"status": "Cancelled"}}),
+        Kind::Local => return,
+    };
+    if let Err(e) = k8s.send(Method::PATCH, &path, Some(MERGE_PATCH), Some(&patch)).await {
+        tracing::warn!(run = %info.name, error = %e, "could not stop the overdue run");
+    }
+}
+
+/// Claim the run's end (label it reported, with its resourceVersion as precondition, and
+/// keep the step results on it). `Ok(false)`: another replica or report already did.
+async fn claim(st: &State, obj: &Value, ending: &Ending) -> Result<Option<RunInfo>, KubeIoError> {
+    let Some(k8s) = &st.k8s else {
+        return Ok(None);
+    };
+    let mut obj = obj.clone();
+    for _ in 0..5 {
+        let Some(info) = RunInfo::from_object(&obj) else {
+            return Ok(None);
+        };
+        if obj.pointer(&format!("/metadata/labels/{}", REPORTED_LABEL.replace('/', "~1"))).is_some() {
+            return Ok(None);
+        }
+        let Some(path) = object_path(info.engine, &info.namespace, &info.name) else {
+            return Ok(None);
+        };
+        let mut patch = json!({"metadata": {"labels": {
+            REPORTED_LABEL: "true",
+            OUTCOME_LABEL: ending.outcome.as_str(),
+        }}});
+        if !ending.steps.is_empty() {
+            let text = serde_json::to_string(&ending.steps).unwrap_or_default();
+            if text.len() <= MAX_RESULTS_JSON {
+                patch["metadata"]["annotations"] = json!({RESULTS_ANNOTATION: text});
+            }
+        }
+        if k8s
+            .patch_if_unchanged(&path, &info.resource_version, patch)
+            .await?
+        {
+            return Ok(Some(info));
+        }
+        // Changed (the engine updates status often) or gone: read again.
+        match k8s.get_opt(&path).await? {
+            Some(fresh) => obj = fresh,
+            None => return Ok(None),
+        }
+    }
+    Err(KubeIoError::Conflict(format!(
+        "run {}",
+        obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?")
+    )))
+}
+
+/// Handle a run's end once: claim it, release the Lease and count the outcome, silence or
+/// escalate, record metrics, history, a log line and an Event. `Ok(false)` when someone
+/// else handled it.
+pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, KubeIoError> {
+    let Some(info) = claim(st, obj, &ending).await? else {
+        return Ok(false);
+    };
+    let now = Timestamp::now();
+    let current = st.policies.current();
+    let policy = current.set.policy(&info.policy);
+    if let (Some(k8s), Some(lease)) = (&st.k8s, &info.lease) {
+        let end = if ending.outcome.is_success() {
+            RunEnd::Success
+        } else {
+            RunEnd::Failure
+        };
+        let window = policy
+            .and_then(|p| p.guards.failure_budget)
+            .map(|b| b.window)
+            .unwrap_or(Duration::from_secs(86_400));
+        let result = k8s
+            .update_lease(&st.config.namespace, lease, |cur| {
+                let mut l = cur?;
+                l.release(&info.name, end, now, window);
+                Some(l)
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(correlation_id = %info.correlation_id, run = %info.name, lease, error = %e,
+                "could not record the outcome on the Lease; its hold lapses at the deadline");
+        }
+    }
+    let engine = info.engine.as_str();
+    st.metrics.outcome(ending.outcome, engine, &info.policy);
+    let mut reason = format!("run {} {} ({})", info.name, ending.outcome, ending.source);
+    if !ending.message.is_empty() {
+        reason.push_str(&format!(": {}", ending.message));
+    }
+    tracing::info!(
+        correlation_id = %info.correlation_id,
+        run = %info.name,
+        policy = %info.policy,
+        engine,
+        outcome = ending.outcome.as_str(),
+        source = ending.source,
+        "{reason}"
+    );
+    st.history.push(Entry {
+        time: now.to_string(),
+        kind: "outcome",
+        result: ending.outcome.as_str().into(),
+        fingerprint: Some(info.fingerprint.clone()),
+        alertname: Some(info.alertname.clone()),
+        policy: Some(info.policy.clone()),
+        engine: Some(engine.into()),
+        namespace: Some(info.namespace.clone()),
+        run: Some(info.name.clone()),
+        correlation_id: Some(info.correlation_id.clone()),
+        reason: reason.clone(),
+    });
+    if let Some(k8s) = &st.k8s {
+        let (kind, reason_word) = if ending.outcome.is_success() {
+            ("Normal", "RemediationSucceeded")
+        } else {
+            ("Warning", "RemediationFailed")
+        };
+        k8s.event(
+            &EventTarget {
+                api_version: info.engine.api_version(),
+                kind: info.engine.kind(),
+                namespace: &info.namespace,
+                name: &info.name,
+                correlation_id: &info.correlation_id,
+                instance: &st.config.instance,
+            },
+            kind,
+            reason_word,
+            &reason,
+        )
+        .await;
+    }
+    let Some(policy) = policy else {
+        tracing::warn!(run = %info.name, policy = %info.policy, "the policy is no longer loaded: no silence, no notification");
+        return Ok(true);
+    };
+    if ending.outcome.is_success() {
+        if let (Some(duration), Some(am)) = (policy.on_success.silence, &st.config.alertmanager_url)
+            && !info.dry_run
+        {
+            let comment = format!(
+                "heal run {} ({}) succeeded; policy {}; correlation id {}",
+                info.name, engine, info.policy, info.correlation_id
+            );
+            let body = silence_body(&info.alert_labels, now, duration, &comment);
+            match create_silence(&st.http, am, &body).await {
+                Ok(id) => {
+                    st.metrics.delivery("silence", true);
+                    tracing::info!(correlation_id = %info.correlation_id, run = %info.name, silence = %id, "silenced the alert");
+                }
+                Err(e) => {
+                    st.metrics.delivery("silence", false);
+                    tracing::warn!(correlation_id = %info.correlation_id, run = %info.name, error = %e, "could not create the silence");
+                }
+            }
+        }
+    } else {
+        let n = Notification {
+            api_version: "heal.dev/v1alpha1",
+            kind: "RemediationFailed",
+            policy: info.policy.clone(),
+            alertname: info.alertname.clone(),
+            fingerprint: info.fingerprint.clone(),
+            labels: info.alert_labels.clone(),
+            run: info.name.clone(),
+            namespace: info.namespace.clone(),
+            engine: engine.into(),
+            correlation_id: info.correlation_id.clone(),
+            outcome: ending.outcome,
+            message: truncate(&ending.message, 2000),
+            steps: ending.steps.clone(),
+            link: st.config.alertmanager_url.as_ref().map(|am| {
+                format!(
+                    "{am}/#/alerts?filter=%7Balertname%3D%22{}%22%7D",
+                    crate::kube_api::enc(&info.alertname)
+                )
+            }),
+        };
+        for name in &policy.on_failure.notify {
+            let Some(notifier) = current.set.notifier(name) else {
+                tracing::warn!(notifier = %name, "unknown notifier");
+                continue;
+            };
+            let kind = match notifier.kind {
+                crate::policy::NotifierKind::Webhook => "webhook",
+                crate::policy::NotifierKind::Slack => "slack",
+            };
+            match notify(&st.http, notifier, &n).await {
+                Ok(()) => {
+                    st.metrics.delivery(kind, true);
+                    tracing::info!(correlation_id = %info.correlation_id, run = %info.name, notifier = %name, "escalated");
+                }
+                Err(e) => {
+                    st.metrics.delivery(kind, false);
+                    tracing::warn!(correlation_id = %info.correlation_id, run = %info.name, notifier = %name, error = %e, "could not escalate");
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Delete this namespace's finished Tekton runs older than the retention period (Tekton
+/// has no TTL of its own).
+async fn prune_tekton(st: &State, ns: &str) -> Result<usize, KubeIoError> {
+    let (Some(k8s), Some(collection)) = (&st.k8s, collection_path(Kind::Tekton, ns)) else {
+        return Ok(0);
+    };
+    let reported = format!("{MANAGED_BY}=heald,{REPORTED_LABEL}");
+    let retention = SignedDuration::from_secs(
+        i64::try_from(st.config.tekton_retention.as_secs()).unwrap_or(i64::MAX / 4),
+    );
+    let now = Timestamp::now();
+    let mut pruned = 0;
+    for obj in k8s.list(&collection, &reported).await? {
+        let done = obj
+            .pointer("/status/completionTime")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<Timestamp>().ok());
+        let Some(done) = done else {
+            continue;
+        };
+        if now.duration_since(done) < retention {
+            continue;
+        }
+        let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else {
+            continue;
+        };
+        let Some(path) = object_path(Kind::Tekton, ns, name) else {
+            continue;
+        };
+        match k8s.send(Method::DELETE, &path, None, None).await {
+            Ok(_) => pruned += 1,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => tracing::warn!(run = name, error = %e, "could not prune the finished run"),
+        }
+    }
+    Ok(pruned)
+}

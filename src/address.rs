@@ -320,9 +320,7 @@ impl std::str::FromStr for Address {
         let (type_ref, name) = match parts.as_slice() {
             [ty, name] if !ty.is_empty() && !name.is_empty() => (parse_type(ty)?, *name),
             // GROUP/KIND/NAME, e.g. argoproj.io/Rollout/web
-            [group, kind, name]
-                if group.contains('.') && !kind.is_empty() && !name.is_empty() =>
-            {
+            [group, kind, name] if group.contains('.') && !kind.is_empty() && !name.is_empty() => {
                 let tr = match known(kind, Some(group)) {
                     Some(rt) => TypeRef::Known(rt),
                     None => TypeRef::Discover {

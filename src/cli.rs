@@ -85,7 +85,12 @@ pub struct CommonArgs {
     #[arg(short = 'o', long, env = "HEAL_OUTPUT", value_enum, default_value_t)]
     pub output: OutputFormat,
     /// Refuse (exit 4) targets outside these namespaces (shell globs, repeat or comma-separate)
-    #[arg(long = "allow-namespace", env = "HEAL_ALLOW_NAMESPACE", value_name = "PATTERN", value_delimiter = ',')]
+    #[arg(
+        long = "allow-namespace",
+        env = "HEAL_ALLOW_NAMESPACE",
+        value_name = "PATTERN",
+        value_delimiter = ','
+    )]
     pub allow_namespace: Vec<String>,
     /// Refuse (exit 4) targets that do not carry this label (opt-in)
     #[arg(long, env = "HEAL_REQUIRE_LABEL", value_name = "KEY=VALUE")]
@@ -123,16 +128,22 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Set replicas through the scale subresource (absolute, or relative +N/-N), clamped
-    #[command(after_help = "Example:\n  heal scale deploy/web -n shop --replicas +1 --min 2 --max 10")]
+    #[command(
+        after_help = "Example:\n  heal scale deploy/web -n shop --replicas +1 --min 2 --max 10"
+    )]
     Scale(ScaleArgs),
     /// Rollout restart of a Deployment, StatefulSet or DaemonSet
     #[command(after_help = "Example:\n  heal restart deploy/web -n shop --wait --timeout 5m")]
     Restart(RestartArgs),
     /// Delete an object, guarded by a UID precondition and a minimum of ready replicas
-    #[command(after_help = "Example:\n  heal delete pod/web-7d4f9 -n shop --uid 3c1f... --min-available 2 --grace-period 30")]
+    #[command(
+        after_help = "Example:\n  heal delete pod/web-7d4f9 -n shop --uid 3c1f... --min-available 2 --grace-period 30"
+    )]
     Delete(DeleteArgs),
     /// Patch an object: merge, json, strategic, or server-side apply (field manager heal)
-    #[command(after_help = "Example:\n  heal patch deploy/web -n shop --type strategic \\\n    --patch '{\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":\"web\",\"resources\":{\"limits\":{\"memory\":\"1Gi\"}}}]}}}}'")]
+    #[command(
+        after_help = "Example:\n  heal patch deploy/web -n shop --type strategic \\\n    --patch '{\"spec\":{\"template\":{\"spec\":{\"containers\":[{\"name\":\"web\",\"resources\":{\"limits\":{\"memory\":\"1Gi\"}}}]}}}}'"
+    )]
     Patch(PatchArgs),
     /// Mark a node unschedulable
     #[command(after_help = "Example:\n  heal cordon node/worker-1")]
@@ -144,16 +155,24 @@ pub enum Command {
     #[command(after_help = "Example:\n  heal drain node/worker-1 --min-available 1 --timeout 10m")]
     Drain(DrainArgs),
     /// Wait until a rollout completes, a condition holds, or an object is deleted
-    #[command(after_help = "Example:\n  heal wait deploy/web -n shop --for rollout --timeout 5m\n  heal wait pod/web-7d4f9 -n shop --for delete")]
+    #[command(
+        after_help = "Example:\n  heal wait deploy/web -n shop --for rollout --timeout 5m\n  heal wait pod/web-7d4f9 -n shop --for delete"
+    )]
     Wait(WaitArgs),
     /// Poll a PromQL query until it returns no series (or meets a comparison)
-    #[command(after_help = "Example:\n  heal verify --prometheus-url http://prometheus:9090 \\\n    --query 'rate(container_cpu_usage_seconds_total{pod=~\"web-.*\"}[5m]) > 0.85' --expect empty --timeout 10m")]
+    #[command(
+        after_help = "Example:\n  heal verify --prometheus-url http://prometheus:9090 \\\n    --query 'rate(container_cpu_usage_seconds_total{pod=~\"web-.*\"}[5m]) > 0.85' --expect empty --timeout 10m"
+    )]
     Verify(VerifyArgs),
     /// Send a run's outcome to heald (or, when heald is unreachable, to Alertmanager)
-    #[command(after_help = "Example (an Argo exit handler):\n  heal report --engine argo --run-name heal-web-1a2b -n heal --status '{{workflow.status}}' \\\n    --correlation-id $ID --report-url http://heald.heal-system:8080/v1/reports")]
+    #[command(
+        after_help = "Example (an Argo exit handler):\n  heal report --engine argo --run-name heal-web-1a2b -n heal --status '{{workflow.status}}' \\\n    --correlation-id $ID --report-url http://heald.heal-system:8080/v1/reports"
+    )]
     Report(ReportArgs),
     /// Run heal commands from a file, one per line, stopping at the first failure
-    #[command(after_help = "Example (an Argo script step: command: [heal, script], source: the list):\n  # steps.txt\n  scale deploy/web -n shop --replicas +1\n  wait deploy/web -n shop --for rollout\n\n  heal script steps.txt --correlation-id $ID")]
+    #[command(
+        after_help = "Example (an Argo script step: command: [heal, script], source: the list):\n  # steps.txt\n  scale deploy/web -n shop --replicas +1\n  wait deploy/web -n shop --for rollout\n\n  heal script steps.txt --correlation-id $ID"
+    )]
     Script(ScriptArgs),
 }
 
@@ -164,7 +183,12 @@ pub struct ScaleArgs {
     #[arg(value_name = "KIND/NAME")]
     pub target: Address,
     /// Replicas: N, or +N / -N relative to the current count
-    #[arg(long, env = "HEAL_REPLICAS", value_name = "N|+N|-N", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        env = "HEAL_REPLICAS",
+        value_name = "N|+N|-N",
+        allow_hyphen_values = true
+    )]
     pub replicas: Replicas,
     /// Never go below this many replicas
     #[arg(long, env = "HEAL_MIN", value_name = "N", value_parser = non_negative, allow_negative_numbers = true)]
@@ -219,7 +243,12 @@ pub struct PatchArgs {
     #[arg(value_name = "KIND/NAME")]
     pub target: Address,
     /// Patch strategy
-    #[arg(long = "type", env = "HEAL_PATCH_TYPE", value_enum, default_value = "strategic")]
+    #[arg(
+        long = "type",
+        env = "HEAL_PATCH_TYPE",
+        value_enum,
+        default_value = "strategic"
+    )]
     pub patch_type: PatchType,
     /// The patch, as JSON or YAML
     #[arg(short = 'p', long, env = "HEAL_PATCH", value_name = "PATCH")]
@@ -281,10 +310,20 @@ pub struct VerifyArgs {
     #[arg(long, env = "HEAL_QUERY", value_name = "PROMQL")]
     pub query: String,
     /// empty (no series), non-empty, or a comparison every sample must meet: '< 0.85', '>= 3'
-    #[arg(long, env = "HEAL_EXPECT", value_name = "EXPECTATION", default_value = "empty")]
+    #[arg(
+        long,
+        env = "HEAL_EXPECT",
+        value_name = "EXPECTATION",
+        default_value = "empty"
+    )]
     pub expect: crate::prometheus_http::Expect,
     /// Prometheus base URL
-    #[arg(long, env = "HEAL_PROMETHEUS_URL", value_name = "URL", default_value = "http://prometheus-operated.monitoring.svc:9090")]
+    #[arg(
+        long,
+        env = "HEAL_PROMETHEUS_URL",
+        value_name = "URL",
+        default_value = "http://prometheus-operated.monitoring.svc:9090"
+    )]
     pub prometheus_url: String,
     /// File holding a bearer token for Prometheus
     #[arg(long, env = "HEAL_PROMETHEUS_TOKEN_FILE", value_name = "PATH")]
@@ -476,6 +515,27 @@ pub fn validate_action_argv(argv: &[String]) -> Result<(), String> {
     }
 }
 
+/// Run one heal command in-process, without printing or writing a result file: the
+/// library entry point for tests and for heald's local engine. A usage error (exit 2) comes
+/// back as `Err` with the one-line message.
+pub async fn execute(argv: &[String]) -> Result<(HealResult, Exit), String> {
+    let command = parse_argv(argv)?;
+    let common_args = command.common().clone();
+    let common = common_options(&common_args);
+    Ok(match &command {
+        Command::Script(s) => run_script(s, &common).await,
+        Command::Verify(v) => {
+            let spec = verify_spec(v)?;
+            crate::prometheus_http::verify(&spec, &common.correlation_id, common_args.timeout).await
+        }
+        Command::Report(r) => {
+            let spec = report_spec(r, &common)?;
+            crate::report_http::report(&spec, common_args.timeout).await
+        }
+        other => run_action(&common_args, &common, &other.action()?).await,
+    })
+}
+
 fn common_options(c: &CommonArgs) -> Common {
     Common {
         correlation_id: c
@@ -607,9 +667,9 @@ fn verify_spec(v: &VerifyArgs) -> Result<crate::prometheus_http::VerifySpec, Str
 fn report_spec(r: &ReportArgs, common: &Common) -> Result<crate::report_http::ReportSpec, String> {
     let results = match &r.results {
         None => None,
-        Some(s) => Some(
-            serde_json::from_str(s).map_err(|e| format!("invalid --results JSON: {e}"))?,
-        ),
+        Some(s) => {
+            Some(serde_json::from_str(s).map_err(|e| format!("invalid --results JSON: {e}"))?)
+        }
     };
     let token = match (&r.token_file, std::env::var("HEAL_REPORT_TOKEN")) {
         (Some(p), _) => Some(read_secret(p)?),
@@ -690,8 +750,7 @@ pub fn parse_script(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let mut words = shell_words::split(trimmed)
-            .map_err(|e| format!("line {}: {e}", i + 1))?;
+        let mut words = shell_words::split(trimmed).map_err(|e| format!("line {}: {e}", i + 1))?;
         if let Some(hash) = words.iter().position(|w| w.starts_with('#')) {
             words.truncate(hash);
         }
@@ -840,7 +899,10 @@ mod tests {
             ("scale web --replicas 3", "malformed resource address"),
             ("scale deploy/web --replicas 3 --min -2", "negative"),
             ("patch deploy/web --type json --patch '{'", "invalid"),
-            ("scale deploy/web --replicas 3 --min 5 --max 2", "greater than"),
+            (
+                "scale deploy/web --replicas 3 --min 5 --max 2",
+                "greater than",
+            ),
             ("wait deploy/web --for ready", "invalid --for"),
         ] {
             let err = validate_action_argv(&argv(s)).unwrap_err();

@@ -113,7 +113,10 @@ mod tests {
         assert!(check_namespace_allowed("shop-eu", &pats).is_ok());
         assert!(check_namespace_allowed("payments", &pats).is_ok());
         let err = check_namespace_allowed("kube-system", &pats).unwrap_err();
-        assert!(err.contains("kube-system") && err.contains("shop-*"), "{err}");
+        assert!(
+            err.contains("kube-system") && err.contains("shop-*"),
+            "{err}"
+        );
         assert!(check_namespace_allowed("anything", &[]).is_ok());
         assert!(glob_match("a?c*", "abcdef"));
         assert!(!glob_match("a?c", "abcd"));

@@ -201,9 +201,7 @@ impl Kube {
     ) -> Result<Value, ApiError> {
         let bytes = match body {
             None => None,
-            Some(v) => {
-                Some(serde_json::to_vec(v).map_err(|e| ApiError::Decode(e.to_string()))?)
-            }
+            Some(v) => Some(serde_json::to_vec(v).map_err(|e| ApiError::Decode(e.to_string()))?),
         };
         let last_error: Mutex<Option<String>> = Mutex::new(None);
         let attempt = || self.send_once(method.clone(), path, content_type, bytes.clone());
@@ -345,15 +343,17 @@ impl Kube {
             return Err(ApiError::Status {
                 code: 404,
                 reason: "NotFound".into(),
-                message: format!("the server doesn't have a resource type {name:?} in {group}/{version}"),
+                message: format!(
+                    "the server doesn't have a resource type {name:?} in {group}/{version}"
+                ),
                 retry_after: None,
                 causes: vec![],
             });
         };
         let plural = r.get("name").and_then(Value::as_str).unwrap_or_default();
-        let scalable = resources.iter().any(|s| {
-            s.get("name").and_then(Value::as_str) == Some(&format!("{plural}/scale"))
-        });
+        let scalable = resources
+            .iter()
+            .any(|s| s.get("name").and_then(Value::as_str) == Some(&format!("{plural}/scale")));
         Ok(ResourceType {
             group: group.clone(),
             version,

@@ -88,7 +88,9 @@ impl Expect {
         match self {
             Expect::Empty => samples.is_empty(),
             Expect::NonEmpty => !samples.is_empty(),
-            Expect::Compare(op, n) => !samples.is_empty() && samples.iter().all(|v| op.holds(*v, *n)),
+            Expect::Compare(op, n) => {
+                !samples.is_empty() && samples.iter().all(|v| op.holds(*v, *n))
+            }
         }
     }
 }
@@ -144,17 +146,25 @@ pub fn samples(answer: &Value) -> Result<Vec<f64>, String> {
         Some("vector") => Ok(data
             .get("result")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|s| s.get("value").and_then(value_of)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.get("value").and_then(value_of))
+                    .collect()
+            })
             .unwrap_or_default()),
         Some("scalar") => Ok(data.get("result").and_then(value_of).into_iter().collect()),
-        Some(other) => Err(format!("unsupported result type {other:?} (use an instant vector)")),
+        Some(other) => Err(format!(
+            "unsupported result type {other:?} (use an instant vector)"
+        )),
         None => Err("answer has no resultType".into()),
     }
 }
 
 async fn evaluate(client: &reqwest::Client, spec: &VerifySpec) -> Result<Vec<f64>, QueryError> {
     let url = format!("{}/api/v1/query", spec.prometheus_url.trim_end_matches('/'));
-    let mut req = client.post(&url).form_body(&[("query", spec.query.as_str())]);
+    let mut req = client
+        .post(&url)
+        .form_body(&[("query", spec.query.as_str())]);
     if let Some(t) = &spec.bearer_token {
         req = req.bearer_auth(t);
     }
@@ -193,21 +203,32 @@ impl FormBody for reqwest::RequestBuilder {
 }
 
 /// Build an HTTP client with the ring crypto provider and an optional extra CA.
-pub fn http_client(ca_file: Option<&PathBuf>, timeout: Duration) -> Result<reqwest::Client, String> {
+pub fn http_client(
+    ca_file: Option<&PathBuf>,
+    timeout: Duration,
+) -> Result<reqwest::Client, String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = reqwest::Client::builder().timeout(timeout).user_agent(concat!("heal/", env!("CARGO_PKG_VERSION")));
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("heal/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
         let cert = reqwest::Certificate::from_pem(&pem)
             .map_err(|e| format!("invalid CA file {}: {e}", path.display()))?;
         b = b.add_root_certificate(cert);
     }
-    b.build().map_err(|e| format!("cannot build HTTP client: {e}"))
+    b.build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
 }
 
 /// Run `heal verify`: poll until the expectation holds (exit 0), the timeout passes with
 /// it false (exit 1), or Prometheus stays unreachable (exit 3).
-pub async fn verify(spec: &VerifySpec, correlation_id: &str, timeout: Duration) -> (HealResult, Exit) {
+pub async fn verify(
+    spec: &VerifySpec,
+    correlation_id: &str,
+    timeout: Duration,
+) -> (HealResult, Exit) {
     let started = Instant::now();
     let deadline = started + timeout;
     let started_at = jiff::Timestamp::now().to_string();
@@ -252,20 +273,37 @@ pub async fn verify(spec: &VerifySpec, correlation_id: &str, timeout: Duration) 
                     first = Some(values.clone());
                 }
                 let holds = spec.expect.holds(&values);
-                tracing::info!(correlation_id, action = "verify", phase = "evaluate", series = values.len(), holds, "evaluated query");
+                tracing::info!(
+                    correlation_id,
+                    action = "verify",
+                    phase = "evaluate",
+                    series = values.len(),
+                    holds,
+                    "evaluated query"
+                );
                 if holds {
                     return finish(
                         Outcome::Noop,
                         json!({"values": first}),
                         json!({"values": values, "evaluations": evaluations}),
-                        format!("verified: {} holds for {:?} after {evaluations} evaluation(s)", describe(&spec.expect), spec.query),
+                        format!(
+                            "verified: {} holds for {:?} after {evaluations} evaluation(s)",
+                            describe(&spec.expect),
+                            spec.query
+                        ),
                         Exit::Ok,
                     );
                 }
                 last_values = Some(values);
             }
             Ok(Err(QueryError::Rejected(e))) => {
-                return finish(Outcome::Failed, Value::Null, Value::Null, format!("Prometheus rejected the query {:?}: {e}", spec.query), Exit::Failed);
+                return finish(
+                    Outcome::Failed,
+                    Value::Null,
+                    Value::Null,
+                    format!("Prometheus rejected the query {:?}: {e}", spec.query),
+                    Exit::Failed,
+                );
             }
             Ok(Err(QueryError::Unavailable(e))) => {
                 tracing::warn!(correlation_id, action = "verify", phase = "evaluate", error = %e, "Prometheus unavailable");
@@ -283,7 +321,10 @@ pub async fn verify(spec: &VerifySpec, correlation_id: &str, timeout: Duration) 
             Outcome::Failed,
             json!({"values": first}),
             Value::Null,
-            format!("Prometheus at {} stayed unavailable until the timeout: {e}", spec.prometheus_url),
+            format!(
+                "Prometheus at {} stayed unavailable until the timeout: {e}",
+                spec.prometheus_url
+            ),
             Exit::Transient,
         ),
         (values, None) => finish(

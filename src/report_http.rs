@@ -53,7 +53,12 @@ pub struct ReportSpec {
     pub alertmanager_url: Option<String>,
 }
 
-async fn post(client: &reqwest::Client, url: &str, token: Option<&str>, body: &Value) -> Result<(), (bool, String)> {
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Result<(), (bool, String)> {
     let mut req = client.post(url).json(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -62,7 +67,10 @@ async fn post(client: &reqwest::Client, url: &str, token: Option<&str>, body: &V
         Ok(r) if r.status().is_success() => Ok(()),
         Ok(r) => {
             let s = r.status();
-            Err((s.is_server_error() || s.as_u16() == 429, format!("{url} answered {s}")))
+            Err((
+                s.is_server_error() || s.as_u16() == 429,
+                format!("{url} answered {s}"),
+            ))
         }
         Err(e) => Err((true, format!("{url}: {}", crate::kube_api::error_chain(&e)))),
     }
@@ -140,14 +148,22 @@ pub async fn report(spec: &ReportSpec, timeout: Duration) -> (HealResult, Exit) 
         Err(e) => return result(Outcome::Failed, e.to_string(), Exit::Failed),
     };
     // Keep part of the time for the fallback.
-    let heald_deadline = started + if spec.alertmanager_url.is_some() { timeout / 2 } else { timeout };
+    let heald_deadline = started
+        + if spec.alertmanager_url.is_some() {
+            timeout / 2
+        } else {
+            timeout
+        };
     let mut why = String::from("no --report-url given");
     if let Some(url) = &spec.report_url {
         match post_retrying(&client, url, spec.token.as_deref(), &body, heald_deadline).await {
             Ok(()) => {
                 return result(
                     Outcome::Applied,
-                    format!("reported {} of {} {} to heald", r.outcome, r.engine, r.run_name),
+                    format!(
+                        "reported {} of {} {} to heald",
+                        r.outcome, r.engine, r.run_name
+                    ),
                     Exit::Ok,
                 );
             }
@@ -155,7 +171,11 @@ pub async fn report(spec: &ReportSpec, timeout: Duration) -> (HealResult, Exit) 
         }
     }
     let Some(am) = &spec.alertmanager_url else {
-        return result(Outcome::Failed, format!("report not delivered: {why}"), Exit::Transient);
+        return result(
+            Outcome::Failed,
+            format!("report not delivered: {why}"),
+            Exit::Transient,
+        );
     };
     let alert = json!([{
         "labels": {

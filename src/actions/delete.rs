@@ -33,7 +33,9 @@ pub(super) async fn run(
     let Some(obj) = get_opt(ctx.kube, &path).await? else {
         return Ok(gone(ctx, spec));
     };
-    let uid = str_at(&obj, "/metadata/uid").unwrap_or_default().to_string();
+    let uid = str_at(&obj, "/metadata/uid")
+        .unwrap_or_default()
+        .to_string();
     if let Some(wanted) = &spec.uid
         && *wanted != uid
     {
@@ -126,7 +128,9 @@ pub(super) async fn owning_workload(
             break;
         };
         let (kind, name) = owner;
-        let Some(rt) = well_known(&kind).filter(|rt| rt.group == "apps" || kind == "ReplicationController") else {
+        let Some(rt) =
+            well_known(&kind).filter(|rt| rt.group == "apps" || kind == "ReplicationController")
+        else {
             break;
         };
         let Some(obj) = get_opt(kube, &rt.object_path(Some(ns), &name)).await? else {
@@ -149,8 +153,14 @@ fn controller_of(obj: &Value) -> Option<(String, String)> {
         .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
         .map(|o| {
             (
-                o.get("kind").and_then(Value::as_str).unwrap_or_default().to_string(),
-                o.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                o.get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                o.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
             )
         })
 }

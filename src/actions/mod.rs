@@ -315,7 +315,13 @@ pub async fn run(kube: &Kube, common: &Common, action: &Action) -> (HealResult, 
             if done.outcome == Outcome::Applied && common.events {
                 record_event(kube, common, &target, done.reason, &done.message).await;
             }
-            (done.outcome, done.before, done.after, done.message, Exit::Ok)
+            (
+                done.outcome,
+                done.before,
+                done.after,
+                done.message,
+                Exit::Ok,
+            )
         }
         Err(e) => {
             let outcome = if matches!(e, ActionError::Refused(_)) {
@@ -391,8 +397,13 @@ async fn record_event(kube: &Kube, common: &Common, target: &Target, reason: &st
         "count": 1,
     });
     let path = format!("/api/v1/namespaces/{}/events", enc(&ns));
-    match kube.send(Method::POST, &path, Some(JSON), Some(&event)).await {
-        Ok(_) => tracing::info!(correlation_id = %common.correlation_id, phase = "event", reason, "recorded event"),
+    match kube
+        .send(Method::POST, &path, Some(JSON), Some(&event))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(correlation_id = %common.correlation_id, phase = "event", reason, "recorded event")
+        }
         Err(e) => {
             tracing::warn!(correlation_id = %common.correlation_id, phase = "event", error = %e, "could not record event")
         }
@@ -420,7 +431,8 @@ pub(crate) async fn get_required(
         Err(e) if e.is_not_found() => Err(ActionError::Failed(format!(
             "{} {name:?} not found{}",
             rt.qualified_plural(),
-            ns.map(|n| format!(" in namespace {n:?}")).unwrap_or_default()
+            ns.map(|n| format!(" in namespace {n:?}"))
+                .unwrap_or_default()
         ))),
         Err(e) => Err(e.into()),
     }

@@ -53,7 +53,11 @@ async fn set_unschedulable(
     Ok(())
 }
 
-pub(super) async fn cordon(ctx: &mut Ctx<'_>, addr: &Address, on: bool) -> Result<Done, ActionError> {
+pub(super) async fn cordon(
+    ctx: &mut Ctx<'_>,
+    addr: &Address,
+    on: bool,
+) -> Result<Done, ActionError> {
     let (rt, obj) = node(ctx, addr).await?;
     let was = is_cordoned(&obj);
     let before = json!({"cordoned": was});
@@ -78,7 +82,11 @@ pub(super) async fn cordon(ctx: &mut Ctx<'_>, addr: &Address, on: bool) -> Resul
         after: json!({"cordoned": on}),
         message: format!(
             "{}{verb} node/{}",
-            if ctx.common.dry_run { "would have " } else { "" },
+            if ctx.common.dry_run {
+                "would have "
+            } else {
+                ""
+            },
             addr.name
         ),
         reason,
@@ -102,7 +110,11 @@ fn owner_kind(p: &Value) -> Option<&str> {
         .as_str()
 }
 
-pub(super) async fn drain(ctx: &mut Ctx<'_>, addr: &Address, spec: &DrainSpec) -> Result<Done, ActionError> {
+pub(super) async fn drain(
+    ctx: &mut Ctx<'_>,
+    addr: &Address,
+    spec: &DrainSpec,
+) -> Result<Done, ActionError> {
     let (rt, obj) = node(ctx, addr).await?;
     let was_cordoned = is_cordoned(&obj);
     let list = ctx
@@ -127,7 +139,8 @@ pub(super) async fn drain(ctx: &mut Ctx<'_>, addr: &Address, spec: &DrainSpec) -
         let mirror = p
             .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
             .is_some();
-        if owner_kind(&p) == Some("DaemonSet") || mirror || matches!(phase, "Succeeded" | "Failed") {
+        if owner_kind(&p) == Some("DaemonSet") || mirror || matches!(phase, "Succeeded" | "Failed")
+        {
             skipped.push(pod_key(&p));
         } else {
             if owner_kind(&p).is_none() {
@@ -162,11 +175,13 @@ pub(super) async fn drain(ctx: &mut Ctx<'_>, addr: &Address, spec: &DrainSpec) -
             entry.1 += i64::from(ready);
         }
         for (workload, (ready, gone)) in &removing {
-            guard::check_min_available(workload, *ready, *gone, min).map_err(ActionError::Refused)?;
+            guard::check_min_available(workload, *ready, *gone, min)
+                .map_err(ActionError::Refused)?;
         }
     }
 
-    let before = json!({"cordoned": was_cordoned, "pods": to_evict.iter().map(pod_key).collect::<Vec<_>>()});
+    let before =
+        json!({"cordoned": was_cordoned, "pods": to_evict.iter().map(pod_key).collect::<Vec<_>>()});
     if !was_cordoned {
         set_unschedulable(ctx, &rt, &addr.name, true).await?;
     }
@@ -188,7 +203,11 @@ pub(super) async fn drain(ctx: &mut Ctx<'_>, addr: &Address, spec: &DrainSpec) -
             enc(name),
             ctx.dry_query()
         );
-        match ctx.kube.send(Method::POST, &url, Some(JSON), Some(&eviction)).await {
+        match ctx
+            .kube
+            .send(Method::POST, &url, Some(JSON), Some(&eviction))
+            .await
+        {
             Ok(_) => evicted.push(pod_key(p)),
             Err(e) if e.is_not_found() => {}
             Err(e) if e.is_transient() => {
@@ -242,7 +261,11 @@ pub(super) async fn drain(ctx: &mut Ctx<'_>, addr: &Address, spec: &DrainSpec) -
     } else {
         format!(
             "{}drained node/{}: evicted {} pod(s), skipped {} (DaemonSet, mirror or finished)",
-            if ctx.common.dry_run { "would have " } else { "" },
+            if ctx.common.dry_run {
+                "would have "
+            } else {
+                ""
+            },
             addr.name,
             evicted.len(),
             skipped.len()

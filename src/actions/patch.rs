@@ -61,7 +61,11 @@ impl PatchSpec {
                 return Err("invalid JSON patch: expected an array of operations".into());
             }
             (_, Value::Object(_)) => {}
-            _ => return Err(format!("invalid {kind:?} patch: expected a JSON object").to_lowercase()),
+            _ => {
+                return Err(
+                    format!("invalid {kind:?} patch: expected a JSON object").to_lowercase()
+                );
+            }
         }
         Ok(PatchSpec { kind, patch })
     }
@@ -77,7 +81,8 @@ pub(super) async fn run(
     let obj = super::get_required(ctx.kube, &rt, ns.as_deref(), &addr.name).await?;
     ctx.check_object(&obj)?;
     let rv_before = str_at(&obj, "/metadata/resourceVersion").map(str::to_string);
-    let before = json!({"resourceVersion": rv_before, "generation": int(&obj, "/metadata/generation")});
+    let before =
+        json!({"resourceVersion": rv_before, "generation": int(&obj, "/metadata/generation")});
 
     // Merge and JSON patches have exact local semantics: skip the write when it would
     // change nothing. Strategic and apply are decided by the server (unchanged
@@ -129,14 +134,22 @@ pub(super) async fn run(
     let url = format!("{}?{query}", rt.object_path(ns.as_deref(), &addr.name));
     let answer = ctx
         .kube
-        .send(Method::PATCH, &url, Some(spec.kind.content_type()), Some(&body))
+        .send(
+            Method::PATCH,
+            &url,
+            Some(spec.kind.content_type()),
+            Some(&body),
+        )
         .await
         .map_err(|e| match e.code() {
-            Some(400 | 422) => ActionError::Failed(format!("the API server rejected the patch: {e}")),
+            Some(400 | 422) => {
+                ActionError::Failed(format!("the API server rejected the patch: {e}"))
+            }
             _ => e.into(),
         })?;
     let rv_after = str_at(&answer, "/metadata/resourceVersion").map(str::to_string);
-    let after = json!({"resourceVersion": rv_after, "generation": int(&answer, "/metadata/generation")});
+    let after =
+        json!({"resourceVersion": rv_after, "generation": int(&answer, "/metadata/generation")});
     if !ctx.common.dry_run && rv_after.is_some() && rv_after == rv_before {
         return Ok(Done {
             outcome: Outcome::Noop,

@@ -37,8 +37,11 @@ pub(super) async fn run(
     let obj = super::get_required(ctx.kube, &rt, ns.as_deref(), &addr.name).await?;
     ctx.check_object(&obj)?;
     let annotations = "/spec/template/metadata/annotations";
-    let previous = str_at(&obj, &format!("{annotations}/{}", RESTARTED_AT.replace('/', "~1")))
-        .map(str::to_string);
+    let previous = str_at(
+        &obj,
+        &format!("{annotations}/{}", RESTARTED_AT.replace('/', "~1")),
+    )
+    .map(str::to_string);
     let before = json!({"generation": int(&obj, "/metadata/generation"), "restartedAt": previous});
     let already = str_at(
         &obj,

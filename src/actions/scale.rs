@@ -74,7 +74,11 @@ impl ScaleSpec {
     }
 }
 
-pub(super) async fn run(ctx: &mut Ctx<'_>, addr: &Address, spec: &ScaleSpec) -> Result<Done, ActionError> {
+pub(super) async fn run(
+    ctx: &mut Ctx<'_>,
+    addr: &Address,
+    spec: &ScaleSpec,
+) -> Result<Done, ActionError> {
     let (rt, ns) = ctx.resolve(addr).await?;
     if !rt.scalable {
         return Err(ActionError::Failed(format!(
@@ -134,12 +138,19 @@ pub(super) async fn run(ctx: &mut Ctx<'_>, addr: &Address, spec: &ScaleSpec) -> 
         {
             Ok(answer) => {
                 let after = int(&answer, "/spec/replicas");
-                let verb = if ctx.common.dry_run { "would scale" } else { "scaled" };
+                let verb = if ctx.common.dry_run {
+                    "would scale"
+                } else {
+                    "scaled"
+                };
                 return Ok(Done {
                     outcome: ctx.changed(),
                     before,
                     after: json!({"replicas": after}),
-                    message: format!("{verb} {} from {current} to {after} replicas", ctx.target_name()),
+                    message: format!(
+                        "{verb} {} from {current} to {after} replicas",
+                        ctx.target_name()
+                    ),
                     reason: "HealScaled",
                 });
             }

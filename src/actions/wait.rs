@@ -255,8 +255,7 @@ mod tests {
         assert_eq!(rollout_state("Deployment", &d), Ok(true));
         d["status"]["observedGeneration"] = json!(1);
         assert_eq!(rollout_state("Deployment", &d), Ok(false));
-        d["status"]["conditions"] =
-            json!([{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]);
+        d["status"]["conditions"] = json!([{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]);
         d["status"]["observedGeneration"] = json!(2);
         assert!(rollout_state("Deployment", &d).is_err());
     }

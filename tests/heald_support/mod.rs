@@ -1,0 +1,394 @@
+//! Shared set-up for heald's tests: a heald state against the test API server, webhook
+//! bodies, calls through the router without a socket, and a small HTTP receiver standing in
+//! for Alertmanager and notifiers.
+#![allow(dead_code)] // shared by several test binaries, each uses a part
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use clap::Parser;
+use heal::heald::policies::PolicyStore;
+use heal::heald::{Args, Config, State};
+use heal::kube_api::{ConnectOptions, Kube};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::support::apiserver::ApiServer;
+
+/// The webhook token every test heald accepts.
+pub const TOKEN: &str = "heald-test-token-0123456789";
+
+/// heald's namespace in the tests.
+pub const NS: &str = "heal-system";
+
+/// Policies most tests use: `restart-web` (Argo, cooldown, failure budget, silence on
+/// success, a webhook notifier on failure) and `scale-api` (Tekton).
+pub fn policies(notifier_url: &str) -> String {
+    format!(
+        r#"apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: restart-web
+spec:
+  match:
+    alertname: WebDown
+  target:
+    kind: deployment
+    namespace: "{{{{ labels.namespace }}}}"
+    name: "{{{{ labels.deployment }}}}"
+  engine: argo
+  timeout: 10m
+  guards:
+    cooldown: 30m
+    failureBudget: {{failures: 2, window: 1h}}
+  steps:
+    - name: restart
+      action: restart
+  onSuccess: {{silence: 2h}}
+  onFailure: {{notify: [oncall]}}
+---
+apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: scale-api
+spec:
+  match:
+    alertname: ApiSlow
+  target:
+    kind: deployment
+    namespace: "{{{{ labels.namespace }}}}"
+    name: "{{{{ labels.deployment }}}}"
+  engine: tekton
+  steps:
+    - name: scale-up
+      action: scale
+      replicas: "+1"
+      max: 10
+---
+apiVersion: heal.dev/v1alpha1
+kind: Notifier
+metadata:
+  name: oncall
+spec:
+  type: webhook
+  url: {notifier_url}
+"#
+    )
+}
+
+/// A directory with a token file and a policies directory.
+pub struct Files {
+    /// The temporary directory.
+    pub dir: tempfile::TempDir,
+}
+
+impl Files {
+    /// Write the token and `policies` (as `policies/policies.yaml`).
+    pub fn new(policies: &str) -> Files {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("token"), TOKEN).expect("write token");
+        std::fs::create_dir(dir.path().join("policies")).expect("policies dir");
+        std::fs::write(dir.path().join("policies/policies.yaml"), policies).expect("write policies");
+        Files { dir }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The policies directory.
+    pub fn policies(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+}
+
+/// Flags every test heald gets: generous rate limits, no deadline grace, loopback ports.
+pub fn base_args(files: &Files) -> Vec<String> {
+    [
+        "heald",
+        "--policies",
+        files.policies().to_str().unwrap(),
+        "--token-file",
+        files.path().join("token").to_str().unwrap(),
+        "--namespace",
+        NS,
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--submit-rate",
+        "10000",
+        "--submit-burst",
+        "10000",
+        "--namespace-submit-rate",
+        "10000",
+        "--namespace-submit-burst",
+        "10000",
+        "--kube-qps",
+        "100000",
+        "--kube-burst",
+        "100000",
+        "--deadline-grace",
+        "0s",
+        "--reload-interval",
+        "0s",
+        "--image",
+        "ghcr.io/heal-project/heal:test",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// A configuration from the base flags plus `extra`.
+pub fn config(files: &Files, kubeconfig: Option<&Path>, extra: &[&str]) -> Config {
+    // A flag given in `extra` replaces the base one (clap refuses a flag given twice).
+    let base = base_args(files);
+    let mut args = vec![base[0].clone()];
+    let mut i = 1;
+    while i < base.len() {
+        let flag = &base[i];
+        let takes_value = i + 1 < base.len() && !base[i + 1].starts_with("--");
+        let width = if takes_value { 2 } else { 1 };
+        if !extra.contains(&flag.as_str()) {
+            args.extend(base[i..i + width].iter().cloned());
+        }
+        i += width;
+    }
+    if let Some(k) = kubeconfig {
+        args.push("--kubeconfig".into());
+        args.push(k.display().to_string());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args = Args::try_parse_from(args).expect("test flags parse");
+    Config::from_args(args).expect("test configuration is valid")
+}
+
+/// One heald replica: its state and its webhook router.
+#[derive(Clone)]
+pub struct Heald {
+    /// Shared state.
+    pub state: Arc<State>,
+    /// `router(state)`.
+    pub app: Router,
+}
+
+impl Heald {
+    /// A replica connected to `server` (which gets heald's namespace and both CRDs).
+    pub async fn start(server: &ApiServer, files: &Files, extra: &[&str]) -> Heald {
+        server.with_state(|s| s.ensure_namespace(NS));
+        let kubeconfig = server.kubeconfig(files.path());
+        let config = config(files, Some(&kubeconfig), extra);
+        let policies = PolicyStore::load(&config.policies, config.templates.as_deref())
+            .expect("test policies load");
+        let kube = Kube::connect(
+            &ConnectOptions {
+                kubeconfig: Some(kubeconfig),
+                context: None,
+            },
+            tokio::time::Instant::now() + Duration::from_secs(3600),
+        )
+        .await
+        .expect("connect to the test API server");
+        let state = Arc::new(State::new(config, policies, Some(kube)).expect("state"));
+        Heald {
+            app: heal::heald::router(Arc::clone(&state)),
+            state,
+        }
+    }
+
+    /// A replica without Kubernetes (for answers that never reach it).
+    pub fn offline(files: &Files, extra: &[&str]) -> Heald {
+        let config = config(files, None, extra);
+        let policies = PolicyStore::load(&config.policies, config.templates.as_deref())
+            .expect("test policies load");
+        let state = Arc::new(State::new(config, policies, None).expect("state"));
+        Heald {
+            app: heal::heald::router(Arc::clone(&state)),
+            state,
+        }
+    }
+
+    /// POST a webhook body with the right token; the status and the JSON answer.
+    pub async fn alerts(&self, body: &Value) -> (StatusCode, Value) {
+        let (s, _, v) = call(
+            &self.app,
+            "POST",
+            "/v1/alerts",
+            Some(TOKEN),
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await;
+        (s, v)
+    }
+
+    /// The decisions of a webhook that must be answered 200.
+    pub async fn decide(&self, body: &Value) -> Vec<Value> {
+        let (s, v) = self.alerts(body).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["decisions"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// Send one request through `app` without a socket.
+pub async fn call(
+    app: &Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, HeaderMap, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let req = req.body(Body::from(body)).expect("request");
+    let resp = app.clone().oneshot(req).await.expect("router answers");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body");
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, headers, value)
+}
+
+/// A firing alert as Alertmanager sends it in a webhook.
+pub fn alert(alertname: &str, labels: &[(&str, &str)], starts_at: &str) -> Value {
+    let mut l = serde_json::Map::new();
+    l.insert("alertname".into(), json!(alertname));
+    for (k, v) in labels {
+        l.insert((*k).into(), json!(v));
+    }
+    let ls: heal::alert::LabelSet = l
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect();
+    json!({
+        "status": "firing",
+        "labels": l,
+        "annotations": {"summary": "test"},
+        "startsAt": starts_at,
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus.example/graph",
+        "fingerprint": heal::alert::fingerprint(&ls),
+    })
+}
+
+/// `WebDown` for deployment `name` in `shop`, starting at `starts_at`.
+pub fn web_down(name: &str, starts_at: &str) -> Value {
+    alert(
+        "WebDown",
+        &[("namespace", "shop"), ("deployment", name)],
+        starts_at,
+    )
+}
+
+/// The same alert, resolved.
+pub fn resolved(mut a: Value) -> Value {
+    a["status"] = json!("resolved");
+    a["endsAt"] = json!("2026-08-20T11:00:00Z");
+    a
+}
+
+/// A version 4 webhook body carrying `alerts`.
+pub fn webhook(alerts: &[Value]) -> Value {
+    let status = if alerts.iter().any(|a| a["status"] == "firing") {
+        "firing"
+    } else {
+        "resolved"
+    };
+    json!({
+        "version": "4",
+        "groupKey": "{}:{alertname=\"WebDown\"}",
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "heald",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.example",
+        "alerts": alerts,
+    })
+}
+
+/// The run name heald gives an alert under a policy.
+pub fn run_name(policy: &str, alert: &Value) -> String {
+    let starts: jiff::Timestamp = alert["startsAt"].as_str().unwrap().parse().unwrap();
+    heal::policy::run_name(
+        policy,
+        alert["fingerprint"].as_str().unwrap(),
+        &starts.to_string(),
+    )
+}
+
+/// What a [`Receiver`] got: path and JSON body of each POST.
+pub type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// An HTTP server standing in for Alertmanager's API and for notifiers: records every POST
+/// and answers like Alertmanager (`{"silenceID": ...}`), or with `status` when set.
+pub struct Receiver {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// What it got.
+    pub received: Received,
+    /// Status to answer with (200 when unset).
+    pub status: Arc<Mutex<u16>>,
+}
+
+impl Receiver {
+    /// Start on a loopback port in the current runtime.
+    pub async fn start() -> Receiver {
+        let received: Received = Arc::default();
+        let status = Arc::new(Mutex::new(200u16));
+        let (r, s) = (received.clone(), status.clone());
+        let app = Router::new().fallback(move |req: Request<Body>| {
+            let (r, s) = (r.clone(), s.clone());
+            async move {
+                let path = req.uri().path().to_string();
+                let bytes = axum::body::to_bytes(req.into_body(), usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                r.lock().unwrap().push((path, body));
+                let code = *s.lock().unwrap();
+                (
+                    StatusCode::from_u16(code).unwrap(),
+                    axum::Json(json!({"silenceID": "silence-1"})),
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver {
+            url,
+            received,
+            status,
+        }
+    }
+
+    /// Bodies received on `path`.
+    pub fn bodies(&self, path: &str) -> Vec<Value> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+}

@@ -169,6 +169,17 @@ pub enum Command {
         after_help = "Example (an Argo exit handler):\n  heal report --engine argo --run-name heal-web-1a2b -n heal --status '{{workflow.status}}' \\\n    --correlation-id $ID --report-url http://heald.heal-system:8080/v1/reports"
     )]
     Report(ReportArgs),
+    /// Show the Workflow, PipelineRun or local plan an alert would start (offline)
+    #[command(
+        after_help = "Example:\n  heal render --policies examples/policies --alert examples/alerts/kube-pod-crash-looping.json --engine argo"
+    )]
+    Render(crate::offline::RenderArgs),
+    /// Check, test and export healing policies (offline)
+    Policy {
+        /// What to do with the policies.
+        #[command(subcommand)]
+        cmd: crate::offline::PolicyCommand,
+    },
     /// Run heal commands from a file, one per line, stopping at the first failure
     #[command(
         after_help = "Example (an Argo script step: command: [heal, script], source: the list):\n  # steps.txt\n  scale deploy/web -n shop --replicas +1\n  wait deploy/web -n shop --for rollout\n\n  heal script steps.txt --correlation-id $ID"
@@ -379,6 +390,9 @@ pub struct ScriptArgs {
     pub common: CommonArgs,
 }
 
+/// Offline commands take none of the common flags.
+static NO_COMMON: std::sync::LazyLock<CommonArgs> = std::sync::LazyLock::new(CommonArgs::default);
+
 fn parse_node(s: &str) -> Result<Address, String> {
     let full = if s.contains('/') {
         s.to_string()
@@ -402,6 +416,8 @@ impl Command {
             Command::Script(_) => "script",
             Command::Verify(_) => "verify",
             Command::Report(_) => "report",
+            Command::Render(_) => "render",
+            Command::Policy { .. } => "policy",
         }
     }
 
@@ -417,6 +433,7 @@ impl Command {
             Command::Script(a) => &a.common,
             Command::Verify(a) => &a.common,
             Command::Report(a) => &a.common,
+            Command::Render(_) | Command::Policy { .. } => &NO_COMMON,
         }
     }
 
@@ -471,7 +488,11 @@ impl Command {
                     for_: a.for_.clone(),
                 },
             ),
-            Command::Script(_) | Command::Verify(_) | Command::Report(_) => {
+            Command::Script(_)
+            | Command::Verify(_)
+            | Command::Report(_)
+            | Command::Render(_)
+            | Command::Policy { .. } => {
                 return Err(format!("{} is not a Kubernetes action", self.name()));
             }
         })
@@ -511,6 +532,9 @@ pub fn validate_action_argv(argv: &[String]) -> Result<(), String> {
         Command::Script(_) => Ok(()),
         Command::Verify(_) => Ok(()),
         Command::Report(_) => Ok(()),
+        Command::Render(_) | Command::Policy { .. } => {
+            Err(format!("{} is not a remediation step", command.name()))
+        }
         _ => command.action().map(|_| ()),
     }
 }
@@ -590,6 +614,15 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             return Exit::Usage.code();
         }
     };
+    match &cli.command {
+        Command::Render(args) => {
+            return crate::offline::run_render(args, &mut std::io::stdout().lock());
+        }
+        Command::Policy { cmd } => {
+            return crate::offline::run_policy(cmd, &mut std::io::stdout().lock());
+        }
+        _ => {}
+    }
     let common = cli.command.common().clone();
     init_logging(common.log_format);
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -610,6 +643,7 @@ async fn run(command: Command) -> i32 {
     let common = common_options(&common_args);
     let (result, exit) = match &command {
         Command::Script(s) => run_script(s, &common).await,
+        Command::Render(_) | Command::Policy { .. } => return Exit::Usage.code(),
         Command::Verify(v) => match verify_spec(v) {
             Ok(spec) => {
                 crate::prometheus_http::verify(&spec, &common.correlation_id, common_args.timeout)

@@ -284,3 +284,139 @@ fn example_alerts_are_valid_alertmanager_webhook_bodies() {
         heal::alert::Webhook::from_value(&body).expect("heal parses it");
     }
 }
+
+/// Run the real `heal` binary.
+fn heal(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_heal"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("HEAL_POLICIES")
+        .env_remove("HEAL_ENGINE")
+        .output()
+        .expect("run heal");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn heal_policy_lint_prints_each_error_with_file_line_and_hint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: heal.dev/v1alpha1\nkind: HealingPolicy\nmetadata: {name: restart-web}\nspec:\n  match: {matchers: ['namespace=~\"(shop\"']}\n  steps:\n    - {name: restart, action: restrat}\n",
+    )
+    .expect("write");
+    let bad = bad.to_str().expect("utf-8 path");
+    let (code, out, err) = heal(&["policy", "lint", bad]);
+    assert_eq!(code, 1, "{out}{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(
+        lines[0].starts_with(&format!("error: {bad}:4:1: missing `target`")),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("error: {bad}:5:22: invalid matcher")),
+        "{err}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("error: {bad}:7:31: unknown action \"restrat\"")),
+        "{err}"
+    );
+    assert!(lines.iter().all(|l| l.contains("(hint: ")), "{err}");
+    assert_eq!(out, "3 errors found\n");
+}
+
+#[test]
+fn heal_policy_lint_and_test_pass_on_the_examples() {
+    let (code, out, err) = heal(&["policy", "lint", "examples/policies"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok: 11 policies"), "{out}");
+    let (code, out, err) = heal(&[
+        "policy",
+        "test",
+        "examples/policies",
+        "examples/policies/tests.yaml",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.ends_with(" passed, 0 failed\n"), "{out}");
+}
+
+#[test]
+fn heal_policy_rules_prints_a_rule_file() {
+    let (code, out, err) = heal(&["policy", "rules", "examples/policies/legacy-flat.yaml"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = heal::yaml::from_str(&out).expect("rule file parses");
+    assert_eq!(v["groups"][0]["rules"][0]["alert"], "HealHighCpu");
+    assert_eq!(v["groups"][0]["rules"][1]["for"], "10m");
+}
+
+#[test]
+fn heal_render_reads_the_alert_from_stdin() {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_heal"))
+        .args([
+            "render",
+            "--policies",
+            "examples/policies",
+            "--engine",
+            "local",
+            "-o",
+            "json",
+        ])
+        .current_dir(root())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn heal");
+    let body = std::fs::read(root().join("examples/alerts/stuck-rollout.json")).expect("alert");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&body)
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("heal finishes");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["kind"], "HealPlan");
+    assert_eq!(v["spec"]["steps"][0]["argv"][0], "restart");
+    assert_eq!(v["spec"]["target"]["name"], "frontend");
+}
+
+#[test]
+fn heal_render_refuses_a_hostile_label_with_a_clear_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = dir.path().join("a.json");
+    let alert = serde_json::json!({
+        "labels": {
+            "alertname": "KubeDeploymentRolloutStuck",
+            "namespace": "shop",
+            "deployment": "web\n---\nkind: Secret {{workflow.parameters.x}} $(params.x)",
+        },
+        "startsAt": "2026-08-20T10:00:00Z",
+    });
+    std::fs::write(&f, alert.to_string()).expect("write");
+    let (code, out, err) = heal(&[
+        "render",
+        "--policies",
+        "examples/policies",
+        "--alert",
+        f.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(out, "", "nothing is rendered");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot be used as target.name"), "{err}");
+    assert!(err.contains("stuck-rollout.yaml:"), "{err}");
+}

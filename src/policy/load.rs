@@ -259,6 +259,13 @@ pub(super) fn parse(files: &[SourceFile]) -> Result<PolicySet, LoadErrors> {
             ctx.errors.push(err);
         }
     }
+    // Report in reading order: files as given, then by position in the file.
+    let order = |e: &LoadError| {
+        let at = e.at();
+        let file = files.iter().position(|f| f.path == at.file);
+        (file, at.line, at.column)
+    };
+    ctx.errors.sort_by_key(order);
     if ctx.errors.is_empty() {
         Ok(ctx.set)
     } else {

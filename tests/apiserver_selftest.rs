@@ -1,55 +1,1212 @@
-//! Tests of the in-memory API server itself: it must answer like a real one.
+//! Tests of the in-memory API server itself: it must answer the way a real API server
+//! does, or the HTTP-level tests of heal prove nothing.
 
 mod support;
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use support::apiserver::*;
 
-fn kubectl(server: &ApiServer, dir: &Path, args: &[&str]) -> (bool, String) {
+const DEPLOY: &str = "/apis/apps/v1/namespaces/default/deployments";
+const PODS: &str = "/api/v1/namespaces/default/pods";
+const MERGE: &str = "application/merge-patch+json";
+const JSON_PATCH: &str = "application/json-patch+json";
+const STRATEGIC: &str = "application/strategic-merge-patch+json";
+const APPLY: &str = "application/apply-patch+yaml";
+
+fn get_json(server: &ApiServer, path: &str) -> (u16, Value) {
+    let r = server.request("GET", path, None, None);
+    (r.status, r.json())
+}
+
+fn status_of(server: &ApiServer, path: &str) -> u16 {
+    server.request("GET", path, None, None).status
+}
+
+#[test]
+fn a_missing_deployment_is_a_404_status_naming_the_resource() {
+    let server = ApiServer::start();
+    let r = server.request("GET", &format!("{DEPLOY}/web"), None, None);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.json(),
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "deployments.apps \"web\" not found", "reason": "NotFound",
+            "details": {"name": "web", "group": "apps", "kind": "deployments"}, "code": 404,
+        })
+    );
+    let r = server.request("GET", &format!("{PODS}/x"), None, None);
+    assert_eq!(r.json()["message"], "pods \"x\" not found");
+    assert_eq!(r.json()["details"], json!({"name": "x", "kind": "pods"}));
+}
+
+#[test]
+fn requests_without_the_bearer_token_are_401_unauthorized() {
+    let server = ApiServer::start();
+    let r = server.raw("GET", "/api/v1/namespaces", None, None, None);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["reason"], "Unauthorized");
+    let r = server.raw("GET", "/api/v1/namespaces", None, None, Some("wrong"));
+    assert_eq!(r.status, 401);
+    assert_eq!(status_of(&server, "/api/v1/namespaces"), 200);
+}
+
+#[test]
+fn creating_fills_system_fields_and_a_second_create_is_409_already_exists() {
+    let server = ApiServer::start();
+    let rv_before = server.resource_version();
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"a": "b"}});
+    let r = server.send_json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        &body,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let created = r.json();
+    assert_eq!(created["metadata"]["namespace"], "default");
+    assert!(
+        created["metadata"]["uid"]
+            .as_str()
+            .is_some_and(|u| u.len() == 36)
+    );
+    assert!(created["metadata"]["creationTimestamp"].is_string());
+    let rv: u64 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rv > rv_before);
+    // ConfigMaps keep no generation; deployments start at 1.
+    assert!(created["metadata"].get("generation").is_none());
+
+    let r = server.send_json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        &body,
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(r.json()["reason"], "AlreadyExists");
+    assert_eq!(r.json()["message"], "configmaps \"cfg\" already exists");
+    assert_eq!(
+        r.json()["details"],
+        json!({"name": "cfg", "kind": "configmaps"})
+    );
+
+    let d = server.send_json("POST", DEPLOY, "application/json", &{
+        let mut d = deployment("default", "web", 2);
+        d["metadata"].as_object_mut().unwrap().remove("uid");
+        d
+    });
+    assert_eq!(d.status, 201, "{}", d.body);
+    assert_eq!(d.json()["metadata"]["generation"], 1);
+    assert_eq!(
+        d.json()["status"],
+        json!({}),
+        "status is not settable on create"
+    );
+    let r = server.send_json(
+        "POST",
+        DEPLOY,
+        "application/json",
+        &deployment("default", "web", 2),
+    );
+    assert_eq!(
+        r.json()["details"],
+        json!({"name": "web", "group": "apps", "kind": "deployments"})
+    );
+}
+
+#[test]
+fn generate_name_gets_a_random_suffix_and_a_bad_name_is_422_invalid() {
+    let server = ApiServer::start();
+    let r = server.send_json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "run-"}}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let name = r.json()["metadata"]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("run-") && name.len() == 9, "{name}");
+
+    let r = server.send_json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}}),
+    );
+    assert_eq!(r.status, 422);
+    let s = r.json();
+    assert_eq!(s["reason"], "Invalid");
+    assert!(
+        s["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"),
+        "{s}"
+    );
+    assert_eq!(s["details"]["causes"][0]["field"], "metadata.name");
+    assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueInvalid");
+
+    let r = server.send_json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/json",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "ConfigMap \"\" is invalid: metadata.name: Required value: name or generateName is required"
+    );
+
+    let r = server.send_json(
+        "POST",
+        "/api/v1/namespaces/nowhere/configmaps",
+        "application/json",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "namespaces \"nowhere\" not found");
+}
+
+#[test]
+fn an_update_with_a_stale_resource_version_is_a_409_conflict() {
+    let server = ApiServer::start();
+    let stored = server.insert(configmap("default", "cfg", &[("a", "1")]));
+    let mut first = stored.clone();
+    first["data"]["a"] = json!("2");
+    let r = server.send_json(
+        "PUT",
+        "/api/v1/namespaces/default/configmaps/cfg",
+        "application/json",
+        &first,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_ne!(
+        r.json()["metadata"]["resourceVersion"],
+        stored["metadata"]["resourceVersion"]
+    );
+
+    let mut second = stored.clone();
+    second["data"]["a"] = json!("3");
+    let r = server.send_json(
+        "PUT",
+        "/api/v1/namespaces/default/configmaps/cfg",
+        "application/json",
+        &second,
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(r.json()["reason"], "Conflict");
+    assert_eq!(
+        r.json()["message"],
+        "Operation cannot be fulfilled on configmaps \"cfg\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    assert_eq!(
+        server.get("v1", "configmap", "default", "cfg").unwrap()["data"]["a"],
+        "2"
+    );
+}
+
+#[test]
+fn a_no_op_update_keeps_the_resource_version() {
+    let server = ApiServer::start();
+    let stored = server.insert(configmap("default", "cfg", &[("a", "1")]));
+    let r = server.send_json(
+        "PUT",
+        "/api/v1/namespaces/default/configmaps/cfg",
+        "application/json",
+        &stored,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["metadata"]["resourceVersion"],
+        stored["metadata"]["resourceVersion"]
+    );
+}
+
+#[test]
+fn delete_with_the_uid_of_a_replaced_pod_is_a_409_and_spares_the_replacement() {
+    let server = ApiServer::start();
+    let old = server.insert(pod("default", "db-0"));
+    let old_uid = old["metadata"]["uid"].as_str().unwrap().to_string();
+    let new = server.replace_pod_same_name("default", "db-0");
+    let new_uid = new["metadata"]["uid"].as_str().unwrap().to_string();
+    assert_ne!(old_uid, new_uid);
+
+    let opts =
+        json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": old_uid}});
+    let r = server.send_json("DELETE", &format!("{PODS}/db-0"), "application/json", &opts);
+    assert_eq!(r.status, 409, "{}", r.body);
+    let s = r.json();
+    assert_eq!(s["reason"], "Conflict");
+    assert_eq!(
+        s["message"],
+        format!(
+            "Operation cannot be fulfilled on Pod \"db-0\": the UID in the precondition ({old_uid}) does not match the UID in record ({new_uid}). The object might have been deleted and then recreated"
+        )
+    );
+    assert!(server.get("v1", "pods", "default", "db-0").is_some());
+
+    let opts = json!({"preconditions": {"uid": new_uid}, "gracePeriodSeconds": 0});
+    let r = server.send_json("DELETE", &format!("{PODS}/db-0"), "application/json", &opts);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["kind"], "Pod", "pods answer a delete with the pod");
+    assert!(server.get("v1", "pods", "default", "db-0").is_none());
+}
+
+#[test]
+fn deleting_a_deployment_answers_status_success_and_collects_its_dependents() {
+    let server = ApiServer::start();
+    let seeded = server.seed_deployment("default", "web", 2, &[]);
+    let r = server.request("DELETE", &format!("{DEPLOY}/web"), None, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": {"name": "web", "group": "apps", "kind": "deployments", "uid": seeded.deployment["metadata"]["uid"]},
+        })
+    );
+    assert!(server.list("apps/v1", "replicasets", "default").is_empty());
+    assert!(server.list("v1", "pods", "default").is_empty());
+}
+
+#[test]
+fn graceful_pod_deletion_leaves_a_terminating_pod_until_the_kubelet_finishes() {
+    let server = ApiServer::start();
+    server.set_pod_termination(PodTermination::Never);
+    server.insert(pod("default", "web-abc-1"));
+    let r = server.request(
+        "DELETE",
+        &format!("{PODS}/web-abc-1?gracePeriodSeconds=30"),
+        None,
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert!(r.json()["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(status_of(&server, &format!("{PODS}/web-abc-1")), 200);
+    server.finish_termination("default", "web-abc-1");
+    assert_eq!(status_of(&server, &format!("{PODS}/web-abc-1")), 404);
+}
+
+#[test]
+fn merge_patch_bumps_generation_on_spec_changes_only() {
+    let server = ApiServer::start();
+    server.insert(deployment("default", "web", 2));
+    let path = format!("{DEPLOY}/web");
+    let r = server.send_json(
+        "PATCH",
+        &path,
+        MERGE,
+        &json!({"metadata": {"labels": {"team": "a"}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["metadata"]["generation"], 1);
+    assert_eq!(r.json()["metadata"]["labels"]["team"], "a");
+    let r = server.send_json("PATCH", &path, MERGE, &json!({"spec": {"replicas": 5}}));
+    assert_eq!(r.json()["metadata"]["generation"], 2);
+    assert_eq!(r.json()["spec"]["replicas"], 5);
+    // Status is not patchable through the main resource.
+    let r = server.send_json("PATCH", &path, MERGE, &json!({"status": {"replicas": 99}}));
+    assert_ne!(r.json()["status"]["replicas"], 99);
+}
+
+#[test]
+fn json_patch_test_failures_are_422_and_malformed_patches_are_400() {
+    let server = ApiServer::start();
+    server.insert(deployment("default", "web", 2));
+    let path = format!("{DEPLOY}/web");
+    let ok = json!([{"op": "test", "path": "/spec/replicas", "value": 2}, {"op": "replace", "path": "/spec/replicas", "value": 4}]);
+    let r = server.send_json("PATCH", &path, JSON_PATCH, &ok);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["spec"]["replicas"], 4);
+
+    let r = server.send_json("PATCH", &path, JSON_PATCH, &ok);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["reason"], "Invalid");
+    assert_eq!(
+        r.json()["message"],
+        "the server rejected our request due to an error in our request"
+    );
+
+    let r = server.send_json("PATCH", &path, JSON_PATCH, &json!({"op": "replace"}));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["reason"], "BadRequest");
+    assert_eq!(
+        server.get("apps/v1", "deploy", "default", "web").unwrap()["spec"]["replicas"],
+        4
+    );
+}
+
+#[test]
+fn strategic_merge_patch_merges_containers_by_name_and_415_for_unknown_types() {
+    let server = ApiServer::start();
+    let mut d = deployment("default", "web", 1);
+    d["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "sidecar", "image": "envoy:1"}));
+    server.insert(d);
+    let path = format!("{DEPLOY}/web");
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "envoy:2"}]}}}});
+    let r = server.send_json("PATCH", &path, STRATEGIC, &patch);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let containers = r.json()["spec"]["template"]["spec"]["containers"].clone();
+    assert_eq!(containers.as_array().unwrap().len(), 2, "{containers}");
+    assert_eq!(containers[0]["image"], "nginx:1.27");
+    assert_eq!(containers[1]["image"], "envoy:2");
+
+    // A merge patch replaces the list instead.
+    let r = server.send_json("PATCH", &path, MERGE, &patch);
+    assert_eq!(
+        r.json()["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let r = server.send_json("PATCH", &path, "text/plain", &patch);
+    assert_eq!(r.status, 415);
+    assert_eq!(r.json()["reason"], "UnsupportedMediaType");
+
+    server.register_crd("example.com", "v1", "Widget", "widgets", true, false);
+    server.insert(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "default"}, "spec": {"a": 1}}));
+    let r = server.send_json(
+        "PATCH",
+        "/apis/example.com/v1/namespaces/default/widgets/w",
+        STRATEGIC,
+        &json!({"spec": {"a": 2}}),
+    );
+    assert_eq!(
+        r.status, 415,
+        "custom resources take no strategic merge patch: {}",
+        r.body
+    );
+}
+
+#[test]
+fn server_side_apply_needs_a_field_manager_and_creates_what_is_missing() {
+    let server = ApiServer::start();
+    let path = "/api/v1/namespaces/default/configmaps/cfg";
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: b\n";
+    let r = server.request("PATCH", path, Some(APPLY), Some(yaml));
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(
+        r.json()["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+    );
+    let r = server.request(
+        "PATCH",
+        &format!("{path}?fieldManager=heal&force=true"),
+        Some(APPLY),
+        Some(yaml),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = server.request(
+        "PATCH",
+        &format!("{path}?fieldManager=heal&force=true"),
+        Some(APPLY),
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  c: d\n"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["data"], json!({"a": "b", "c": "d"}));
+    let recorded = server.requests_matching("PATCH", path).pop().unwrap();
+    assert_eq!(recorded.param("fieldManager"), Some("heal"));
+    assert_eq!(
+        recorded.body.unwrap()["data"]["c"],
+        "d",
+        "apply bodies are logged parsed from YAML"
+    );
+}
+
+#[test]
+fn dry_run_all_answers_as_if_done_and_changes_nothing() {
+    let server = ApiServer::start();
+    server.seed_deployment("default", "web", 2, &[]);
+    let rv = server.resource_version();
+    let pod_name = server.names("v1", "pods", "default")[0].clone();
+
+    let r = server.send_json(
+        "POST",
+        "/api/v1/namespaces/default/configmaps?dryRun=All",
+        "application/json",
+        &configmap("default", "new", &[]),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(r.json()["metadata"].get("resourceVersion").is_none());
+    let r = server.send_json(
+        "PATCH",
+        &format!("{DEPLOY}/web/scale?dryRun=All"),
+        MERGE,
+        &json!({"spec": {"replicas": 7}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["spec"]["replicas"], 7);
+    let r = server.request(
+        "DELETE",
+        &format!("{PODS}/{pod_name}?dryRun=All"),
+        None,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod_name}, "deleteOptions": {"dryRun": ["All"]}});
+    let r = server.send_json(
+        "POST",
+        &format!("{PODS}/{pod_name}/eviction"),
+        "application/json",
+        &eviction,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    assert_eq!(server.resource_version(), rv, "a dry run writes nothing");
+    assert!(server.get("v1", "configmaps", "default", "new").is_none());
+    assert_eq!(
+        server
+            .get("apps/v1", "deployments", "default", "web")
+            .unwrap()["spec"]["replicas"],
+        2
+    );
+    assert!(server.get("v1", "pods", "default", &pod_name).is_some());
+
+    let r = server.send_json(
+        "PATCH",
+        &format!("{DEPLOY}/web?dryRun=Yes"),
+        MERGE,
+        &json!({}),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: dryRun: Unsupported value: []string{\"Yes\"}: supported values: \"All\""
+    );
+}
+
+#[test]
+fn the_scale_subresource_speaks_autoscaling_v1_and_rejects_negative_replicas() {
+    let server = ApiServer::start();
+    server.insert(deployment("default", "web", 2));
+    let (code, scale) = get_json(&server, &format!("{DEPLOY}/web/scale"));
+    assert_eq!(code, 200);
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["apiVersion"], "autoscaling/v1");
+    assert_eq!(scale["spec"]["replicas"], 2);
+    assert_eq!(
+        scale["status"],
+        json!({"replicas": 2, "selector": "app=web"})
+    );
+
+    let mut put = scale.clone();
+    put["spec"]["replicas"] = json!(4);
+    let r = server.send_json(
+        "PUT",
+        &format!("{DEPLOY}/web/scale"),
+        "application/json",
+        &put,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["spec"]["replicas"], 4);
+    let r = server.send_json(
+        "PUT",
+        &format!("{DEPLOY}/web/scale"),
+        "application/json",
+        &put,
+    );
+    assert_eq!(
+        r.status, 409,
+        "the Scale carried a stale resourceVersion: {}",
+        r.body
+    );
+
+    let r = server.send_json(
+        "PATCH",
+        &format!("{DEPLOY}/web/scale"),
+        MERGE,
+        &json!({"spec": {"replicas": -1}}),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "Scale.autoscaling \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+    );
+    let d = server
+        .get("apps/v1", "deployments", "default", "web")
+        .unwrap();
+    assert_eq!(d["spec"]["replicas"], 4);
+    assert_eq!(d["metadata"]["generation"], 2);
+    assert_eq!(
+        d["status"]["readyReplicas"], 4,
+        "the rollout controller caught up"
+    );
+}
+
+#[test]
+fn an_eviction_that_would_violate_the_budget_is_a_429_with_a_disruption_budget_cause() {
+    let server = ApiServer::start();
+    let seeded = server.seed_deployment("default", "web", 2, &[]);
+    server.insert(pdb(
+        "default",
+        "web",
+        &[("app", "web")],
+        Budget::MinAvailable(2),
+    ));
+    let name = &seeded.pod_names()[0];
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name, "namespace": "default"}});
+    let r = server.send_json(
+        "POST",
+        &format!("{PODS}/{name}/eviction"),
+        "application/json",
+        &eviction,
+    );
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+            "reason": "TooManyRequests",
+            "details": {"causes": [{"reason": "DisruptionBudget", "message": "The disruption budget web needs 2 healthy pods and has 2 currently"}]},
+            "code": 429,
+        })
+    );
+    assert!(server.get("v1", "pods", "default", name).is_some());
+}
+
+#[test]
+fn an_eviction_the_budget_allows_is_201_and_the_pod_is_gone() {
+    let server = ApiServer::start();
+    let seeded = server.seed_deployment("default", "web", 3, &[]);
+    server.insert(pdb(
+        "default",
+        "web",
+        &[("app", "web")],
+        Budget::MaxUnavailable(1),
+    ));
+    let name = &seeded.pod_names()[0];
+    let eviction =
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name}});
+    let r = server.send_json(
+        "POST",
+        &format!("{PODS}/{name}/eviction"),
+        "application/json",
+        &eviction,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
+    );
+    assert!(server.get("v1", "pods", "default", name).is_none());
+    let status = server.get("policy/v1", "pdb", "default", "web").unwrap()["status"].clone();
+    assert_eq!(status["currentHealthy"], 2);
+    assert_eq!(status["disruptionsAllowed"], 0);
+    let second = &seeded.pod_names()[1];
+    let r = server.send_json(
+        "POST",
+        &format!("{PODS}/{second}/eviction"),
+        "application/json",
+        &eviction,
+    );
+    assert_eq!(r.status, 400, "the Eviction names another pod: {}", r.body);
+    let r = server.request(
+        "POST",
+        &format!("{PODS}/gone/eviction"),
+        Some("application/json"),
+        Some("{}"),
+    );
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn replaced_pods_get_new_names_with_the_same_owner() {
+    let server = ApiServer::start();
+    server.set_pod_replacement(PodReplacement::NewName);
+    let seeded = server.seed_deployment("default", "web", 2, &[]);
+    let victim = seeded.pod_names()[0].clone();
+    let r = server.request("DELETE", &format!("{PODS}/{victim}"), None, None);
+    assert_eq!(r.status, 200);
+    let pods = server.list("v1", "pods", "default");
+    assert_eq!(pods.len(), 2);
+    let replacement = pods
+        .iter()
+        .find(|p| {
+            !seeded
+                .pod_names()
+                .contains(&p["metadata"]["name"].as_str().unwrap().to_string())
+        })
+        .expect("a replacement pod");
+    assert_eq!(
+        replacement["metadata"]["ownerReferences"],
+        seeded.pods[0]["metadata"]["ownerReferences"]
+    );
+    assert_ne!(
+        replacement["metadata"]["uid"],
+        seeded.pods[0]["metadata"]["uid"]
+    );
+}
+
+#[test]
+fn an_injected_429_carries_retry_after_and_runs_out() {
+    let server = ApiServer::start();
+    server.insert(deployment("default", "web", 1));
+    server.inject(
+        Fault::on("GET", "/deployments/web")
+            .times(2)
+            .too_many_requests(3),
+    );
+    for _ in 0..2 {
+        let r = server.request("GET", &format!("{DEPLOY}/web"), None, None);
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("retry-after"), Some("3"));
+        assert_eq!(r.json()["details"]["retryAfterSeconds"], 3);
+        assert_eq!(r.json()["reason"], "TooManyRequests");
+    }
+    assert_eq!(status_of(&server, &format!("{DEPLOY}/web")), 200);
+    let log = server.requests_matching("GET", &format!("{DEPLOY}/web"));
+    assert_eq!(
+        log.iter()
+            .map(|r| (r.status, r.injected))
+            .collect::<Vec<_>>(),
+        vec![(429, true), (429, true), (200, false)]
+    );
+}
+
+#[test]
+fn injected_forbidden_and_conflict_name_the_request() {
+    let server = ApiServer::start();
+    server.insert(deployment("default", "web", 1));
+    server.inject(Fault::on("PATCH", "/scale").forbidden("system:serviceaccount:heal:runner"));
+    server.inject(Fault::on("PUT", "").conflict());
+    let r = server.send_json(
+        "PATCH",
+        &format!("{DEPLOY}/web/scale"),
+        MERGE,
+        &json!({"spec": {"replicas": 2}}),
+    );
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.json()["message"],
+        "deployments.apps \"web\" is forbidden: User \"system:serviceaccount:heal:runner\" cannot patch resource \"deployments/scale\" in API group \"apps\" in the namespace \"default\""
+    );
+    let r = server.send_json(
+        "PUT",
+        &format!("{DEPLOY}/web"),
+        "application/json",
+        &json!({}),
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(r.json()["reason"], "Conflict");
+}
+
+#[test]
+fn a_reset_fault_closes_the_connection_without_an_answer_and_a_delay_still_answers() {
+    let server = ApiServer::start();
+    server.inject(Fault::on("GET", "/api/v1/namespaces/default").reset());
+    server.inject(Fault::on("GET", "/api/v1/namespaces/default").delay(Duration::from_millis(200)));
+    let r = server.request("GET", "/api/v1/namespaces/default", None, None);
+    assert_eq!(r.status, 0);
+    let started = std::time::Instant::now();
+    assert_eq!(status_of(&server, "/api/v1/namespaces/default"), 200);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    assert_eq!(server.requests()[0].status, 0);
+}
+
+#[test]
+fn chaos_fails_the_same_requests_for_the_same_seed() {
+    let run = |seed: u64| {
+        let server = ApiServer::start();
+        server.fail_fraction(0.5, seed);
+        let codes: Vec<u16> = (0..20)
+            .map(|_| status_of(&server, "/api/v1/namespaces/default"))
+            .collect();
+        (codes, server.stop_chaos())
+    };
+    let (a, failed) = run(7);
+    assert_eq!(a, run(7).0);
+    assert!(failed > 0 && failed < 20, "{a:?}");
+    assert!(
+        a.iter()
+            .all(|c| matches!(c, 0 | 200 | 429 | 500 | 503 | 504)),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn label_selectors_support_equality_and_set_requirements() {
+    let server = ApiServer::start();
+    for (name, labels) in [
+        ("a", json!({"app": "web", "tier": "front"})),
+        ("b", json!({"app": "web", "tier": "back"})),
+        ("c", json!({"app": "db"})),
+    ] {
+        server.insert(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default", "labels": labels}}));
+    }
+    let names = |selector: &str| -> Vec<String> {
+        let r = server.request(
+            "GET",
+            &format!("/api/v1/namespaces/default/configmaps?labelSelector={selector}"),
+            None,
+            None,
+        );
+        assert_eq!(r.status, 200, "{selector}: {}", r.body);
+        r.json()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names("app%3Dweb"), ["a", "b"]);
+    assert_eq!(names("app%3D%3Dweb,tier!%3Dback"), ["a"]);
+    assert_eq!(names("tier%20in%20(front,back)"), ["a", "b"]);
+    assert_eq!(names("tier%20notin%20(front)"), ["b", "c"]);
+    assert_eq!(names("tier"), ["a", "b"]);
+    assert_eq!(names("!tier"), ["c"]);
+    let r = server.request(
+        "GET",
+        "/api/v1/namespaces/default/configmaps?labelSelector=a%20b",
+        None,
+        None,
+    );
+    assert_eq!(r.status, 400);
+}
+
+#[test]
+fn lists_have_a_list_kind_a_resource_version_pages_and_field_selectors() {
+    let server = ApiServer::start();
+    server.seed_deployment("default", "web", 3, &["n1", "n2"]);
+    server.insert(pod("other", "x-y-z"));
+    let (code, list) = get_json(&server, "/api/v1/pods");
+    assert_eq!(code, 200);
+    assert_eq!(list["kind"], "PodList");
+    assert_eq!(list["apiVersion"], "v1");
+    assert_eq!(
+        list["metadata"]["resourceVersion"],
+        server.resource_version().to_string()
+    );
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        4,
+        "lists cross namespaces"
+    );
+    assert!(
+        list["items"][0].get("kind").is_none(),
+        "built-in list items carry no kind"
+    );
+
+    let (_, on_n1) = get_json(&server, "/api/v1/pods?fieldSelector=spec.nodeName%3Dn1");
+    assert_eq!(on_n1["items"].as_array().unwrap().len(), 2);
+    let r = server.request(
+        "GET",
+        "/api/v1/pods?fieldSelector=spec.bogus%3D1",
+        None,
+        None,
+    );
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["message"], "field label not supported: spec.bogus");
+
+    let (_, page1) = get_json(&server, "/api/v1/namespaces/default/pods?limit=2");
+    assert_eq!(page1["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page1["metadata"]["remainingItemCount"], 1);
+    let token = page1["metadata"]["continue"].as_str().unwrap();
+    let (_, page2) = get_json(
+        &server,
+        &format!("/api/v1/namespaces/default/pods?limit=2&continue={token}"),
+    );
+    assert_eq!(page2["items"].as_array().unwrap().len(), 1);
+    assert!(page2["metadata"].get("continue").is_none());
+}
+
+#[test]
+fn discovery_answers_like_a_real_server_and_shows_registered_crds() {
+    let server = ApiServer::start();
+    let (_, api) = get_json(&server, "/api");
+    assert_eq!(api["kind"], "APIVersions");
+    assert_eq!(api["versions"], json!(["v1"]));
+    let (_, apps) = get_json(&server, "/apis/apps/v1");
+    assert_eq!(apps["kind"], "APIResourceList");
+    assert_eq!(apps["groupVersion"], "apps/v1");
+    let find = |list: &Value, name: &str| {
+        list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let deployments = find(&apps, "deployments");
+    assert_eq!(deployments["kind"], "Deployment");
+    assert_eq!(deployments["namespaced"], true);
+    assert_eq!(deployments["shortNames"], json!(["deploy"]));
+    assert_eq!(deployments["singularName"], "deployment");
+    let scale = find(&apps, "deployments/scale");
+    assert_eq!(
+        (
+            scale["group"].clone(),
+            scale["version"].clone(),
+            scale["kind"].clone()
+        ),
+        (json!("autoscaling"), json!("v1"), json!("Scale"))
+    );
+    let (_, core) = get_json(&server, "/api/v1");
+    assert_eq!(find(&core, "nodes")["namespaced"], false);
+    assert_eq!(find(&core, "pods/eviction")["kind"], "Eviction");
+
+    assert_eq!(status_of(&server, "/apis/argoproj.io/v1alpha1"), 404);
+    server.register_argo_workflows();
+    server.register_tekton_pipelineruns();
+    let (_, argo) = get_json(&server, "/apis/argoproj.io/v1alpha1");
+    assert_eq!(find(&argo, "workflows")["shortNames"], json!(["wf"]));
+    let (_, group) = get_json(&server, "/apis/tekton.dev");
+    assert_eq!(group["preferredVersion"]["version"], "v1");
+    let (_, groups) = get_json(&server, "/apis");
+    assert!(
+        groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "argoproj.io")
+    );
+    assert_eq!(status_of(&server, "/openapi/v3"), 404);
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| r.is_discovery() || r.path.starts_with("/openapi"))
+    );
+}
+
+#[test]
+fn custom_resources_list_with_kinds_and_bump_generation_outside_status() {
+    let server = ApiServer::start();
+    server.register_tekton_pipelineruns();
+    let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "r1"}, "spec": {"pipelineRef": {"name": "p"}}, "status": {"x": 1}});
+    let r = server.send_json(
+        "POST",
+        "/apis/tekton.dev/v1/namespaces/default/pipelineruns",
+        "application/json",
+        &run,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        r.json().get("status").is_none(),
+        "status is reset on create for a status subresource"
+    );
+    let (_, list) = get_json(
+        &server,
+        "/apis/tekton.dev/v1/namespaces/default/pipelineruns",
+    );
+    assert_eq!(list["kind"], "PipelineRunList");
+    assert_eq!(list["items"][0]["kind"], "PipelineRun");
+    let r = server.send_json(
+        "PATCH",
+        "/apis/tekton.dev/v1/namespaces/default/pipelineruns/r1/status",
+        MERGE,
+        &json!({"status": {"conditions": [{"type": "Succeeded", "status": "True"}]}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["metadata"]["generation"], 1);
+    let (_, beta) = get_json(
+        &server,
+        "/apis/tekton.dev/v1beta1/namespaces/default/pipelineruns/r1",
+    );
+    assert_eq!(
+        beta["apiVersion"], "tekton.dev/v1beta1",
+        "every served version reads the same object"
+    );
+}
+
+#[test]
+fn events_written_as_events_k8s_io_read_back_as_core_events() {
+    let server = ApiServer::start();
+    let event = json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "web.1", "namespace": "default"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "heal.example.com/heal", "reportingInstance": "heal-1",
+        "action": "Scale", "reason": "Remediated", "type": "Normal", "note": "scaled 2 -> 3",
+        "regarding": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "default"},
+    });
+    let r = server.send_json(
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        "application/json",
+        &event,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let core = server.get("v1", "events", "default", "web.1").unwrap();
+    assert_eq!(core["message"], "scaled 2 -> 3");
+    assert_eq!(core["involvedObject"]["name"], "web");
+    assert_eq!(core["reportingComponent"], "heal.example.com/heal");
+
+    let mut bad = event.clone();
+    bad["metadata"]["name"] = json!("web.2");
+    bad["type"] = json!("Info");
+    let r = server.send_json(
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        "application/json",
+        &bad,
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["details"]["causes"][0]["field"], "type");
+}
+
+#[test]
+fn rollouts_can_lag_for_some_reads_or_get_stuck() {
+    let server = ApiServer::start();
+    server.insert(deployment("default", "web", 2));
+    server.set_rollout(Rollout::AfterReads(2));
+    let r = server.send_json(
+        "PATCH",
+        &format!("{DEPLOY}/web"),
+        MERGE,
+        &json!({"spec": {"replicas": 3}}),
+    );
+    assert_eq!(r.json()["status"]["observedGeneration"], 1);
+    let observed = |server: &ApiServer| {
+        get_json(server, &format!("{DEPLOY}/web")).1["status"]["observedGeneration"].clone()
+    };
+    assert_eq!(observed(&server), 1);
+    assert_eq!(observed(&server), 1);
+    assert_eq!(observed(&server), 2, "caught up on the third read");
+
+    server.set_rollout(Rollout::Stuck);
+    server.send_json(
+        "PATCH",
+        &format!("{DEPLOY}/web"),
+        MERGE,
+        &json!({"spec": {"replicas": 4}}),
+    );
+    let (_, d) = get_json(&server, &format!("{DEPLOY}/web"));
+    let progressing = d["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Progressing")
+        .unwrap()
+        .clone();
+    assert_eq!(progressing["status"], "False");
+    assert_eq!(progressing["reason"], "ProgressDeadlineExceeded");
+    assert_eq!(d["status"]["observedGeneration"], 3);
+    assert_ne!(d["status"]["updatedReplicas"], 4);
+}
+
+#[test]
+fn a_watch_streams_changes_after_its_resource_version_until_the_timeout() {
+    let server = ApiServer::start();
+    server.insert(configmap("default", "old", &[]));
+    let rv = server.resource_version();
+    let url = format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=1"
+    );
+    let (started, response) = std::thread::scope(|s| {
+        let watcher = s.spawn(|| server.request("GET", &url, None, None));
+        std::thread::sleep(Duration::from_millis(200));
+        server.insert(configmap("default", "new", &[]));
+        server.modify("v1", "configmaps", "default", "new", |c| {
+            c["data"] = json!({"k": "v"})
+        });
+        server.request(
+            "DELETE",
+            "/api/v1/namespaces/default/configmaps/old",
+            None,
+            None,
+        );
+        let started = std::time::Instant::now();
+        (started, watcher.join().unwrap())
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "timeoutSeconds closes the watch"
+    );
+    assert_eq!(response.status, 200);
+    let events: Vec<(String, String)> = response
+        .lines()
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or("").to_string(),
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("ADDED".into(), "new".into()),
+            ("MODIFIED".into(), "new".into()),
+            ("DELETED".into(), "old".into())
+        ]
+    );
+    let raw = response.body;
+    assert!(
+        raw.contains("\"kind\":\"ConfigMap\""),
+        "watch objects carry their kind"
+    );
+}
+
+#[test]
+fn a_watch_from_a_compacted_resource_version_gets_410_expired() {
+    let server = ApiServer::start();
+    let rv = server.resource_version();
+    server.insert(configmap("default", "a", &[]));
+    server.compact();
+    let r = server.request(
+        "GET",
+        &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}"),
+        None,
+        None,
+    );
+    assert_eq!(r.status, 200);
+    let events = r.lines();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["type"], "ERROR");
+    assert_eq!(events[0]["object"]["code"], 410);
+    assert_eq!(events[0]["object"]["reason"], "Expired");
+    let r = server.request(
+        "GET",
+        "/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=0",
+        None,
+        None,
+    );
+    assert_eq!(
+        r.lines()[0]["type"],
+        "ADDED",
+        "without a resourceVersion a watch starts with the current state"
+    );
+}
+
+fn kubectl(server: &ApiServer, dir: &Path, args: &[&str]) -> String {
     let kubeconfig = server.kubeconfig_tls(dir);
-    let cache = dir.join("cache");
     let out = Command::new("/usr/bin/kubectl")
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .arg("--cache-dir")
-        .arg(&cache)
+        .arg(dir.join("cache"))
         .args(args)
         .output()
         .expect("run kubectl");
-    (
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
         out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+        "kubectl {args:?} failed:\n{text}\nrequests:\n{}",
+        server.log_text()
+    );
+    text
 }
 
 #[test]
-fn kubectl_scale_works_against_the_server() {
+fn kubectl_scale_restart_patch_delete_and_get_work_against_the_server() {
     if !Path::new("/usr/bin/kubectl").exists() {
+        eprintln!("skipped: /usr/bin/kubectl is not installed");
         return;
     }
     let server = ApiServer::start();
-    server.insert(deployment("default", "web", 2));
+    let seeded = server.seed_deployment("default", "web", 2, &[]);
     let dir = tempfile::tempdir().unwrap();
-    for args in [
-        vec!["scale", "deploy/web", "--replicas=3"],
-        vec!["rollout", "restart", "deploy/web"],
-        vec!["patch", "deploy/web", "--type", "merge", "-p", r#"{"metadata":{"labels":{"x":"y"}}}"#],
-        vec!["get", "deploy", "web", "-o", "json"],
-        vec!["get", "deploy"],
-        vec!["get", "pods"],
-        vec!["rollout", "status", "deploy/web", "--timeout=5s"],
-    ] {
-        let (ok, out) = kubectl(&server, dir.path(), &args);
-        eprintln!("kubectl {args:?}: ok={ok}\n{out}");
+    assert!(
+        kubectl(
+            &server,
+            dir.path(),
+            &["scale", "deploy/web", "--replicas=3"]
+        )
+        .contains("scaled")
+    );
+    let scale = server.assert_requested("PATCH", &format!("{DEPLOY}/web/scale"));
+    assert_eq!(scale.body, Some(json!({"spec": {"replicas": 3}})));
+    kubectl(&server, dir.path(), &["rollout", "restart", "deploy/web"]);
+    kubectl(
+        &server,
+        dir.path(),
+        &[
+            "patch",
+            "deploy/web",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"labels":{"healed":"yes"}}}"#,
+        ],
+    );
+    kubectl(
+        &server,
+        dir.path(),
+        &["delete", &format!("pod/{}", seeded.pod_names()[0])],
+    );
+    let out = kubectl(&server, dir.path(), &["get", "deploy", "web", "-o", "json"]);
+    let d: Value = serde_json::from_str(&out).expect("kubectl printed JSON");
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(d["metadata"]["labels"]["healed"], "yes");
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string()
+    );
+    assert!(
+        kubectl(
+            &server,
+            dir.path(),
+            &["rollout", "status", "deploy/web", "--timeout=10s"]
+        )
+        .contains("successfully rolled out")
+    );
+    assert!(
+        server
+            .get("v1", "pods", "default", &seeded.pod_names()[0])
+            .is_none()
+    );
+}
+
+#[test]
+fn kubectl_drain_evicts_through_the_budget() {
+    if !Path::new("/usr/bin/kubectl").exists() {
+        eprintln!("skipped: /usr/bin/kubectl is not installed");
+        return;
     }
-    eprintln!("{}", server.log_text());
-    let _ = json!({});
-    panic!("show");
+    let server = ApiServer::start();
+    server.insert(node("node-1"));
+    server.insert(node("node-2"));
+    server.set_pod_replacement(PodReplacement::NewName);
+    server.seed_deployment("default", "web", 2, &["node-1", "node-2"]);
+    server.insert(daemonset("kube-system", "proxy", 2));
+    server.insert(daemonset_pod("kube-system", "proxy", "node-1"));
+    server.insert(pdb(
+        "default",
+        "web",
+        &[("app", "web")],
+        Budget::MinAvailable(1),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    kubectl(
+        &server,
+        dir.path(),
+        &["drain", "node-1", "--ignore-daemonsets", "--timeout=20s"],
+    );
+    let pods = server.list("v1", "pods", "default");
+    assert_eq!(pods.len(), 2);
+    assert!(
+        pods.iter().all(|p| p["spec"]["nodeName"] == "node-2"),
+        "the replacement went to node-2"
+    );
+    assert_eq!(
+        server.get("v1", "nodes", "", "node-1").unwrap()["spec"]["unschedulable"],
+        true
+    );
+    assert_eq!(server.requests_to("POST", "/eviction").len(), 1);
 }

@@ -203,7 +203,9 @@ pub struct ApiServer {
 
 impl std::fmt::Debug for ApiServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer").field("addr", &self.addr).finish()
+        f.debug_struct("ApiServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -213,12 +215,14 @@ impl ApiServer {
     /// # Panics
     /// When no local port can be bound or no runtime can be built.
     pub fn start() -> ApiServer {
-        let listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 for the test API server");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind 127.0.0.1:0 for the test API server");
         listener
             .set_nonblocking(true)
             .expect("make the test API server's listener non-blocking");
-        let addr = listener.local_addr().expect("local address of the test API server");
+        let addr = listener
+            .local_addr()
+            .expect("local address of the test API server");
         let (tls, ca_pem) = match serving_tls() {
             Ok((acceptor, ca)) => (Some(acceptor), ca),
             Err(e) => {
@@ -334,14 +338,22 @@ impl ApiServer {
     fn resolve(&self, api_version: &str, kind_or_plural: &str) -> resources::ResourceType {
         self.lock()
             .resolve(api_version, kind_or_plural)
-            .unwrap_or_else(|| panic!("the test API server does not serve {kind_or_plural:?} in {api_version:?}"))
+            .unwrap_or_else(|| {
+                panic!("the test API server does not serve {kind_or_plural:?} in {api_version:?}")
+            })
     }
 
     /// One object as the API serves it (`ns` is ignored for cluster-scoped types).
     ///
     /// # Panics
     /// When the type is not served.
-    pub fn get(&self, api_version: &str, kind_or_plural: &str, ns: &str, name: &str) -> Option<Value> {
+    pub fn get(
+        &self,
+        api_version: &str,
+        kind_or_plural: &str,
+        ns: &str,
+        name: &str,
+    ) -> Option<Value> {
         let rt = self.resolve(api_version, kind_or_plural);
         ops::get(&self.lock(), &rt, ns, name).ok()
     }
@@ -374,7 +386,13 @@ impl ApiServer {
     ///
     /// # Panics
     /// When the type is not served.
-    pub fn remove(&self, api_version: &str, kind_or_plural: &str, ns: &str, name: &str) -> Option<Value> {
+    pub fn remove(
+        &self,
+        api_version: &str,
+        kind_or_plural: &str,
+        ns: &str,
+        name: &str,
+    ) -> Option<Value> {
         let rt = self.resolve(api_version, kind_or_plural);
         let mut state = self.lock();
         let key = ObjKey::new(&rt, ns, name);
@@ -427,10 +445,17 @@ impl ApiServer {
         let deployment = self.insert(deployment(ns, name, replicas));
         let rs = self.insert(replicaset(&deployment));
         let rs_name = store::meta_str(&rs, "name").to_string();
-        let nodes: Vec<&str> = if nodes.is_empty() { vec!["node-1"] } else { nodes.to_vec() };
+        let nodes: Vec<&str> = if nodes.is_empty() {
+            vec!["node-1"]
+        } else {
+            nodes.to_vec()
+        };
         let pods = (0..replicas.max(0) as usize)
             .map(|i| {
-                let pod_name = format!("{rs_name}-{}", store::suffix_from(&format!("{rs_name}/{i}"), 5));
+                let pod_name = format!(
+                    "{rs_name}-{}",
+                    store::suffix_from(&format!("{rs_name}/{i}"), 5)
+                );
                 self.insert(owned_pod(&rs, &pod_name, nodes[i % nodes.len()]))
             })
             .collect();
@@ -454,7 +479,14 @@ impl ApiServer {
         namespaced: bool,
         scale_subresource: bool,
     ) {
-        self.register_crd_manifest(crd(group, version, kind, plural, namespaced, scale_subresource));
+        self.register_crd_manifest(crd(
+            group,
+            version,
+            kind,
+            plural,
+            namespaced,
+            scale_subresource,
+        ));
     }
 
     /// Register the types of a CRD manifest (as parsed from YAML).
@@ -480,8 +512,9 @@ impl ApiServer {
 
     fn register_reference_crd(&self, relative: &str) {
         let path = Self::reference_dir().join(relative);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("read CRD {}: {e} (set HEAL_REFERENCE_DIR)", path.display()));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("read CRD {}: {e} (set HEAL_REFERENCE_DIR)", path.display())
+        });
         for doc in yaml_serde::Deserializer::from_str(&text) {
             let value = Value::deserialize(doc)
                 .unwrap_or_else(|e| panic!("parse CRD {}: {e}", path.display()));
@@ -559,7 +592,11 @@ impl ApiServer {
             .take(&key)
             .unwrap_or_else(|| panic!("replace_pod_same_name: pod {ns}/{name} does not exist"));
         let mut pod = old.clone();
-        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
             store::remove_meta(&mut pod, f);
         }
         store::set_meta(&mut pod, "uid", json!(uuid::Uuid::new_v4().to_string()));
@@ -627,13 +664,19 @@ impl ApiServer {
     pub fn requests_to(&self, method: &str, fragment: &str) -> Vec<Recorded> {
         self.requests()
             .into_iter()
-            .filter(|r| (method == "*" || r.method.eq_ignore_ascii_case(method)) && r.path.contains(fragment))
+            .filter(|r| {
+                (method == "*" || r.method.eq_ignore_ascii_case(method))
+                    && r.path.contains(fragment)
+            })
             .collect()
     }
 
     /// Requests other than discovery.
     pub fn resource_requests(&self) -> Vec<Recorded> {
-        self.requests().into_iter().filter(|r| !r.is_discovery()).collect()
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.is_discovery())
+            .collect()
     }
 
     /// The request log, one line per request, for assertion messages.
@@ -712,12 +755,24 @@ impl ApiServer {
     ///
     /// # Panics
     /// On connection errors other than a reset by the server (reported as status 0).
-    pub fn request(&self, method: &str, path: &str, content_type: Option<&str>, body: Option<&str>) -> RawResponse {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&str>,
+    ) -> RawResponse {
         self.raw(method, path, content_type, body, Some(TOKEN))
     }
 
     /// [`Self::request`] with a JSON body.
-    pub fn send_json(&self, method: &str, path: &str, content_type: &str, body: &Value) -> RawResponse {
+    pub fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &Value,
+    ) -> RawResponse {
         self.request(method, path, Some(content_type), Some(&body.to_string()))
     }
 
@@ -834,7 +889,11 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, mut stop: oneshot::Receiver<()>) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    mut stop: oneshot::Receiver<()>,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -866,7 +925,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: std::net::TcpListener, mut s
 
 /// A self-signed CA and a serving certificate for 127.0.0.1 and localhost.
 fn serving_tls() -> Result<(tokio_rustls::TlsAcceptor, String), String> {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
     use tokio_rustls::rustls;
     let err = |e: &dyn std::fmt::Display| e.to_string();
     let ca_key = KeyPair::generate().map_err(|e| err(&e))?;
@@ -884,16 +946,22 @@ fn serving_tls() -> Result<(tokio_rustls::TlsAcceptor, String), String> {
     let key = KeyPair::generate().map_err(|e| err(&e))?;
     let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
         .map_err(|e| err(&e))?;
-    params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let cert = params.signed_by(&key, &ca).map_err(|e| err(&e))?;
-    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err(&e))?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], key_der)
-        .map_err(|e| err(&e))?;
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(
+        rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+    );
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| err(&e))?
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key_der)
+    .map_err(|e| err(&e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem()))
 }
@@ -928,7 +996,12 @@ where
     }
 }
 
-fn full(status: u16, content_type: &str, body: Vec<u8>, headers: &[(String, String)]) -> hyper::Response<Body> {
+fn full(
+    status: u16,
+    content_type: &str,
+    body: Vec<u8>,
+    headers: &[(String, String)],
+) -> hyper::Response<Body> {
     let mut builder = hyper::Response::builder()
         .status(status)
         .header("Content-Type", content_type)
@@ -982,7 +1055,8 @@ async fn handle(
         accept: request.accept.clone(),
         user_agent: header("user-agent"),
         body: request.body_value(),
-        raw_body: (!request.body.is_empty()).then(|| String::from_utf8_lossy(&request.body).into_owned()),
+        raw_body: (!request.body.is_empty())
+            .then(|| String::from_utf8_lossy(&request.body).into_owned()),
         status: 0,
         injected: false,
     };
@@ -996,10 +1070,14 @@ async fn handle(
         return finish(record, json_response(e.code, &e.body(), &e.headers));
     }
     let authorized = header("authorization").is_some_and(|a| {
-        a.split_once(' ')
-            .is_some_and(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && token.trim() == TOKEN)
+        a.split_once(' ').is_some_and(|(scheme, token)| {
+            scheme.eq_ignore_ascii_case("bearer") && token.trim() == TOKEN
+        })
     });
-    let public = matches!(path.as_str(), "/healthz" | "/livez" | "/readyz" | "/version");
+    let public = matches!(
+        path.as_str(),
+        "/healthz" | "/livez" | "/readyz" | "/version"
+    );
     if !authorized && !public {
         let e = StatusError::unauthorized();
         record.status = e.code;
@@ -1075,7 +1153,9 @@ async fn handle(
             body,
             headers,
         } => json_response(status, &body, &headers),
-        Reply::Text { status, body } => full(status, "text/plain; charset=utf-8", body.into_bytes(), &[]),
+        Reply::Text { status, body } => {
+            full(status, "text/plain; charset=utf-8", body.into_bytes(), &[])
+        }
         Reply::Watch(plan) => {
             let (tx, rx) = mpsc::channel(256);
             tokio::spawn(run_watch(shared.clone(), *plan, tx));
@@ -1094,11 +1174,17 @@ async fn run_watch(shared: Arc<Shared>, plan: handler::WatchPlan, tx: mpsc::Send
     let mut changes = shared.lock().changes.subscribe();
     let line = |v: &Value| Bytes::from(format!("{v}\n"));
     if let Some(e) = &plan.expired {
-        let _ = tx.send(line(&json!({"type": "ERROR", "object": e.body()}))).await;
+        let _ = tx
+            .send(line(&json!({"type": "ERROR", "object": e.body()})))
+            .await;
         return;
     }
     for obj in &plan.initial {
-        if tx.send(line(&json!({"type": "ADDED", "object": obj}))).await.is_err() {
+        if tx
+            .send(line(&json!({"type": "ADDED", "object": obj})))
+            .await
+            .is_err()
+        {
             return;
         }
     }

@@ -11,7 +11,9 @@ use serde_json::{Map, Value, json};
 use super::ops;
 use super::resources::{ResourceType, ScalePaths};
 use super::selectors::LabelSelector;
-use super::store::{ObjKey, PodReplacement, Rollout, State, meta_str, now, remove_meta, set_meta, suffix_from};
+use super::store::{
+    ObjKey, PodReplacement, Rollout, State, meta_str, now, remove_meta, set_meta, suffix_from,
+};
 use super::validation::parse_percent;
 
 /// Delayed controller work.
@@ -37,7 +39,11 @@ pub fn run_due(state: &mut State) {
         match job {
             Job::RolloutCatchUp(key) => catch_up(state, &key),
             Job::FinishTermination(key, uid) => {
-                if state.objects.get(&key).is_some_and(|o| meta_str(o, "uid") == uid) {
+                if state
+                    .objects
+                    .get(&key)
+                    .is_some_and(|o| meta_str(o, "uid") == uid)
+                {
                     ops::finish_pod_termination(state, &key);
                 }
             }
@@ -224,22 +230,46 @@ pub fn ready_status(plural: &str, obj: &Value, nodes: i64) -> Value {
     st.insert("observedGeneration".into(), json!(generation(obj)));
     match plural {
         "deployments" => {
-            for f in ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"] {
+            for f in [
+                "replicas",
+                "updatedReplicas",
+                "readyReplicas",
+                "availableReplicas",
+            ] {
                 put_nonzero(&mut st, f, n);
             }
             let rs = format!("{name}-{}", template_hash(obj));
             st.insert(
                 "conditions".into(),
                 json!([
-                    condition(obj, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", true),
-                    condition(obj, "Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet {rs:?} has successfully progressed."), true),
+                    condition(
+                        obj,
+                        "Available",
+                        "True",
+                        "MinimumReplicasAvailable",
+                        "Deployment has minimum availability.",
+                        true
+                    ),
+                    condition(
+                        obj,
+                        "Progressing",
+                        "True",
+                        "NewReplicaSetAvailable",
+                        &format!("ReplicaSet {rs:?} has successfully progressed."),
+                        true
+                    ),
                 ]),
             );
         }
         "statefulsets" => {
             let rev = format!("{name}-{}", template_hash(obj));
             st.insert("replicas".into(), json!(n));
-            for f in ["readyReplicas", "currentReplicas", "updatedReplicas", "availableReplicas"] {
+            for f in [
+                "readyReplicas",
+                "currentReplicas",
+                "updatedReplicas",
+                "availableReplicas",
+            ] {
                 put_nonzero(&mut st, f, n);
             }
             st.insert("currentRevision".into(), json!(rev));
@@ -252,7 +282,13 @@ pub fn ready_status(plural: &str, obj: &Value, nodes: i64) -> Value {
                 .and_then(Value::as_i64)
                 .filter(|d| *d > 0)
                 .unwrap_or(nodes);
-            for f in ["currentNumberScheduled", "desiredNumberScheduled", "numberReady", "updatedNumberScheduled", "numberAvailable"] {
+            for f in [
+                "currentNumberScheduled",
+                "desiredNumberScheduled",
+                "numberReady",
+                "updatedNumberScheduled",
+                "numberAvailable",
+            ] {
                 st.insert(f.into(), json!(desired));
             }
             st.insert("numberMisscheduled".into(), json!(0));
@@ -280,19 +316,40 @@ fn stuck_status(plural: &str, obj: &Value) -> Value {
             put_nonzero(&mut st, "replicas", old_int("replicas"));
             put_nonzero(&mut st, "readyReplicas", old_int("readyReplicas"));
             put_nonzero(&mut st, "availableReplicas", old_int("availableReplicas"));
-            put_nonzero(&mut st, "unavailableReplicas", (n - old_int("availableReplicas")).max(0));
+            put_nonzero(
+                &mut st,
+                "unavailableReplicas",
+                (n - old_int("availableReplicas")).max(0),
+            );
             let rs = format!("{name}-{}", template_hash(obj));
-            let available = if old_int("availableReplicas") > 0 { "True" } else { "False" };
-            let (reason, message) = if available == "True" {
-                ("MinimumReplicasAvailable", "Deployment has minimum availability.")
+            let available = if old_int("availableReplicas") > 0 {
+                "True"
             } else {
-                ("MinimumReplicasUnavailable", "Deployment does not have minimum availability.")
+                "False"
+            };
+            let (reason, message) = if available == "True" {
+                (
+                    "MinimumReplicasAvailable",
+                    "Deployment has minimum availability.",
+                )
+            } else {
+                (
+                    "MinimumReplicasUnavailable",
+                    "Deployment does not have minimum availability.",
+                )
             };
             st.insert(
                 "conditions".into(),
                 json!([
                     condition(obj, "Available", available, reason, message, true),
-                    condition(obj, "Progressing", "False", "ProgressDeadlineExceeded", &format!("ReplicaSet {rs:?} has timed out progressing."), true),
+                    condition(
+                        obj,
+                        "Progressing",
+                        "False",
+                        "ProgressDeadlineExceeded",
+                        &format!("ReplicaSet {rs:?} has timed out progressing."),
+                        true
+                    ),
                 ]),
             );
         }
@@ -317,7 +374,11 @@ fn stuck_status(plural: &str, obj: &Value) -> Value {
             st.insert("numberReady".into(), json!(old_int("numberReady")));
             st.insert("updatedNumberScheduled".into(), json!(0));
             st.insert("numberAvailable".into(), json!(old_int("numberAvailable")));
-            put_nonzero(&mut st, "numberUnavailable", desired - old_int("numberAvailable"));
+            put_nonzero(
+                &mut st,
+                "numberUnavailable",
+                desired - old_int("numberAvailable"),
+            );
             st.insert("numberMisscheduled".into(), json!(0));
         }
         _ => {
@@ -333,7 +394,10 @@ fn stuck_status(plural: &str, obj: &Value) -> Value {
 pub fn pod_ready(pod: &Value) -> bool {
     pod.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// Scale an int-or-percent against `total` (rounding up, as the disruption controller does).
@@ -348,8 +412,48 @@ fn scaled(v: &Value, total: i64) -> i64 {
     }
 }
 
-/// The status the disruption controller computes for a PDB over the given pods.
-pub fn pdb_status(pdb: &Value, pods: &[Value]) -> Value {
+/// The pods' controllers' desired replicas, summed over distinct controllers, as the
+/// disruption controller finds them (a ReplicaSet owned by a Deployment counts the
+/// Deployment's replicas). `None` when a pod has no controller the server knows.
+fn expected_from_controllers(state: &State, pods: &[&Value]) -> Option<i64> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut total = 0;
+    for pod in pods {
+        let owner = pod
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .and_then(|refs| refs.iter().find(|r| r["controller"] == true))?;
+        let owner_obj = owner["uid"]
+            .as_str()
+            .and_then(|u| find_by_uid(state, u))
+            .and_then(|k| state.objects.get(&k))?;
+        let scale_owner = match owner["kind"].as_str() {
+            Some("ReplicaSet") => owner_obj
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|refs| {
+                    refs.iter()
+                        .find(|r| r["controller"] == true && r["kind"] == "Deployment")
+                })
+                .and_then(|d| d["uid"].as_str())
+                .and_then(|u| find_by_uid(state, u))
+                .and_then(|k| state.objects.get(&k))
+                .unwrap_or(owner_obj),
+            _ => owner_obj,
+        };
+        let uid = meta_str(scale_owner, "uid").to_string();
+        if !seen.contains(&uid) {
+            total += desired_replicas(scale_owner);
+            seen.push(uid);
+        }
+    }
+    Some(total)
+}
+
+/// The status the disruption controller computes for a PDB over the given pods: an
+/// integer `minAvailable` counts the selected pods; a percentage or `maxUnavailable` counts
+/// the replicas their controllers want.
+pub fn pdb_status(state: &State, pdb: &Value, pods: &[Value]) -> Value {
     let selector = pdb
         .pointer("/spec/selector")
         .filter(|s| !s.is_null())
@@ -358,18 +462,24 @@ pub fn pdb_status(pdb: &Value, pods: &[Value]) -> Value {
         Some(sel) => pods.iter().filter(|p| sel.matches(p)).collect(),
         None => Vec::new(),
     };
-    let expected = matching.len() as i64;
     let healthy = matching
         .iter()
         .filter(|p| pod_ready(p) && meta_str(p, "deletionTimestamp").is_empty())
         .count() as i64;
     let spec = pdb.get("spec").cloned().unwrap_or(json!({}));
-    let desired = if let Some(min) = spec.get("minAvailable").filter(|v| !v.is_null()) {
-        scaled(min, expected)
-    } else if let Some(max) = spec.get("maxUnavailable").filter(|v| !v.is_null()) {
-        (expected - scaled(max, expected)).max(0)
+    let min = spec.get("minAvailable").filter(|v| !v.is_null());
+    let max = spec.get("maxUnavailable").filter(|v| !v.is_null());
+    let by_count = matches!(min, Some(Value::Number(_))) || (min.is_none() && max.is_none());
+    let expected = if by_count {
+        Some(matching.len() as i64)
     } else {
-        0
+        expected_from_controllers(state, &matching)
+    };
+    let (expected, desired) = match (expected, min, max) {
+        (None, ..) => (0, healthy),
+        (Some(e), Some(min), _) => (e, scaled(min, e)),
+        (Some(e), None, Some(max)) => (e, (e - scaled(max, e)).max(0)),
+        (Some(e), None, None) => (e, 0),
     };
     let allowed = (healthy - desired).max(0);
     let (status, reason) = if allowed > 0 {
@@ -403,8 +513,10 @@ pub fn recompute_pdbs(state: &mut State, ns: &str) {
         .map(|(_, v)| v)
         .collect();
     for (key, pdb) in state.collection(&pdb_rt, Some(ns)) {
-        let status = pdb_status(&pdb, &pods);
-        let same = pdb.get("status").is_some_and(|old| strip_times(old) == strip_times(&status));
+        let status = pdb_status(state, &pdb, &pods);
+        let same = pdb
+            .get("status")
+            .is_some_and(|old| strip_times(old) == strip_times(&status));
         if !same {
             let mut updated = pdb.clone();
             updated["status"] = status;
@@ -457,9 +569,11 @@ pub fn collect_dependents(state: &mut State, uid: &str, orphan: bool) {
             .cloned()
             .unwrap_or_default();
         let others: Vec<Value> = refs.iter().filter(|r| r["uid"] != uid).cloned().collect();
-        let other_alive = others
-            .iter()
-            .any(|r| r["uid"].as_str().is_some_and(|u| find_by_uid(state, u).is_some()));
+        let other_alive = others.iter().any(|r| {
+            r["uid"]
+                .as_str()
+                .is_some_and(|u| find_by_uid(state, u).is_some())
+        });
         if orphan || other_alive {
             if others.is_empty() {
                 remove_meta(&mut obj, "ownerReferences");
@@ -484,7 +598,10 @@ fn replace_pod(state: &mut State, key: &ObjKey, removed: &Value) {
         .and_then(Value::as_array)
         .and_then(|refs| {
             refs.iter()
-                .find(|r| r["controller"] == true && (r["kind"] == "ReplicaSet" || r["kind"] == "StatefulSet"))
+                .find(|r| {
+                    r["controller"] == true
+                        && (r["kind"] == "ReplicaSet" || r["kind"] == "StatefulSet")
+                })
                 .cloned()
         });
     let Some(owner) = owner else {
@@ -513,7 +630,11 @@ fn replace_pod(state: &mut State, key: &ObjKey, removed: &Value) {
         },
     };
     let mut pod = removed.clone();
-    for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for f in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         remove_meta(&mut pod, f);
     }
     set_meta(&mut pod, "name", json!(name));
@@ -592,7 +713,12 @@ pub fn running_status(node: &str) -> Value {
 /// The resource types a CRD object serves.
 pub fn types_from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
     let spec = crd.get("spec").ok_or("CRD without spec")?;
-    let s = |p: &str| spec.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+    let s = |p: &str| {
+        spec.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let group = s("/group");
     let kind = s("/names/kind");
     let plural = s("/names/plural");
@@ -606,7 +732,12 @@ pub fn types_from_crd(crd: &Value) -> Result<Vec<ResourceType>, String> {
     let strings = |p: &str| -> Vec<String> {
         spec.pointer(p)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let namespaced = s("/scope") != "Cluster";
@@ -697,7 +828,10 @@ fn crd_changed(state: &mut State, key: &ObjKey, old: Option<&Value>, new: Option
             let Some(crd) = new.or(old) else {
                 return;
             };
-            let group = crd.pointer("/spec/group").and_then(Value::as_str).unwrap_or("");
+            let group = crd
+                .pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let plural = crd
                 .pointer("/spec/names/plural")
                 .and_then(Value::as_str)

@@ -270,7 +270,9 @@ impl ChaosState {
         let c = &self.chaos;
         if (discovery && !c.include_discovery)
             || c.method.as_deref().is_some_and(|m| m != method)
-            || c.path_contains.as_deref().is_some_and(|p| !path.contains(p))
+            || c.path_contains
+                .as_deref()
+                .is_some_and(|p| !path.contains(p))
             || c.actions.is_empty()
         {
             return None;

@@ -157,7 +157,9 @@ pub fn replicaset(deployment: &Value) -> Value {
     let mut template = deployment
         .pointer("/spec/template")
         .cloned()
-        .unwrap_or_else(|| json!({"metadata": {"labels": {"app": dname}}, "spec": pod_spec(dname)}));
+        .unwrap_or_else(
+            || json!({"metadata": {"labels": {"app": dname}}, "spec": pod_spec(dname)}),
+        );
     template["metadata"]["labels"]["pod-template-hash"] = json!(hash);
     let mut selector = deployment
         .pointer("/spec/selector")
@@ -227,7 +229,10 @@ pub fn pod(ns: &str, name: &str) -> Value {
 /// owner's template labels.
 pub fn owned_pod(owner: &Value, name: &str, node: &str) -> Value {
     let ns = meta_str(owner, "namespace");
-    let kind = owner.get("kind").and_then(Value::as_str).unwrap_or("ReplicaSet");
+    let kind = owner
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("ReplicaSet");
     let labels = owner
         .pointer("/spec/template/metadata/labels")
         .cloned()
@@ -239,7 +244,10 @@ pub fn owned_pod(owner: &Value, name: &str, node: &str) -> Value {
     spec["nodeName"] = json!(node);
     if kind == "StatefulSet" {
         spec["hostname"] = json!(name);
-        spec["subdomain"] = owner.pointer("/spec/serviceName").cloned().unwrap_or(json!(""));
+        spec["subdomain"] = owner
+            .pointer("/spec/serviceName")
+            .cloned()
+            .unwrap_or(json!(""));
     }
     json!({
         "apiVersion": "v1",
@@ -259,7 +267,10 @@ pub fn owned_pod(owner: &Value, name: &str, node: &str) -> Value {
 
 /// A pod of DaemonSet `ns/daemonset` on `node` (drain leaves these alone).
 pub fn daemonset_pod(ns: &str, daemonset: &str, node: &str) -> Value {
-    let name = format!("{daemonset}-{}", suffix_from(&format!("{daemonset}/{node}"), 5));
+    let name = format!(
+        "{daemonset}-{}",
+        suffix_from(&format!("{daemonset}/{node}"), 5)
+    );
     let mut spec = pod_spec(daemonset);
     spec["nodeName"] = json!(node);
     json!({
@@ -299,7 +310,10 @@ pub fn bare_pod(ns: &str, name: &str, node: &str) -> Value {
 
 /// The pod with its Ready condition False (and phase still Running).
 pub fn not_ready(mut pod: Value) -> Value {
-    if let Some(cs) = pod.pointer_mut("/status/conditions").and_then(Value::as_array_mut) {
+    if let Some(cs) = pod
+        .pointer_mut("/status/conditions")
+        .and_then(Value::as_array_mut)
+    {
         for c in cs {
             if c["type"] == "Ready" || c["type"] == "ContainersReady" {
                 c["status"] = json!("False");
@@ -312,7 +326,10 @@ pub fn not_ready(mut pod: Value) -> Value {
 
 /// The object with these labels added.
 pub fn with_labels(mut obj: Value, labels: &[(&str, &str)]) -> Value {
-    if !obj.pointer("/metadata/labels").is_some_and(Value::is_object) {
+    if !obj
+        .pointer("/metadata/labels")
+        .is_some_and(Value::is_object)
+    {
         obj["metadata"]["labels"] = json!({});
     }
     for (k, v) in labels {
@@ -403,8 +420,10 @@ pub fn pdb(ns: &str, name: &str, selector: &[(&str, &str)], budget: Budget) -> V
 
 /// A ConfigMap.
 pub fn configmap(ns: &str, name: &str, data: &[(&str, &str)]) -> Value {
-    let data: serde_json::Map<String, Value> =
-        data.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
     json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -260,7 +260,7 @@ pub enum Route {
     /// `/api/v1`, `/apis/{group}/{version}`.
     GroupVersion(String, String),
     /// A resource or subresource.
-    Resource(Target),
+    Resource(Box<Target>),
     /// An unknown API path (404 Status).
     Missing,
     /// An unknown non-API path (404 text, like the API server's mux).
@@ -321,13 +321,13 @@ pub fn route(state: &State, path: &str) -> Route {
             return Route::Missing;
         }
     }
-    Route::Resource(Target {
+    Route::Resource(Box::new(Target {
         rt: rt.clone(),
         namespace,
         name,
         subresource: sub,
         legacy_watch,
-    })
+    }))
 }
 
 /// Attributes of a request as the authorizer sees them.
@@ -422,7 +422,8 @@ fn acceptable(accept: Option<&str>) -> bool {
     accept.split(',').any(|range| {
         let mut parts = range.split(';').map(str::trim);
         let media = parts.next().unwrap_or("").to_ascii_lowercase();
-        let special = parts.any(|p| p.starts_with("as=") || p.starts_with("g=") || p.starts_with("v="));
+        let special =
+            parts.any(|p| p.starts_with("as=") || p.starts_with("g=") || p.starts_with("v="));
         !special
             && matches!(
                 media.as_str(),
@@ -525,8 +526,13 @@ fn check_field_validation(req: &Request, options_kind: &str) -> Result<(), Statu
 fn parse_body(req: &Request) -> Result<Value, StatusError> {
     let media = req.media_type();
     let value = match media.as_str() {
-        "" | "application/json" | "*/*" => serde_json::from_slice::<Value>(&req.body)
-            .map_err(|e| StatusError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?,
+        "" | "application/json" | "*/*" => {
+            serde_json::from_slice::<Value>(&req.body).map_err(|e| {
+                StatusError::bad_request(format!(
+                    "couldn't get version/kind; json parse error: {e}"
+                ))
+            })?
+        }
         "application/yaml" => yaml_serde::from_slice::<Value>(&req.body)
             .map_err(|e| StatusError::bad_request(format!("error converting YAML to JSON: {e}")))?,
         _ => {
@@ -598,7 +604,11 @@ fn resource(state: &mut State, req: &Request, t: &Target) -> Result<Reply, Statu
             let dry = dry_run(req, "UpdateOptions")?;
             check_field_validation(req, "UpdateOptions")?;
             let body = parse_body(req)?;
-            let part = if sub == Some("status") { Part::Status } else { Part::Main };
+            let part = if sub == Some("status") {
+                Part::Status
+            } else {
+                Part::Main
+            };
             let (obj, created) = ops::update(
                 state,
                 rt,
@@ -615,7 +625,11 @@ fn resource(state: &mut State, req: &Request, t: &Target) -> Result<Reply, Statu
         }
         ("PATCH", Some(name), None | Some("status")) => {
             verb_ok("patch")?;
-            let part = if sub == Some("status") { Part::Status } else { Part::Main };
+            let part = if sub == Some("status") {
+                Part::Status
+            } else {
+                Part::Main
+            };
             patch_object(state, req, t, name, part)
         }
         ("DELETE", Some(name), None) => {
@@ -653,7 +667,10 @@ fn resource(state: &mut State, req: &Request, t: &Target) -> Result<Reply, Statu
     }
 }
 
-fn selectors(req: &Request, rt: &ResourceType) -> Result<(LabelSelector, FieldSelector), StatusError> {
+fn selectors(
+    req: &Request,
+    rt: &ResourceType,
+) -> Result<(LabelSelector, FieldSelector), StatusError> {
     let labels = LabelSelector::parse(req.param("labelSelector").unwrap_or(""))?;
     let fields = FieldSelector::parse(req.param("fieldSelector").unwrap_or(""), rt)?;
     Ok((labels, fields))
@@ -678,7 +695,7 @@ fn encode_continue(key: &ObjKey) -> String {
 }
 
 fn decode_continue(token: &str) -> Option<(String, String)> {
-    if token.len() % 2 != 0 {
+    if !token.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..token.len())
@@ -757,9 +774,10 @@ fn watch_plan(
     }
     let timeout = match req.param("timeoutSeconds") {
         None | Some("") => Duration::from_secs(1800),
-        Some(s) => Duration::from_secs(s.parse::<u64>().map_err(|_| {
-            StatusError::bad_request(format!("invalid timeoutSeconds: {s:?}"))
-        })?),
+        Some(s) => Duration::from_secs(
+            s.parse::<u64>()
+                .map_err(|_| StatusError::bad_request(format!("invalid timeoutSeconds: {s:?}")))?,
+        ),
     };
     let send_initial = req.param("sendInitialEvents") == Some("true");
     if send_initial
@@ -800,9 +818,9 @@ fn watch_plan(
     } else if rv.is_empty() || rv == "0" {
         plan.initial = current(state);
     } else {
-        let n: u64 = rv.parse().map_err(|_| {
-            StatusError::bad_request(format!("invalid resource version: {rv:?}"))
-        })?;
+        let n: u64 = rv
+            .parse()
+            .map_err(|_| StatusError::bad_request(format!("invalid resource version: {rv:?}")))?;
         if n < state.compacted {
             plan.expired = Some(StatusError::expired(&format!(
                 "too old resource version: {n} ({})",
@@ -870,10 +888,16 @@ fn apply_patch_body(
     let mut errs = Vec::new();
     if media == APPLY_PATCH {
         if req.param("fieldManager").is_none_or(str::is_empty) {
-            errs.push(FieldError::required("fieldManager", "is required for apply patch"));
+            errs.push(FieldError::required(
+                "fieldManager",
+                "is required for apply patch",
+            ));
         }
     } else if req.param("force").is_some() {
-        errs.push(FieldError::forbidden("force", "may not be specified for non-apply patch"));
+        errs.push(FieldError::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        ));
     }
     if !errs.is_empty() {
         return Err(options_invalid("PatchOptions", &errs));
@@ -882,9 +906,8 @@ fn apply_patch_body(
         yaml_serde::from_slice(&req.body)
             .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
-        serde_json::from_slice(&req.body).map_err(|e| {
-            StatusError::bad_request(format!("error decoding patch: {e}"))
-        })?
+        serde_json::from_slice(&req.body)
+            .map_err(|e| StatusError::bad_request(format!("error decoding patch: {e}")))?
     };
     let mut target = current.clone();
     match media.as_str() {
@@ -928,7 +951,10 @@ fn patch_object(
             // Server-side apply creates what does not exist yet.
             let (mut applied, dry) = apply_patch_body(req, !rt.custom, &json!({}))?;
             let (api_version, kind) = (
-                applied.get("apiVersion").and_then(Value::as_str).unwrap_or(""),
+                applied
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or(""),
                 applied.get("kind").and_then(Value::as_str).unwrap_or(""),
             );
             if api_version.is_empty() || kind.is_empty() {
@@ -1115,14 +1141,14 @@ fn scale_write(
 
 /// `DeleteOptions` from the query, overlaid with the body.
 fn delete_options(req: &Request) -> Result<DeleteOptions, StatusError> {
-    let body = if req.body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        Some(
-            serde_json::from_slice::<Value>(&req.body)
-                .map_err(|e| StatusError::bad_request(format!("error decoding DeleteOptions: {e}")))?,
-        )
-    };
+    let body =
+        if req.body.iter().all(u8::is_ascii_whitespace) {
+            None
+        } else {
+            Some(serde_json::from_slice::<Value>(&req.body).map_err(|e| {
+                StatusError::bad_request(format!("error decoding DeleteOptions: {e}"))
+            })?)
+        };
     delete_options_from(req, body.as_ref(), "DeleteOptions")
 }
 
@@ -1134,9 +1160,10 @@ fn delete_options_from(
     let mut opts = DeleteOptions::default();
     let mut errs = Vec::new();
     if let Some(g) = req.param("gracePeriodSeconds") {
-        opts.grace_period = Some(g.parse().map_err(|_| {
-            StatusError::bad_request(format!("invalid gracePeriodSeconds: {g:?}"))
-        })?);
+        opts.grace_period =
+            Some(g.parse().map_err(|_| {
+                StatusError::bad_request(format!("invalid gracePeriodSeconds: {g:?}"))
+            })?);
     }
     if let Some(p) = req.param("propagationPolicy") {
         opts.propagation = Some(p.to_string());
@@ -1147,7 +1174,9 @@ fn delete_options_from(
     let mut dry_values: Vec<String> = req.values("dryRun").iter().map(|s| s.to_string()).collect();
     if let Some(b) = body.filter(|b| !b.is_null()) {
         if !b.is_object() {
-            return Err(StatusError::bad_request("DeleteOptions must be a JSON object"));
+            return Err(StatusError::bad_request(
+                "DeleteOptions must be a JSON object",
+            ));
         }
         if let Some(g) = b.get("gracePeriodSeconds").filter(|v| !v.is_null()) {
             opts.grace_period = Some(g.as_i64().ok_or_else(|| {
@@ -1163,7 +1192,10 @@ fn delete_options_from(
         if let Some(u) = b.pointer("/preconditions/uid").and_then(Value::as_str) {
             opts.uid = Some(u.to_string());
         }
-        if let Some(r) = b.pointer("/preconditions/resourceVersion").and_then(Value::as_str) {
+        if let Some(r) = b
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+        {
             opts.resource_version = Some(r.to_string());
         }
         if let Some(d) = b.get("dryRun").and_then(Value::as_array) {
@@ -1190,7 +1222,11 @@ fn delete_options_from(
         if dry_values.iter().all(|v| v == "All") {
             opts.dry_run = true;
         } else {
-            errs.push(FieldError::not_supported("dryRun", json!(dry_values), &["All"]));
+            errs.push(FieldError::not_supported(
+                "dryRun",
+                json!(dry_values),
+                &["All"],
+            ));
         }
     }
     if !errs.is_empty() {
@@ -1229,8 +1265,14 @@ fn delete_collection(state: &mut State, req: &Request, t: &Target) -> Result<Rep
 fn evict(state: &mut State, req: &Request, ns: &str, name: &str) -> Result<Reply, StatusError> {
     let dry_query = dry_run(req, "CreateOptions")?;
     let body = parse_body(req)?;
-    let kind = body.get("kind").and_then(Value::as_str).unwrap_or("Eviction");
-    let api_version = body.get("apiVersion").and_then(Value::as_str).unwrap_or("policy/v1");
+    let kind = body
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("Eviction");
+    let api_version = body
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("policy/v1");
     let (group, _) = split_api_version(api_version);
     if kind != "Eviction" || group != "policy" {
         return Err(StatusError::bad_request(format!(
@@ -1249,7 +1291,10 @@ fn evict(state: &mut State, req: &Request, ns: &str, name: &str) -> Result<Reply
         .resolve("v1", "pods")
         .ok_or_else(|| StatusError::internal("pods are not served"))?;
     let pod = ops::get(state, &pod_rt, ns, name)?;
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let ignore_pdb = matches!(phase, "Succeeded" | "Failed" | "Pending")
         || !meta_str(&pod, "deletionTimestamp").is_empty();
     if !ignore_pdb {

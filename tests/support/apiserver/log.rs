@@ -44,9 +44,7 @@ impl Recorded {
     pub fn is_discovery(&self) -> bool {
         let segs: Vec<&str> = self.path.trim_matches('/').split('/').collect();
         match segs.as_slice() {
-            ["api"] | ["apis"] | ["api", _] | ["apis", _] | ["apis", _, _] => {
-                self.method == "GET"
-            }
+            ["api"] | ["apis"] | ["api", _] | ["apis", _] | ["apis", _, _] => self.method == "GET",
             ["openapi", ..] => true,
             _ => false,
         }
@@ -65,7 +63,10 @@ impl Recorded {
             .map(|c| format!(" [{c}]"))
             .unwrap_or_default();
         let fault = if self.injected { " (injected)" } else { "" };
-        format!("{} {}{q}{ct} -> {}{fault}", self.method, self.path, self.status)
+        format!(
+            "{} {}{q}{ct} -> {}{fault}",
+            self.method, self.path, self.status
+        )
     }
 }
 

@@ -7,7 +7,10 @@ use serde_json::{Map, Value, json};
 use super::controllers;
 use super::resources::{GenerationRule, ResourceType};
 use super::status::{FieldError, StatusError};
-use super::store::{ObjKey, PodTermination, State, meta_str, now, now_plus, remove_meta, set_meta, to_served, to_stored};
+use super::store::{
+    ObjKey, PodTermination, State, meta_str, now, now_plus, remove_meta, set_meta, to_served,
+    to_stored,
+};
 use super::validation;
 
 /// Which part of an object a write replaces.
@@ -100,7 +103,10 @@ fn initial_status(rt: &ResourceType, obj: &mut Value) {
         // Nodes may set their status on create (the kubelet registers that way).
         ("", "Node") => {}
         ("", "Pod") => {
-            m.insert("status".into(), json!({"phase": "Pending", "qosClass": "BestEffort"}));
+            m.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": "BestEffort"}),
+            );
         }
         ("", "Namespace") => {
             m.insert("status".into(), json!({"phase": "Active"}));
@@ -138,12 +144,11 @@ fn apply_defaults(rt: &ResourceType, obj: &mut Value) {
                 }
             }
         }
-        ("", "Pod") => {
+        ("", "Pod")
             if obj.get("spec").is_some_and(Value::is_object)
-                && obj.pointer("/spec/terminationGracePeriodSeconds").is_none()
-            {
-                obj["spec"]["terminationGracePeriodSeconds"] = json!(30);
-            }
+                && obj.pointer("/spec/terminationGracePeriodSeconds").is_none() =>
+        {
+            obj["spec"]["terminationGracePeriodSeconds"] = json!(30);
         }
         ("", "Namespace") => {
             let name = meta_str(obj, "name").to_string();
@@ -230,7 +235,13 @@ pub fn create(
     }
     set_meta(&mut obj, "uid", json!(uuid::Uuid::new_v4().to_string()));
     set_meta(&mut obj, "creationTimestamp", json!(now()));
-    for f in ["deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink", "resourceVersion"] {
+    for f in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "managedFields",
+        "selfLink",
+        "resourceVersion",
+    ] {
         remove_meta(&mut obj, f);
     }
     if rt.generation == GenerationRule::None {
@@ -321,7 +332,15 @@ fn prepare_update(rt: &ResourceType, old: &Value, new: &Value, part: Part) -> Va
     if !out.get("metadata").is_some_and(Value::is_object) {
         out["metadata"] = json!({});
     }
-    for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "name", "namespace", "generation"] {
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "name",
+        "namespace",
+        "generation",
+    ] {
         match old.pointer(&format!("/metadata/{f}")) {
             Some(v) => set_meta(&mut out, f, v.clone()),
             None => remove_meta(&mut out, f),
@@ -348,7 +367,12 @@ fn prepare_update(rt: &ResourceType, old: &Value, new: &Value, part: Part) -> Va
 fn finalizers(obj: &Value) -> Vec<String> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -369,7 +393,11 @@ pub fn update(
                 "",
                 "",
                 "",
-                &[FieldError::invalid("patch", Value::String(body.to_string()), &e)],
+                &[FieldError::invalid(
+                    "patch",
+                    Value::String(body.to_string()),
+                    &e,
+                )],
             )
         } else {
             StatusError::bad_request(format!(
@@ -403,7 +431,11 @@ pub fn update(
                 &rt.group,
                 &rt.kind,
                 name,
-                &[FieldError::invalid("metadata.name", json!(body_name), "field is immutable")],
+                &[FieldError::invalid(
+                    "metadata.name",
+                    json!(body_name),
+                    "field is immutable",
+                )],
             )
         } else {
             name_mismatch(body_name, name)
@@ -421,7 +453,11 @@ pub fn update(
                 &rt.group,
                 &rt.kind,
                 name,
-                &[FieldError::invalid("metadata.uid", json!(body_uid), "field is immutable")],
+                &[FieldError::invalid(
+                    "metadata.uid",
+                    json!(body_uid),
+                    "field is immutable",
+                )],
             )
         } else {
             let storage_key = if rt.namespaced {
@@ -485,7 +521,10 @@ fn current_clone(old_served: &Value, rt: &ResourceType) -> Value {
 fn json_go_strings(v: &[String]) -> String {
     format!(
         "[]string{{{}}}",
-        v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ")
+        v.iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -533,7 +572,10 @@ pub fn delete(
         return Ok((200, obj));
     }
     let grace = if is_pod {
-        let phase = obj.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+        let phase = obj
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let scheduled = !obj
             .pointer("/spec/nodeName")
             .and_then(Value::as_str)
@@ -543,7 +585,10 @@ pub fn delete(
             0
         } else {
             opts.grace_period
-                .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                .or_else(|| {
+                    obj.pointer("/spec/terminationGracePeriodSeconds")
+                        .and_then(Value::as_i64)
+                })
                 .unwrap_or(30)
                 .max(0)
         }
@@ -564,7 +609,11 @@ pub fn delete(
     };
     if grace > 0 {
         let mut terminating = obj.clone();
-        set_meta(&mut terminating, "deletionTimestamp", json!(now_plus(grace)));
+        set_meta(
+            &mut terminating,
+            "deletionTimestamp",
+            json!(now_plus(grace)),
+        );
         set_meta(&mut terminating, "deletionGracePeriodSeconds", json!(grace));
         if opts.dry_run {
             return Ok((200, terminating));
@@ -615,10 +664,10 @@ pub fn delete(
         }
         return Ok((200, answer));
     }
-    if !opts.dry_run {
-        if let Some(removed) = state.take(&key) {
-            controllers::after_remove(state, &key, &removed);
-        }
+    if !opts.dry_run
+        && let Some(removed) = state.take(&key)
+    {
+        controllers::after_remove(state, &key, &removed);
     }
     if rt.return_deleted_object {
         Ok((200, obj))
@@ -670,7 +719,11 @@ pub fn insert_raw(state: &mut State, obj: Value) -> Result<Value, String> {
         .iter()
         .find(|t| t.api_version() == api_version && t.kind == kind)
         .cloned()
-        .ok_or_else(|| format!("insert: the server does not serve {kind} in {api_version} (register the CRD first)"))?;
+        .ok_or_else(|| {
+            format!(
+                "insert: the server does not serve {kind} in {api_version} (register the CRD first)"
+            )
+        })?;
     let name = meta_str(&obj, "name").to_string();
     if name.is_empty() {
         return Err(format!("insert: the {kind} has no metadata.name"));

@@ -208,7 +208,7 @@ impl ResourceType {
         n == self.plural
             || n == self.singular
             || n == self.kind.to_ascii_lowercase()
-            || self.short_names.iter().any(|s| *s == n)
+            || self.short_names.contains(&n)
     }
 
     /// The group, version and plural of the store this type's objects live in.
@@ -314,12 +314,12 @@ impl Catalogue {
             .fields(&pod_fields);
         pods.eviction = true;
         pods.return_deleted_object = true;
-        let mut core_events = ResourceType::builtin("", "v1", "Event", "events", true, &["ev"])
-            .fields(&event_fields);
+        let mut core_events =
+            ResourceType::builtin("", "v1", "Event", "events", true, &["ev"]).fields(&event_fields);
         core_events.create_on_update = true;
         let mut new_events =
-            ResourceType::builtin("events.k8s.io", "v1", "Event", "events", true, &["ev"])
-                .fields(&[
+            ResourceType::builtin("events.k8s.io", "v1", "Event", "events", true, &["ev"]).fields(
+                &[
                     "regarding.kind",
                     "regarding.namespace",
                     "regarding.name",
@@ -328,7 +328,8 @@ impl Catalogue {
                     "reason",
                     "reportingController",
                     "type",
-                ]);
+                ],
+            );
         new_events.create_on_update = true;
         new_events.shared_storage = Some(("".into(), "v1".into(), "events".into()));
         let mut services = ResourceType::builtin("", "v1", "Service", "services", true, &["svc"])
@@ -347,7 +348,9 @@ impl Catalogue {
             ResourceType::builtin("", "v1", "Namespace", "namespaces", false, &["ns"])
                 .status()
                 .fields(&["status.phase"])
-                .verbs(&["create", "delete", "get", "list", "patch", "update", "watch"]),
+                .verbs(&[
+                    "create", "delete", "get", "list", "patch", "update", "watch",
+                ]),
             ResourceType::builtin("apps", "v1", "Deployment", "deployments", true, &["deploy"])
                 .status()
                 .all()
@@ -508,7 +511,8 @@ impl Catalogue {
         } else {
             format!("{group}/{version}")
         };
-        let mut list = json!({"kind": "APIResourceList", "groupVersion": gv, "resources": resources});
+        let mut list =
+            json!({"kind": "APIResourceList", "groupVersion": gv, "resources": resources});
         if !group.is_empty() {
             list["apiVersion"] = json!("v1");
         }

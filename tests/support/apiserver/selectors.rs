@@ -65,7 +65,12 @@ impl LabelSelector {
                 let values: Vec<String> = e
                     .get("values")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(String::from)
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let op = e.get("operator").and_then(Value::as_str).unwrap_or("");
                 reqs.push(match op {
@@ -73,7 +78,9 @@ impl LabelSelector {
                     "NotIn" => Requirement::NotIn(key, values),
                     "Exists" => Requirement::Exists(key),
                     "DoesNotExist" => Requirement::DoesNotExist(key),
-                    other => return Err(format!("{other:?} is not a valid label selector operator")),
+                    other => {
+                        return Err(format!("{other:?} is not a valid label selector operator"));
+                    }
                 });
             }
         }
@@ -179,7 +186,9 @@ fn check_key(k: &str) -> Result<String, String> {
     if valid_key(k) {
         Ok(k.to_string())
     } else {
-        Err(format!("invalid label key {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+        Err(format!(
+            "invalid label key {k:?}: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+        ))
     }
 }
 
@@ -187,7 +196,9 @@ fn check_value(v: &str) -> Result<String, String> {
     if valid_value(v) {
         Ok(v.to_string())
     } else {
-        Err(format!("invalid label value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"))
+        Err(format!(
+            "invalid label value: {v:?}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
+        ))
     }
 }
 
@@ -202,10 +213,16 @@ fn parse_requirement(part: &str) -> Result<Requirement, String> {
         ));
     }
     if let Some((k, v)) = part.split_once("==") {
-        return Ok(Requirement::Equals(check_key(k.trim())?, check_value(v.trim())?));
+        return Ok(Requirement::Equals(
+            check_key(k.trim())?,
+            check_value(v.trim())?,
+        ));
     }
     if let Some((k, v)) = part.split_once('=') {
-        return Ok(Requirement::Equals(check_key(k.trim())?, check_value(v.trim())?));
+        return Ok(Requirement::Equals(
+            check_key(k.trim())?,
+            check_value(v.trim())?,
+        ));
     }
     let words: Vec<&str> = part.splitn(2, char::is_whitespace).collect();
     if words.len() == 2 {

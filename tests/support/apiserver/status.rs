@@ -101,8 +101,7 @@ impl FieldError {
             FieldErrorKind::NotSupported(v, supported) => {
                 let mut s = format!("Unsupported value: {}", go_value(v));
                 if !supported.is_empty() {
-                    let quoted: Vec<String> =
-                        supported.iter().map(|s| format!("{s:?}")).collect();
+                    let quoted: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
                     s.push_str(&format!(": supported values: {}", quoted.join(", ")));
                 }
                 s
@@ -230,8 +229,12 @@ impl StatusError {
 
     /// The 404 for a path that names no resource.
     pub fn no_route() -> StatusError {
-        StatusError::new(404, "NotFound", "the server could not find the requested resource")
-            .with_details(json!({}))
+        StatusError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
+        .with_details(json!({}))
     }
 
     /// `errors.NewAlreadyExists`.
@@ -239,7 +242,10 @@ impl StatusError {
         StatusError::new(
             409,
             "AlreadyExists",
-            format!("{} {name:?} already exists", group_resource(group, resource)),
+            format!(
+                "{} {name:?} already exists",
+                group_resource(group, resource)
+            ),
         )
         .with_details(details(name, group, resource))
     }
@@ -362,8 +368,7 @@ impl StatusError {
 
     /// `errors.NewTimeoutError(message, 0)`, what the request-timeout filter answers.
     pub fn gateway_timeout(message: &str) -> StatusError {
-        StatusError::new(504, "Timeout", format!("Timeout: {message}"))
-            .with_details(json!({}))
+        StatusError::new(504, "Timeout", format!("Timeout: {message}")).with_details(json!({}))
     }
 
     /// `errors.NewForbidden(GroupResource{group, resource}, name, err)`.

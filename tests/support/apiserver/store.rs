@@ -412,15 +412,16 @@ const EVENT_FIELDS: &[(&str, &str)] = &[
 /// core events).
 pub fn to_served(rt: &ResourceType, stored: &Value) -> Value {
     let mut obj = stored.clone();
-    if rt.shared_storage.is_some() && rt.group == "events.k8s.io" {
-        if let Some(m) = obj.as_object_mut() {
-            for (core, new) in EVENT_FIELDS {
-                if let Some(v) = m.remove(*core)
-                    && !v.is_null()
-                    && v != json!("")
-                {
-                    m.insert((*new).to_string(), v);
-                }
+    if rt.shared_storage.is_some()
+        && rt.group == "events.k8s.io"
+        && let Some(m) = obj.as_object_mut()
+    {
+        for (core, new) in EVENT_FIELDS {
+            if let Some(v) = m.remove(*core)
+                && !v.is_null()
+                && v != json!("")
+            {
+                m.insert((*new).to_string(), v);
             }
         }
     }

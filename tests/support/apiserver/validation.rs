@@ -17,7 +17,8 @@ const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist 
 fn is_label_1123(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -39,7 +40,11 @@ pub fn name_errors(rt: &ResourceType, name: &str) -> Vec<FieldError> {
         ("", "namespaces") => {
             let mut e = Vec::new();
             if name.len() > 63 {
-                e.push(FieldError::invalid(field, v.clone(), "must be no more than 63 characters"));
+                e.push(FieldError::invalid(
+                    field,
+                    v.clone(),
+                    "must be no more than 63 characters",
+                ));
             }
             if !is_label_1123(name) {
                 e.push(FieldError::invalid(field, v, LABEL_1123_MSG));
@@ -56,7 +61,11 @@ pub fn name_errors(rt: &ResourceType, name: &str) -> Vec<FieldError> {
         _ => {
             let mut e = Vec::new();
             if name.len() > 253 {
-                e.push(FieldError::invalid(field, v.clone(), "must be no more than 253 characters"));
+                e.push(FieldError::invalid(
+                    field,
+                    v.clone(),
+                    "must be no more than 253 characters",
+                ));
             }
             if !is_subdomain(name) {
                 e.push(FieldError::invalid(field, v, SUBDOMAIN_MSG));
@@ -134,7 +143,7 @@ pub fn decode_error(rt: &ResourceType, obj: &Value) -> Option<String> {
         ("apps", "Deployment" | "StatefulSet" | "ReplicaSet")
     ) && let Some(r) = obj.pointer("/spec/replicas")
         && !r.is_null()
-        && !r.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
+        && r.as_i64().is_none_or(|n| i32::try_from(n).is_err())
     {
         let what = if r.is_number() {
             format!("number {r}")
@@ -189,7 +198,11 @@ fn common(rt: &ResourceType, obj: &Value) -> Vec<FieldError> {
             if let Some(v) = v.as_str()
                 && !label_value_ok(v)
             {
-                errs.push(FieldError::invalid("metadata.labels", json!(v), LABEL_VALUE_MSG));
+                errs.push(FieldError::invalid(
+                    "metadata.labels",
+                    json!(v),
+                    LABEL_VALUE_MSG,
+                ));
             }
         }
     }
@@ -220,7 +233,10 @@ fn specific(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<FieldErr
                     Ok(s) if s.is_empty() => errs.push(FieldError::invalid(
                         "spec.selector",
                         sel.clone(),
-                        &format!("empty selector is invalid for {}", kind.to_ascii_lowercase()),
+                        &format!(
+                            "empty selector is invalid for {}",
+                            kind.to_ascii_lowercase()
+                        ),
                     )),
                     Ok(s) => {
                         let template = json!({"metadata": obj.pointer("/spec/template/metadata").cloned().unwrap_or(json!({}))});
@@ -260,7 +276,8 @@ fn specific(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<FieldErr
                 errs.push(FieldError::required("spec.containers", ""));
             }
             if let Some(old) = old
-                && strip_mutable_pod_fields(obj.get("spec")) != strip_mutable_pod_fields(old.get("spec"))
+                && strip_mutable_pod_fields(obj.get("spec"))
+                    != strip_mutable_pod_fields(old.get("spec"))
             {
                 errs.push(FieldError::forbidden(
                     "spec",
@@ -270,8 +287,12 @@ fn specific(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<FieldErr
         }
         ("policy", "PodDisruptionBudget") => {
             let spec = obj.get("spec");
-            let min = spec.and_then(|s| s.get("minAvailable")).filter(|v| !v.is_null());
-            let max = spec.and_then(|s| s.get("maxUnavailable")).filter(|v| !v.is_null());
+            let min = spec
+                .and_then(|s| s.get("minAvailable"))
+                .filter(|v| !v.is_null());
+            let max = spec
+                .and_then(|s| s.get("maxUnavailable"))
+                .filter(|v| !v.is_null());
             if min.is_some() && max.is_some() {
                 errs.push(FieldError::invalid(
                     "spec",
@@ -305,8 +326,9 @@ fn specific(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<FieldErr
                     for k in m.keys() {
                         let ok = !k.is_empty()
                             && k.len() <= 253
-                            && k.bytes()
-                                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                            && k.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+                            });
                         if !ok {
                             errs.push(FieldError::invalid(
                                 &format!("{field}[{k}]"),
@@ -319,7 +341,9 @@ fn specific(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Vec<FieldErr
             }
         }
         ("coordination.k8s.io", "Lease") => {
-            if let Some(d) = obj.pointer("/spec/leaseDurationSeconds").and_then(Value::as_i64)
+            if let Some(d) = obj
+                .pointer("/spec/leaseDurationSeconds")
+                .and_then(Value::as_i64)
                 && d <= 0
             {
                 errs.push(FieldError::invalid(
@@ -402,7 +426,11 @@ fn core_event(obj: &Value) -> Vec<FieldError> {
     }
     let t = str_at(obj, "/type");
     if !t.is_empty() && t != "Normal" && t != "Warning" {
-        errs.push(FieldError::invalid("type", json!(t), &format!("has invalid value: {t}")));
+        errs.push(FieldError::invalid(
+            "type",
+            json!(t),
+            &format!("has invalid value: {t}"),
+        ));
     }
     errs
 }
@@ -442,7 +470,11 @@ fn new_event(obj: &Value) -> Vec<FieldError> {
     }
     let t = str_at(obj, "/type");
     if t != "Normal" && t != "Warning" {
-        errs.push(FieldError::invalid("type", json!(t), &format!("has invalid value: {t}")));
+        errs.push(FieldError::invalid(
+            "type",
+            json!(t),
+            &format!("has invalid value: {t}"),
+        ));
     }
     if str_at(obj, "/note").len() > 1024 {
         errs.push(FieldError::too_long("note", 1024));

@@ -30,7 +30,15 @@ async fn a_webhook_without_a_token_is_refused_with_a_bearer_challenge() {
     let f = files();
     let h = Heald::offline(&f, &[]);
     let body = body_of(&[web_down("web", "2026-08-20T10:00:00Z")]);
-    let (status, headers, v) = call(&h.app, "POST", "/v1/alerts", None, Some("application/json"), body).await;
+    let (status, headers, v) = call(
+        &h.app,
+        "POST",
+        "/v1/alerts",
+        None,
+        Some("application/json"),
+        body,
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers["www-authenticate"], "Bearer realm=\"heald\"");
     assert_eq!(v["code"], 401);
@@ -41,10 +49,21 @@ async fn a_webhook_without_a_token_is_refused_with_a_bearer_challenge() {
 async fn a_webhook_with_a_wrong_token_is_refused() {
     let f = files();
     let h = Heald::offline(&f, &[]);
-    for token in ["heald-test-token-012345678", "heald-test-token-0123456789x", ""] {
+    for token in [
+        "heald-test-token-012345678",
+        "heald-test-token-0123456789x",
+        "",
+    ] {
         let body = body_of(&[web_down("web", "2026-08-20T10:00:00Z")]);
-        let (status, headers, _) =
-            call(&h.app, "POST", "/v1/alerts", Some(token), Some("application/json"), body).await;
+        let (status, headers, _) = call(
+            &h.app,
+            "POST",
+            "/v1/alerts",
+            Some(token),
+            Some("application/json"),
+            body,
+        )
+        .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "token {token:?}");
         assert!(headers.contains_key("www-authenticate"));
     }
@@ -93,7 +112,13 @@ async fn malformed_json_is_a_400_saying_so() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(v["error"].as_str().unwrap().starts_with("body is not valid JSON"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("body is not valid JSON"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -105,7 +130,10 @@ async fn a_wrong_payload_version_is_a_400_naming_the_supported_one() {
     let (status, v) = h.alerts(&body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let e = v["error"].as_str().unwrap();
-    assert!(e.contains("unsupported webhook payload version \"3\""), "{e}");
+    assert!(
+        e.contains("unsupported webhook payload version \"3\""),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -125,7 +153,13 @@ async fn an_empty_alert_list_is_a_400() {
     let h = Heald::offline(&f, &[]);
     let (status, v) = h.alerts(&webhook(&[])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(v["error"].as_str().unwrap().starts_with("alerts: empty list"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("alerts: empty list"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -156,12 +190,22 @@ async fn an_unreachable_api_server_is_a_503_so_alertmanager_retries() {
         .alerts(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")]))
         .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("Kubernetes API is unavailable"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("Kubernetes API is unavailable"),
+        "{v}"
+    );
     server.clear_faults();
     let d = h
         .decide(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")]))
         .await;
-    assert_eq!(decision(&d[0]), "submitted", "the retry goes through: {d:?}");
+    assert_eq!(
+        decision(&d[0]),
+        "submitted",
+        "the retry goes through: {d:?}"
+    );
 }
 
 #[tokio::test]
@@ -180,7 +224,11 @@ async fn an_alert_no_policy_answers_is_no_match_without_touching_kubernetes() {
     let f = files();
     let h = Heald::offline(&f, &[]);
     let d = h
-        .decide(&webhook(&[alert("DiskFull", &[("node", "n1")], "2026-08-20T10:00:00Z")]))
+        .decide(&webhook(&[alert(
+            "DiskFull",
+            &[("node", "n1")],
+            "2026-08-20T10:00:00Z",
+        )]))
         .await;
     assert_eq!(d.len(), 1);
     assert_eq!(decision(&d[0]), "no-match");
@@ -194,7 +242,10 @@ async fn a_resolved_alert_is_resolved_and_starts_nothing() {
     let f = files();
     let h = Heald::offline(&f, &[]);
     let d = h
-        .decide(&webhook(&[resolved(web_down("web", "2026-08-20T10:00:00Z"))]))
+        .decide(&webhook(&[resolved(web_down(
+            "web",
+            "2026-08-20T10:00:00Z",
+        ))]))
         .await;
     assert_eq!(decision(&d[0]), "resolved");
     assert_eq!(d[0]["policy"], "restart-web");
@@ -207,7 +258,7 @@ async fn a_new_alert_is_submitted_and_its_repeat_is_a_duplicate() {
     let f = files();
     let h = Heald::start(&server, &f, &[]).await;
     let a = web_down("web", "2026-08-20T10:00:00Z");
-    let d = h.decide(&webhook(&[a.clone()])).await;
+    let d = h.decide(&webhook(std::slice::from_ref(&a))).await;
     let run = run_name("restart-web", &a);
     assert_eq!(decision(&d[0]), "submitted", "{d:?}");
     assert_eq!(d[0]["run"], json!(run));
@@ -216,8 +267,12 @@ async fn a_new_alert_is_submitted_and_its_repeat_is_a_duplicate() {
     assert_eq!(d[0]["policy"], "restart-web");
     assert_eq!(d[0]["fingerprint"], a["fingerprint"]);
     assert!(d[0]["correlationId"].as_str().unwrap().len() == 36);
-    assert!(server.get("argoproj.io/v1alpha1", "workflows", NS, &run).is_some());
-    let again = h.decide(&webhook(&[a.clone()])).await;
+    assert!(
+        server
+            .get("argoproj.io/v1alpha1", "workflows", NS, &run)
+            .is_some()
+    );
+    let again = h.decide(&webhook(std::slice::from_ref(&a))).await;
     assert_eq!(decision(&again[0]), "duplicate", "{again:?}");
     assert_eq!(again[0]["run"], json!(run));
     assert_eq!(again[0]["correlationId"], d[0]["correlationId"]);
@@ -229,12 +284,23 @@ async fn another_episode_on_a_held_target_is_locked() {
     server.register_argo_workflows();
     let f = files();
     let h = Heald::start(&server, &f, &[]).await;
-    let first = h.decide(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")])).await;
+    let first = h
+        .decide(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")]))
+        .await;
     assert_eq!(decision(&first[0]), "submitted");
-    let d = h.decide(&webhook(&[web_down("web", "2026-08-20T11:00:00Z")])).await;
+    let d = h
+        .decide(&webhook(&[web_down("web", "2026-08-20T11:00:00Z")]))
+        .await;
     assert_eq!(decision(&d[0]), "locked", "{d:?}");
-    assert!(d[0]["reason"].as_str().unwrap().contains(first[0]["run"].as_str().unwrap()));
-    let other = h.decide(&webhook(&[web_down("api", "2026-08-20T11:00:00Z")])).await;
+    assert!(
+        d[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(first[0]["run"].as_str().unwrap())
+    );
+    let other = h
+        .decide(&webhook(&[web_down("api", "2026-08-20T11:00:00Z")]))
+        .await;
     assert_eq!(decision(&other[0]), "submitted", "another target is free");
 }
 
@@ -276,23 +342,40 @@ async fn a_target_remediated_within_the_cooldown_is_cooldown() {
     server.insert(guard_lease(json!({"heal.dev/last-success-at": ago(5)})));
     let f = files();
     let h = Heald::start(&server, &f, &[]).await;
-    let d = h.decide(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")])).await;
+    let d = h
+        .decide(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")]))
+        .await;
     assert_eq!(decision(&d[0]), "cooldown", "{d:?}");
-    assert!(d[0]["reason"].as_str().unwrap().contains("cooldown 30m"), "{d:?}");
-    assert!(server.list("argoproj.io/v1alpha1", "workflows", NS).is_empty());
+    assert!(
+        d[0]["reason"].as_str().unwrap().contains("cooldown 30m"),
+        "{d:?}"
+    );
+    assert!(
+        server
+            .list("argoproj.io/v1alpha1", "workflows", NS)
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn a_target_that_failed_too_often_is_circuit_open() {
     let server = ApiServer::start();
     server.register_argo_workflows();
-    server.insert(guard_lease(json!({"heal.dev/failures": format!("{},{}", ago(50), ago(10))})));
+    server.insert(guard_lease(
+        json!({"heal.dev/failures": format!("{},{}", ago(50), ago(10))}),
+    ));
     let f = files();
     let h = Heald::start(&server, &f, &[]).await;
-    let d = h.decide(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")])).await;
+    let d = h
+        .decide(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")]))
+        .await;
     assert_eq!(decision(&d[0]), "circuit-open", "{d:?}");
     assert!(d[0]["reason"].as_str().unwrap().contains("escalate"));
-    assert!(server.list("argoproj.io/v1alpha1", "workflows", NS).is_empty());
+    assert!(
+        server
+            .list("argoproj.io/v1alpha1", "workflows", NS)
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -307,17 +390,22 @@ async fn submissions_past_the_rate_limit_are_rate_limited() {
     )
     .await;
     let d = h
-        .decide(&webhook(&[
-            web_down("a", "2026-08-20T10:00:00Z"),
-        ]))
+        .decide(&webhook(&[web_down("a", "2026-08-20T10:00:00Z")]))
         .await;
     assert_eq!(decision(&d[0]), "submitted");
-    let d = h.decide(&webhook(&[web_down("b", "2026-08-20T10:00:00Z")])).await;
+    let d = h
+        .decide(&webhook(&[web_down("b", "2026-08-20T10:00:00Z")]))
+        .await;
     assert_eq!(decision(&d[0]), "submitted");
-    let d = h.decide(&webhook(&[web_down("c", "2026-08-20T10:00:00Z")])).await;
+    let d = h
+        .decide(&webhook(&[web_down("c", "2026-08-20T10:00:00Z")]))
+        .await;
     assert_eq!(decision(&d[0]), "rate-limited", "{d:?}");
     assert!(d[0]["reason"].as_str().unwrap().contains("global"));
-    assert_eq!(server.list("argoproj.io/v1alpha1", "workflows", NS).len(), 2);
+    assert_eq!(
+        server.list("argoproj.io/v1alpha1", "workflows", NS).len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -326,11 +414,21 @@ async fn in_dry_run_the_run_is_rendered_but_nothing_is_created() {
     server.register_argo_workflows();
     let f = files();
     let h = Heald::start(&server, &f, &["--dry-run"]).await;
-    let d = h.decide(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")])).await;
+    let d = h
+        .decide(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")]))
+        .await;
     assert_eq!(decision(&d[0]), "dry-run", "{d:?}");
     assert!(d[0]["run"].is_string());
-    assert!(server.list("argoproj.io/v1alpha1", "workflows", NS).is_empty());
-    assert!(server.list("coordination.k8s.io/v1", "leases", NS).is_empty());
+    assert!(
+        server
+            .list("argoproj.io/v1alpha1", "workflows", NS)
+            .is_empty()
+    );
+    assert!(
+        server
+            .list("coordination.k8s.io/v1", "leases", NS)
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -338,10 +436,17 @@ async fn an_alert_without_the_labels_the_target_needs_is_an_error_decision() {
     let f = files();
     let h = Heald::offline(&f, &[]);
     let d = h
-        .decide(&webhook(&[alert("WebDown", &[("namespace", "shop")], "2026-08-20T10:00:00Z")]))
+        .decide(&webhook(&[alert(
+            "WebDown",
+            &[("namespace", "shop")],
+            "2026-08-20T10:00:00Z",
+        )]))
         .await;
     assert_eq!(decision(&d[0]), "error");
-    assert!(d[0]["reason"].as_str().unwrap().contains("deployment"), "{d:?}");
+    assert!(
+        d[0]["reason"].as_str().unwrap().contains("deployment"),
+        "{d:?}"
+    );
 }
 
 #[tokio::test]
@@ -355,7 +460,11 @@ async fn every_alert_of_a_group_gets_its_own_decision_in_order() {
         .decide(&webhook(&[
             web_down("web", "2026-08-20T10:00:00Z"),
             alert("Nothing", &[], "2026-08-20T10:00:00Z"),
-            alert("ApiSlow", &[("namespace", "shop"), ("deployment", "api")], "2026-08-20T10:00:00Z"),
+            alert(
+                "ApiSlow",
+                &[("namespace", "shop"), ("deployment", "api")],
+                "2026-08-20T10:00:00Z",
+            ),
         ]))
         .await;
     let got: Vec<(&str, &str)> = d
@@ -364,7 +473,11 @@ async fn every_alert_of_a_group_gets_its_own_decision_in_order() {
         .collect();
     assert_eq!(
         got,
-        [("WebDown", "submitted"), ("Nothing", "no-match"), ("ApiSlow", "submitted")]
+        [
+            ("WebDown", "submitted"),
+            ("Nothing", "no-match"),
+            ("ApiSlow", "submitted")
+        ]
     );
     assert_eq!(d[2]["engine"], "tekton");
 }
@@ -376,7 +489,8 @@ async fn remediations_lists_recent_decisions_newest_first_with_a_limit() {
     let f = files();
     let h = Heald::offline(&f, &[]);
     for name in ["First", "Second", "Third"] {
-        h.decide(&webhook(&[alert(name, &[], "2026-08-20T10:00:00Z")])).await;
+        h.decide(&webhook(&[alert(name, &[], "2026-08-20T10:00:00Z")]))
+            .await;
     }
     let (status, _, v) = call(
         &h.app,
@@ -478,13 +592,19 @@ async fn metrics_count_decisions_by_decision_engine_and_policy() {
     let f = files();
     let h = Heald::start(&server, &f, &[]).await;
     let a = web_down("web", "2026-08-20T10:00:00Z");
-    h.decide(&webhook(&[a.clone()])).await;
+    h.decide(&webhook(std::slice::from_ref(&a))).await;
     h.decide(&webhook(&[a])).await;
-    h.decide(&webhook(&[alert("X", &[], "2026-08-20T10:00:00Z")])).await;
+    h.decide(&webhook(&[alert("X", &[], "2026-08-20T10:00:00Z")]))
+        .await;
     let admin = heal::heald::admin_router(Arc::clone(&h.state));
     let (s, headers, v) = call(&admin, "GET", "/metrics", None, None, Vec::new()).await;
     assert_eq!(s, StatusCode::OK);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
     let text = v.as_str().unwrap();
     for line in [
         r#"heald_decisions_total{decision="submitted",engine="argo",policy="restart-web"} 1"#,

@@ -192,7 +192,9 @@ mod tests {
         assert_eq!(body["matchers"][1]["isEqual"], true);
         let dir = std::env::var_os("HEAL_REFERENCE_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"));
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference")
+            });
         let reference: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join("alertmanager/postable-silence.example.json"))
                 .expect("reference file"),

@@ -80,7 +80,12 @@ pub struct Args {
     #[arg(long, env = "HEALD_ADMIN_LISTEN", value_name = "ADDR")]
     pub admin_listen: Option<String>,
     /// Policy files or directories (repeatable; the variable takes a comma-separated list)
-    #[arg(long = "policies", env = "HEALD_POLICIES", value_name = "PATH", value_delimiter = ',')]
+    #[arg(
+        long = "policies",
+        env = "HEALD_POLICIES",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
     pub policies: Vec<PathBuf>,
     /// Directory of workflow templates replacing the embedded ones (same layout as
     /// workflow-templates/)
@@ -91,7 +96,12 @@ pub struct Args {
     #[arg(long, env = "HEALD_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// The bearer token itself; prefer --token-file, since flags show in `ps`
-    #[arg(long, env = "HEALD_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "HEALD_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
     /// Accept unauthenticated requests (local experiments only)
     #[arg(long, env = "HEALD_INSECURE_NO_AUTH")]
@@ -393,10 +403,7 @@ impl Config {
     pub fn merge(a: Args, f: FileConfig) -> Result<Config, ConfigError> {
         let listen = addr(
             "--listen",
-            a.listen
-                .or(f.listen)
-                .as_deref()
-                .unwrap_or(DEFAULT_LISTEN),
+            a.listen.or(f.listen).as_deref().unwrap_or(DEFAULT_LISTEN),
         )?;
         let admin_listen = addr(
             "--admin-listen",
@@ -442,7 +449,10 @@ impl Config {
         let insecure_no_auth = a.insecure_no_auth || f.insecure_no_auth.unwrap_or(false);
         let token = match (a.token, a.token_file.or(f.token_file)) {
             (Some(t), _) => Some(check_token("--token", t)?),
-            (None, Some(path)) => Some(check_token("--token-file", read_secret("--token-file", &path)?)?),
+            (None, Some(path)) => Some(check_token(
+                "--token-file",
+                read_secret("--token-file", &path)?,
+            )?),
             (None, None) => None,
         };
         if token.is_none() && !insecure_no_auth {
@@ -479,7 +489,11 @@ impl Config {
         let namespace = a
             .namespace
             .or(f.namespace)
-            .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
             .unwrap_or_else(|| "heal-system".into());
         check_dns_label("--namespace", &namespace)?;
         let run_namespace = a
@@ -495,7 +509,10 @@ impl Config {
         };
         let image = a.image.or(f.image).unwrap_or_else(default_image);
         if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
-            return Err(invalid("--image", format!("{image:?} is not an image reference")));
+            return Err(invalid(
+                "--image",
+                format!("{image:?} is not an image reference"),
+            ));
         }
         let service_account = a
             .service_account
@@ -529,7 +546,10 @@ impl Config {
         let kube_qps = positive("--kube-qps", a.kube_qps.or(f.kube_qps).unwrap_or(20.0))?;
         let kube_burst = at_least_one("--kube-burst", a.kube_burst.or(f.kube_burst).unwrap_or(40))?;
         let rate_limits = RateLimits {
-            global_rate: positive("--submit-rate", a.submit_rate.or(f.submit_rate).unwrap_or(1.0))?,
+            global_rate: positive(
+                "--submit-rate",
+                a.submit_rate.or(f.submit_rate).unwrap_or(1.0),
+            )?,
             global_burst: at_least_one(
                 "--submit-burst",
                 a.submit_burst.or(f.submit_burst).unwrap_or(20),
@@ -552,13 +572,32 @@ impl Config {
             crate::duration::parse(&s).map_err(|m| invalid(field, m))
         };
         let api_timeout = dur("--api-timeout", a.api_timeout, f.api_timeout, "5s")?;
-        let request_timeout = dur("--request-timeout", a.request_timeout, f.request_timeout, "10s")?;
+        let request_timeout = dur(
+            "--request-timeout",
+            a.request_timeout,
+            f.request_timeout,
+            "10s",
+        )?;
         let track_interval = dur("--track-interval", a.track_interval, f.track_interval, "5s")?;
         let deadline_grace = dur("--deadline-grace", a.deadline_grace, f.deadline_grace, "3m")?;
-        let tekton_retention =
-            dur("--tekton-retention", a.tekton_retention, f.tekton_retention, "1h")?;
-        let reload_interval = dur("--reload-interval", a.reload_interval, f.reload_interval, "10s")?;
-        let shutdown_grace = dur("--shutdown-grace", a.shutdown_grace, f.shutdown_grace, "20s")?;
+        let tekton_retention = dur(
+            "--tekton-retention",
+            a.tekton_retention,
+            f.tekton_retention,
+            "1h",
+        )?;
+        let reload_interval = dur(
+            "--reload-interval",
+            a.reload_interval,
+            f.reload_interval,
+            "10s",
+        )?;
+        let shutdown_grace = dur(
+            "--shutdown-grace",
+            a.shutdown_grace,
+            f.shutdown_grace,
+            "20s",
+        )?;
         for (field, d) in [
             ("--api-timeout", api_timeout),
             ("--request-timeout", request_timeout),
@@ -668,21 +707,31 @@ fn check_token(field: &str, token: String) -> Result<String, ConfigError> {
         ));
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(field, "the token must be printable ASCII without spaces"));
+        return Err(invalid(
+            field,
+            "the token must be printable ASCII without spaces",
+        ));
     }
     Ok(token)
 }
 
 fn addr(field: &str, s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse::<SocketAddr>()
-        .map_err(|_| invalid(field, format!("{s:?} is not an address such as 0.0.0.0:8080")))
+    s.parse::<SocketAddr>().map_err(|_| {
+        invalid(
+            field,
+            format!("{s:?} is not an address such as 0.0.0.0:8080"),
+        )
+    })
 }
 
 fn url(field: &str, s: &str) -> Result<String, ConfigError> {
-    let u = reqwest::Url::parse(s)
-        .map_err(|e| invalid(field, format!("{s:?} is not a URL: {e}")))?;
+    let u =
+        reqwest::Url::parse(s).map_err(|e| invalid(field, format!("{s:?} is not a URL: {e}")))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-        return Err(invalid(field, format!("{s:?}: expected an http:// or https:// URL")));
+        return Err(invalid(
+            field,
+            format!("{s:?}: expected an http:// or https:// URL"),
+        ));
     }
     Ok(s.trim_end_matches('/').to_string())
 }
@@ -732,7 +781,12 @@ pub fn is_dns_label(s: &str) -> bool {
 pub fn parse_size(field: &str, s: &str) -> Result<usize, ConfigError> {
     let t = s.trim();
     let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-    let bad = || invalid(field, format!("{s:?} is not a size such as 1Mi, 512Ki or 65536"));
+    let bad = || {
+        invalid(
+            field,
+            format!("{s:?} is not a size such as 1Mi, 512Ki or 65536"),
+        )
+    };
     if digits == 0 {
         return Err(bad());
     }
@@ -804,8 +858,16 @@ mod tests {
         assert!(err(&d, &["--run-namespace", "Not_A_Name"]).starts_with("--run-namespace:"));
         assert!(err(&d, &["--track-interval", "0s"]).starts_with("--track-interval:"));
         assert!(
-            err(&d, &["--listen", "127.0.0.1:8080", "--admin-listen", "127.0.0.1:8080"])
-                .starts_with("--admin-listen:")
+            err(
+                &d,
+                &[
+                    "--listen",
+                    "127.0.0.1:8080",
+                    "--admin-listen",
+                    "127.0.0.1:8080"
+                ]
+            )
+            .starts_with("--admin-listen:")
         );
         let no_token = Args::try_parse_from([
             "heald",

@@ -290,15 +290,30 @@ spec:
     fn a_first_alert_on_a_fresh_target_is_submitted() {
         let v = decide(&policy(), &seen(None));
         assert_eq!(v.decision, Decision::Submitted);
-        assert_eq!(decide(&policy(), &seen(Some(&lease()))).decision, Decision::Submitted);
+        assert_eq!(
+            decide(&policy(), &seen(Some(&lease()))).decision,
+            Decision::Submitted
+        );
     }
 
     #[test]
     fn the_same_episode_again_is_a_duplicate_while_running_and_after() {
         let mut l = lease();
-        l.acquire("heal-restart-web-aaaa", t("2026-01-01T11:59:00Z"), Duration::from_secs(600));
-        assert_eq!(decide(&policy(), &seen(Some(&l))).decision, Decision::Duplicate);
-        l.release("heal-restart-web-aaaa", RunEnd::Success, t("2026-01-01T11:59:30Z"), Duration::from_secs(3600));
+        l.acquire(
+            "heal-restart-web-aaaa",
+            t("2026-01-01T11:59:00Z"),
+            Duration::from_secs(600),
+        );
+        assert_eq!(
+            decide(&policy(), &seen(Some(&l))).decision,
+            Decision::Duplicate
+        );
+        l.release(
+            "heal-restart-web-aaaa",
+            RunEnd::Success,
+            t("2026-01-01T11:59:30Z"),
+            Duration::from_secs(3600),
+        );
         let v = decide(&policy(), &seen(Some(&l)));
         assert_eq!(v.decision, Decision::Duplicate, "{}", v.reason);
         let mut known = seen(None);
@@ -309,11 +324,20 @@ spec:
     #[test]
     fn another_episode_waits_for_the_lock_then_the_cooldown() {
         let mut l = lease();
-        l.acquire("heal-restart-web-bbbb", t("2026-01-01T11:59:00Z"), Duration::from_secs(600));
+        l.acquire(
+            "heal-restart-web-bbbb",
+            t("2026-01-01T11:59:00Z"),
+            Duration::from_secs(600),
+        );
         let v = decide(&policy(), &seen(Some(&l)));
         assert_eq!(v.decision, Decision::Locked);
         assert!(v.reason.contains("heal-restart-web-bbbb"), "{}", v.reason);
-        l.release("heal-restart-web-bbbb", RunEnd::Success, t("2026-01-01T11:55:00Z"), Duration::from_secs(3600));
+        l.release(
+            "heal-restart-web-bbbb",
+            RunEnd::Success,
+            t("2026-01-01T11:55:00Z"),
+            Duration::from_secs(3600),
+        );
         let v = decide(&policy(), &seen(Some(&l)));
         assert_eq!(v.decision, Decision::Cooldown);
         assert!(v.reason.contains("5m ago"), "{}", v.reason);
@@ -325,8 +349,15 @@ spec:
     #[test]
     fn an_expired_lock_no_longer_holds_the_target() {
         let mut l = lease();
-        l.acquire("heal-restart-web-bbbb", t("2026-01-01T10:00:00Z"), Duration::from_secs(600));
-        assert_eq!(decide(&policy(), &seen(Some(&l))).decision, Decision::Submitted);
+        l.acquire(
+            "heal-restart-web-bbbb",
+            t("2026-01-01T10:00:00Z"),
+            Duration::from_secs(600),
+        );
+        assert_eq!(
+            decide(&policy(), &seen(Some(&l))).decision,
+            Decision::Submitted
+        );
     }
 
     #[test]
@@ -365,10 +396,21 @@ spec:
         assert_eq!(
             names,
             [
-                "submitted", "duplicate", "cooldown", "locked", "rate-limited", "circuit-open",
-                "no-match", "resolved", "dry-run", "error"
+                "submitted",
+                "duplicate",
+                "cooldown",
+                "locked",
+                "rate-limited",
+                "circuit-open",
+                "no-match",
+                "resolved",
+                "dry-run",
+                "error"
             ]
         );
-        assert_eq!(serde_json::to_string(&Decision::CircuitOpen).unwrap(), "\"circuit-open\"");
+        assert_eq!(
+            serde_json::to_string(&Decision::CircuitOpen).unwrap(),
+            "\"circuit-open\""
+        );
     }
 }

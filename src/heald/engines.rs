@@ -175,10 +175,14 @@ impl Engine for ArgoServerEngine {
                 return Err(SubmitError::AlreadyExists(format!("Workflow {ns}/{name}")));
             }
             if status.is_server_error() || status.as_u16() == 429 {
-                return Err(SubmitError::Unavailable(format!("{url} answered {status}: {message}")));
+                return Err(SubmitError::Unavailable(format!(
+                    "{url} answered {status}: {message}"
+                )));
             }
             if !status.is_success() {
-                return Err(SubmitError::Rejected(format!("{url} answered {status}: {message}")));
+                return Err(SubmitError::Rejected(format!(
+                    "{url} answered {status}: {message}"
+                )));
             }
             Ok(Submitted {
                 uid: body
@@ -199,7 +203,9 @@ mod tests {
     fn the_argo_server_body_has_the_shape_of_the_reference_request() {
         let dir = std::env::var_os("HEAL_REFERENCE_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"));
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference")
+            });
         let reference: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join("argo/rest-create-workflow-request.example.json"))
                 .expect("reference file"),

@@ -234,16 +234,28 @@ pub async fn handle_match(
             },
         ))
     };
-    if state.known.contains(&plan.run_name) {
-        let v = Verdict {
-            decision: Decision::Duplicate,
-            reason: format!("run {} already exists", plan.run_name),
-        };
-        return Ok(record(&plan, engine, v));
+    let known = || {
+        state.known.contains(&plan.run_name).then(|| {
+            let v = Verdict {
+                decision: Decision::Duplicate,
+                reason: format!("run {} already exists", plan.run_name),
+            };
+            record(&plan, engine, v)
+        })
+    };
+    if let Some(rec) = known() {
+        return Ok(rec);
+    }
+    // Repeats of this alert episode arriving meanwhile wait here for this decision.
+    let _deciding = state.deciding.lock(&plan.run_name).await;
+    if let Some(rec) = known() {
+        return Ok(rec);
     }
     if !plan.target.namespace.is_empty()
-        && let Err(why) =
-            crate::guard::check_namespace_allowed(&plan.target.namespace, &policy.guards.allow_namespaces)
+        && let Err(why) = crate::guard::check_namespace_allowed(
+            &plan.target.namespace,
+            &policy.guards.allow_namespaces,
+        )
     {
         return err(why);
     }
@@ -311,7 +323,8 @@ pub async fn handle_match(
             };
             return Ok(record(&plan, engine, v));
         }
-        let mut next = current.unwrap_or_else(|| LeaseState::new(&lease, &policy.name, &plan.target));
+        let mut next =
+            current.unwrap_or_else(|| LeaseState::new(&lease, &policy.name, &plan.target));
         next.acquire(&plan.run_name, now, hold);
         match k8s.write_lease(lease_ns, &next).await {
             Ok(_) => {}
@@ -379,7 +392,9 @@ pub async fn handle_match(
             Err(SubmitError::Unavailable(msg)) => {
                 release(state, &lease, &plan.run_name, RunEnd::Abandoned).await;
                 state.limiter.refund(ns_bucket);
-                Err(Unavailable(format!("the {engine} engine is unavailable: {msg}")))
+                Err(Unavailable(format!(
+                    "the {engine} engine is unavailable: {msg}"
+                )))
             }
         };
     }
@@ -417,9 +432,7 @@ fn annotate(mut run: Value, alert: &Alert, lease: &str, plan: &Plan) -> Value {
         labels
     };
     if let Some(meta) = run.get_mut("metadata").and_then(Value::as_object_mut) {
-        let ann = meta
-            .entry("annotations")
-            .or_insert_with(|| json!({}));
+        let ann = meta.entry("annotations").or_insert_with(|| json!({}));
         if let Some(ann) = ann.as_object_mut() {
             ann.insert(ALERT_LABELS_ANNOTATION.into(), json!(labels));
             ann.insert(LEASE_ANNOTATION.into(), json!(lease));

@@ -139,7 +139,9 @@ impl K8s {
         };
         match result {
             Ok(v) => Ok(LeaseState::from_object(&v)?),
-            Err(e) if e.is_conflict() => Err(KubeIoError::Conflict(format!("Lease {}", lease.name))),
+            Err(e) if e.is_conflict() => {
+                Err(KubeIoError::Conflict(format!("Lease {}", lease.name)))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -168,7 +170,9 @@ impl K8s {
                 Err(e) => return Err(e),
             }
         }
-        Err(KubeIoError::Conflict(last.unwrap_or_else(|| format!("Lease {name}"))))
+        Err(KubeIoError::Conflict(
+            last.unwrap_or_else(|| format!("Lease {name}")),
+        ))
     }
 
     /// List objects of a collection matching a label selector; 404 (the engine's CRD is not
@@ -234,7 +238,10 @@ impl K8s {
             "count": 1,
         });
         let path = format!("/api/v1/namespaces/{}/events", enc(on.namespace));
-        if let Err(e) = self.send(Method::POST, &path, Some(JSON), Some(&event)).await {
+        if let Err(e) = self
+            .send(Method::POST, &path, Some(JSON), Some(&event))
+            .await
+        {
             tracing::warn!(correlation_id = on.correlation_id, run = on.name, error = %e, "could not record event");
         }
     }

@@ -163,16 +163,21 @@ impl LeaseState {
             get(k)
                 .map(|s| {
                     s.parse::<Timestamp>().map_err(|e| {
-                        err(&format!("metadata.annotations[{k:?}]"), format!("{s:?}: {e}"))
+                        err(
+                            &format!("metadata.annotations[{k:?}]"),
+                            format!("{s:?}: {e}"),
+                        )
                     })
                 })
                 .transpose()
         };
         let holders = match get(HOLDERS) {
-            Some(text) => serde_json::from_str::<Vec<Holder>>(text).map_err(|e| {
-                err(&format!("metadata.annotations[{HOLDERS:?}]"), e.to_string())
-            })?,
-            None => holder_from_spec(obj).map_err(|m| err("spec", m))?.into_iter().collect(),
+            Some(text) => serde_json::from_str::<Vec<Holder>>(text)
+                .map_err(|e| err(&format!("metadata.annotations[{HOLDERS:?}]"), e.to_string()))?,
+            None => holder_from_spec(obj)
+                .map_err(|m| err("spec", m))?
+                .into_iter()
+                .collect(),
         };
         let failures = match get(FAILURES) {
             Some(text) => text
@@ -384,7 +389,11 @@ mod tests {
     #[test]
     fn a_lease_round_trips_through_its_object() {
         let mut s = LeaseState::new("heal-x-0011223344", "x", &target());
-        s.acquire("heal-x-run1", t("2026-01-01T00:00:00Z"), Duration::from_secs(600));
+        s.acquire(
+            "heal-x-run1",
+            t("2026-01-01T00:00:00Z"),
+            Duration::from_secs(600),
+        );
         s.release(
             "heal-x-run0",
             RunEnd::Failure,
@@ -408,10 +417,26 @@ mod tests {
         assert_eq!(s.active_holders(t0).count(), 1);
         assert_eq!(s.active_holders(t("2026-01-01T00:01:01Z")).count(), 0);
         assert!(s.release("r1", RunEnd::Failure, t0, Duration::from_secs(600)));
-        assert!(!s.release("r1", RunEnd::Failure, t("2026-01-01T00:05:00Z"), Duration::from_secs(600)));
-        assert_eq!(s.failures_within(t("2026-01-01T00:06:00Z"), Duration::from_secs(600)), 2);
-        assert_eq!(s.failures_within(t("2026-01-01T00:12:00Z"), Duration::from_secs(600)), 1);
-        s.release("r2", RunEnd::Success, t("2026-01-01T00:13:00Z"), Duration::from_secs(600));
+        assert!(!s.release(
+            "r1",
+            RunEnd::Failure,
+            t("2026-01-01T00:05:00Z"),
+            Duration::from_secs(600)
+        ));
+        assert_eq!(
+            s.failures_within(t("2026-01-01T00:06:00Z"), Duration::from_secs(600)),
+            2
+        );
+        assert_eq!(
+            s.failures_within(t("2026-01-01T00:12:00Z"), Duration::from_secs(600)),
+            1
+        );
+        s.release(
+            "r2",
+            RunEnd::Success,
+            t("2026-01-01T00:13:00Z"),
+            Duration::from_secs(600),
+        );
         assert!(s.failures.is_empty());
         assert_eq!(s.last_success_at, Some(t("2026-01-01T00:13:00Z")));
     }
@@ -427,6 +452,9 @@ mod tests {
         assert_eq!(s.holders[0].until, t("2026-01-01T00:00:30Z"));
         let bad = json!({"metadata": {"name": "l", "annotations": {FAILURES: "yesterday"}}});
         let e = LeaseState::from_object(&bad).unwrap_err().to_string();
-        assert!(e.starts_with("Lease l: metadata.annotations[\"heal.dev/failures\"]"), "{e}");
+        assert!(
+            e.starts_with("Lease l: metadata.annotations[\"heal.dev/failures\"]"),
+            "{e}"
+        );
     }
 }

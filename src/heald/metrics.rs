@@ -124,9 +124,10 @@ impl Metrics {
             "Outcomes of remediation runs, by outcome, engine and policy",
             outcomes.clone(),
         );
-        let submit_seconds = Family::<EngineLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
+        let submit_seconds =
+            Family::<EngineLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
         registry.register(
             "submit_duration_seconds",
             "Time to create a run in its engine",
@@ -139,7 +140,11 @@ impl Metrics {
             webhook_seconds.clone(),
         );
         let requests = Family::<CodeLabels, Counter>::default();
-        registry.register("http_requests", "HTTP answers by route and status code", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP answers by route and status code",
+            requests.clone(),
+        );
         let reload_failures = Counter::default();
         registry.register(
             "reload_failures",
@@ -147,7 +152,11 @@ impl Metrics {
             reload_failures.clone(),
         );
         let reloads = Counter::default();
-        registry.register("reloads", "Policy or template reloads that took effect", reloads.clone());
+        registry.register(
+            "reloads",
+            "Policy or template reloads that took effect",
+            reloads.clone(),
+        );
         let policies = Gauge::default();
         registry.register("policies", "Policies loaded", policies.clone());
         let runs_in_flight = Gauge::default();

@@ -93,9 +93,8 @@ pub fn body(kind: NotifierKind, channel: Option<&str>, n: &Notification) -> Valu
 pub fn resolve_url(source: &UrlSource) -> Result<String, DeliveryError> {
     match source {
         UrlSource::Literal(u) => Ok(u.clone()),
-        UrlSource::Env(var) => std::env::var(var).map_err(|_| {
-            DeliveryError::Config(format!("environment variable {var} is not set"))
-        }),
+        UrlSource::Env(var) => std::env::var(var)
+            .map_err(|_| DeliveryError::Config(format!("environment variable {var} is not set"))),
         UrlSource::File(path) => std::fs::read_to_string(path)
             .map(|s| s.trim().to_string())
             .map_err(|e| DeliveryError::Config(format!("cannot read {}: {e}", path.display()))),

@@ -217,7 +217,10 @@ mod tests {
             l.try_take("shop", now),
             Err(RateScope::Namespace("shop".into()))
         );
-        assert_eq!(l.check("shop", now), Err(RateScope::Namespace("shop".into())));
+        assert_eq!(
+            l.check("shop", now),
+            Err(RateScope::Namespace("shop".into()))
+        );
         assert_eq!(l.try_take("web", now), Ok(()));
         assert_eq!(l.try_take("db", now), Err(RateScope::Global));
         let later = now + Duration::from_secs(2);
@@ -244,6 +247,9 @@ mod tests {
         assert_eq!(b.reserve(now), Duration::ZERO);
         assert_eq!(b.reserve(now), Duration::ZERO);
         let w = b.reserve(now);
-        assert!(w > Duration::from_millis(90) && w < Duration::from_millis(110), "{w:?}");
+        assert!(
+            w > Duration::from_millis(90) && w < Duration::from_millis(110),
+            "{w:?}"
+        );
     }
 }

@@ -3,8 +3,8 @@
 //! bounded set of run names this replica has created or seen, which answers repeated
 //! alerts without an API call. Pure.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -105,6 +105,61 @@ impl KnownRuns {
     }
 }
 
+/// One-at-a-time handling per key (a run name) within this replica: during a storm, the
+/// repeats of an alert wait for the first delivery's decision instead of each asking the
+/// API server. Entries go away when nobody holds or waits for them.
+#[derive(Debug, Default)]
+pub struct KeyedLocks {
+    inner: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Holds a key of [`KeyedLocks`] until dropped.
+pub struct KeyGuard<'a> {
+    locks: &'a KeyedLocks,
+    key: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl KeyedLocks {
+    /// Wait until `key` is free and hold it.
+    pub async fn lock(&self, key: &str) -> KeyGuard<'_> {
+        let m = {
+            let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(key.to_string()).or_default().clone()
+        };
+        let guard = m.lock_owned().await;
+        KeyGuard {
+            locks: self,
+            key: key.to_string(),
+            guard: Some(guard),
+        }
+    }
+
+    /// Keys currently held or waited for.
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for KeyGuard<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut map = self.locks.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the map's own reference left: nobody holds or waits for the key.
+        if map
+            .get(&self.key)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +189,23 @@ mod tests {
         let runs: Vec<_> = h.recent(10).into_iter().filter_map(|e| e.run).collect();
         assert_eq!(runs, ["run-4", "run-3", "run-2"]);
         assert_eq!(h.recent(1).len(), 1);
+    }
+
+    #[tokio::test]
+    async fn keyed_locks_serialise_one_key_and_forget_it_when_free() {
+        let locks = Arc::new(KeyedLocks::default());
+        let g = locks.lock("a").await;
+        let other = locks.lock("b").await;
+        let l2 = Arc::clone(&locks);
+        let waiter = tokio::spawn(async move {
+            let _g = l2.lock("a").await;
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "the second holder of a waits");
+        drop(g);
+        waiter.await.unwrap();
+        drop(other);
+        assert!(locks.is_empty());
     }
 
     #[test]

@@ -98,7 +98,9 @@ fn str_at<'v>(obj: &'v Value, pointer: &str) -> Option<&'v str> {
 pub fn state(engine: Engine, obj: &Value) -> RunState {
     match engine {
         Engine::Argo => {
-            let message = str_at(obj, "/status/message").unwrap_or_default().to_string();
+            let message = str_at(obj, "/status/message")
+                .unwrap_or_default()
+                .to_string();
             match str_at(obj, "/status/phase").unwrap_or_default() {
                 "Succeeded" => RunState::Finished(RunOutcome::Succeeded, message),
                 "Failed" | "Error" => {
@@ -191,7 +193,10 @@ impl RunInfo {
         let deadline_seconds = annotation(DEADLINE_ANNOTATION)
             .parse::<u64>()
             .ok()
-            .or_else(|| obj.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_u64))
+            .or_else(|| {
+                obj.pointer("/spec/activeDeadlineSeconds")
+                    .and_then(Value::as_u64)
+            })
             .or_else(|| {
                 str_at(obj, "/spec/timeouts/pipeline")
                     .and_then(|s| crate::duration::parse(s).ok())
@@ -276,7 +281,9 @@ mod tests {
     fn reference(path: &str) -> String {
         let dir = std::env::var_os("HEAL_REFERENCE_DIR")
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"));
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference")
+            });
         std::fs::read_to_string(dir.join(path)).expect("reference file")
     }
 
@@ -297,7 +304,13 @@ mod tests {
             RunState::Finished(RunOutcome::Failed, m) if m == "boom"
         ));
         assert!(matches!(
-            state(Engine::Argo, &wf("Failed", "Step exceeded its deadline: activeDeadlineSeconds")),
+            state(
+                Engine::Argo,
+                &wf(
+                    "Failed",
+                    "Step exceeded its deadline: activeDeadlineSeconds"
+                )
+            ),
             RunState::Finished(RunOutcome::TimedOut, _)
         ));
     }
@@ -313,10 +326,11 @@ mod tests {
             RunState::Finished(RunOutcome::Succeeded, _)
         ));
         assert_eq!(engine_of(&obj), Some(Engine::Tekton));
-        let cond = |status: &str, reason: &str| {
-            json!({"status": {"conditions": [{"type": "Succeeded", "status": status, "reason": reason}]}})
-        };
-        assert_eq!(state(Engine::Tekton, &cond("Unknown", "Running")), RunState::Running);
+        let cond = |status: &str, reason: &str| json!({"status": {"conditions": [{"type": "Succeeded", "status": status, "reason": reason}]}});
+        assert_eq!(
+            state(Engine::Tekton, &cond("Unknown", "Running")),
+            RunState::Running
+        );
         assert!(matches!(
             state(Engine::Tekton, &cond("False", "PipelineRunTimeout")),
             RunState::Finished(RunOutcome::TimedOut, _)
@@ -333,7 +347,10 @@ mod tests {
             serde_json::from_str(&reference("argo/rest-watch-event-line.example.json")).unwrap();
         let wf = &line["result"]["object"];
         assert_eq!(engine_of(wf), Some(Engine::Argo));
-        assert!(matches!(state(Engine::Argo, wf), RunState::Finished(RunOutcome::Succeeded, _)));
+        assert!(matches!(
+            state(Engine::Argo, wf),
+            RunState::Finished(RunOutcome::Succeeded, _)
+        ));
         let results = argo_step_results(wf);
         assert!(!results.is_empty(), "{wf}");
     }

@@ -300,9 +300,14 @@ async fn reports_inner(st: &Arc<State>, req: Request) -> Result<(StatusCode, Val
         .engine
         .parse()
         .map_err(|e| ApiProblem::BadRequest(format!("engine: {e}")))?;
-    for (field, v) in [("runName", &report.run_name), ("namespace", &report.namespace)] {
+    for (field, v) in [
+        ("runName", &report.run_name),
+        ("namespace", &report.namespace),
+    ] {
         if !crate::heald::config::is_dns_label(v) {
-            return Err(ApiProblem::BadRequest(format!("{field}: {v:?} is not a valid name")));
+            return Err(ApiProblem::BadRequest(format!(
+                "{field}: {v:?} is not a valid name"
+            )));
         }
     }
     let Some(path) = object_path(engine, &report.namespace, &report.run_name) else {
@@ -311,7 +316,9 @@ async fn reports_inner(st: &Arc<State>, req: Request) -> Result<(StatusCode, Val
         )));
     };
     let Some(k8s) = &st.k8s else {
-        return Err(ApiProblem::Unavailable("heald has no Kubernetes connection".into()));
+        return Err(ApiProblem::Unavailable(
+            "heald has no Kubernetes connection".into(),
+        ));
     };
     let not_found = || {
         ApiProblem::NotFound(format!(
@@ -325,7 +332,9 @@ async fn reports_inner(st: &Arc<State>, req: Request) -> Result<(StatusCode, Val
         Ok(Some(o)) => o,
         Ok(None) => return Err(not_found()),
         Err(e) if e.is_transient() => {
-            return Err(ApiProblem::Unavailable(format!("the Kubernetes API is unavailable: {e}")));
+            return Err(ApiProblem::Unavailable(format!(
+                "the Kubernetes API is unavailable: {e}"
+            )));
         }
         Err(e) => return Err(ApiProblem::Unavailable(format!("reading the run: {e}"))),
     };
@@ -337,7 +346,10 @@ async fn reports_inner(st: &Arc<State>, req: Request) -> Result<(StatusCode, Val
         )));
     }
     let already = obj
-        .pointer(&format!("/metadata/labels/{}", REPORTED_LABEL.replace('/', "~1")))
+        .pointer(&format!(
+            "/metadata/labels/{}",
+            REPORTED_LABEL.replace('/', "~1")
+        ))
         .is_some();
     if already {
         return Ok((
@@ -379,11 +391,9 @@ async fn remediations(
         authorize(&st, &headers)?;
         let limit = match q.get("limit") {
             None => 100,
-            Some(s) => s
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| ApiProblem::BadRequest(format!("limit: {s:?} is not a positive number")))?,
+            Some(s) => s.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                ApiProblem::BadRequest(format!("limit: {s:?} is not a positive number"))
+            })?,
         };
         Ok::<_, ApiProblem>(json!({"items": st.history.recent(limit)}))
     })();

@@ -285,7 +285,8 @@ pub async fn serve_listener(
             Some(acceptor) => {
                 tokio::spawn(async move {
                     let handshake =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await;
                     let Ok(Ok(tls_stream)) = handshake else {
                         return;
                     };
@@ -296,7 +297,10 @@ pub async fn serve_listener(
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish within the shutdown grace");
     }
 }
@@ -315,7 +319,10 @@ async fn reload_loop(state: Arc<State>) {
             Ok(Ok(true)) => {
                 state.metrics.reloads.inc();
                 let n = state.policies.current().set.policies.len();
-                state.metrics.policies.set(i64::try_from(n).unwrap_or(i64::MAX));
+                state
+                    .metrics
+                    .policies
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
                 tracing::info!(policies = n, "policies reloaded");
             }
             Ok(Ok(false)) => {}

@@ -15,7 +15,7 @@ use crate::heald::kube_io::K8s;
 use crate::heald::metrics::Metrics;
 use crate::heald::policies::PolicyStore;
 use crate::heald::ratelimit::SubmitLimiter;
-use crate::heald::remediations::{History, KnownRuns};
+use crate::heald::remediations::{History, KeyedLocks, KnownRuns};
 use crate::kube_api::Kube;
 use crate::policy::PlanDefaults;
 use crate::render::Engine as Kind;
@@ -39,6 +39,8 @@ pub struct State {
     pub history: History,
     /// Runs this replica created or saw.
     pub known: KnownRuns,
+    /// One decision at a time per run name in this replica.
+    pub deciding: KeyedLocks,
     /// Metrics.
     pub metrics: Metrics,
     /// Outbound HTTP client (Alertmanager, notifiers, Argo Server).
@@ -69,14 +71,24 @@ pub enum StateError {
 impl State {
     /// Build the state. With `kube`, Argo and Tekton runs are created through the Kubernetes
     /// API (Argo through the Argo Server when `--argo-server-url` is set).
-    pub fn new(config: Config, policies: PolicyStore, kube: Option<Kube>) -> Result<State, StateError> {
+    pub fn new(
+        config: Config,
+        policies: PolicyStore,
+        kube: Option<Kube>,
+    ) -> Result<State, StateError> {
         let http = crate::heald::alertmanager_http::client(Duration::from_secs(10))
             .map_err(StateError::Http)?;
         let k8s = kube.map(|k| K8s::new(k, config.kube_qps, config.kube_burst, config.api_timeout));
         let mut engines: HashMap<Kind, Arc<dyn Engine>> = HashMap::new();
         if let Some(k8s) = &k8s {
-            engines.insert(Kind::Argo, Arc::new(KubeEngine::new(Kind::Argo, k8s.clone())));
-            engines.insert(Kind::Tekton, Arc::new(KubeEngine::new(Kind::Tekton, k8s.clone())));
+            engines.insert(
+                Kind::Argo,
+                Arc::new(KubeEngine::new(Kind::Argo, k8s.clone())),
+            );
+            engines.insert(
+                Kind::Tekton,
+                Arc::new(KubeEngine::new(Kind::Tekton, k8s.clone())),
+            );
         }
         if let Some(url) = &config.argo_server_url {
             engines.insert(
@@ -104,6 +116,7 @@ impl State {
             limiter: SubmitLimiter::new(config.rate_limits),
             history: History::new(config.history),
             known: KnownRuns::new(KNOWN_RUNS),
+            deciding: KeyedLocks::default(),
             metrics,
             http,
             plan_defaults,

@@ -75,7 +75,8 @@ pub async fn pass(st: &State) -> Result<Pass, KubeIoError> {
     };
     let mut out = Pass::default();
     let unreported = format!("{MANAGED_BY}=heald,!{REPORTED_LABEL}");
-    let grace = SignedDuration::from_secs(i64::try_from(st.config.deadline_grace.as_secs()).unwrap_or(0));
+    let grace =
+        SignedDuration::from_secs(i64::try_from(st.config.deadline_grace.as_secs()).unwrap_or(0));
     for ns in run_namespaces(st) {
         for kind in [Kind::Argo, Kind::Tekton] {
             let Some(collection) = collection_path(kind, &ns) else {
@@ -138,7 +139,12 @@ pub async fn run(st: Arc<State>) {
     loop {
         match pass(&st).await {
             Ok(p) if p.finished > 0 || p.pruned > 0 => {
-                tracing::debug!(in_flight = p.in_flight, finished = p.finished, pruned = p.pruned, "tracking pass")
+                tracing::debug!(
+                    in_flight = p.in_flight,
+                    finished = p.finished,
+                    pruned = p.pruned,
+                    "tracking pass"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "tracking pass failed; trying again next period"),
@@ -152,8 +158,10 @@ pub async fn run(st: Arc<State>) {
 
 /// Ask the engine to stop a run that overran its deadline. Best effort.
 async fn stop(st: &State, info: &RunInfo) {
-    let (Some(k8s), Some(path)) = (&st.k8s, object_path(info.engine, &info.namespace, &info.name))
-    else {
+    let (Some(k8s), Some(path)) = (
+        &st.k8s,
+        object_path(info.engine, &info.namespace, &info.name),
+    ) else {
         return;
     };
     let patch = match info.engine {
@@ -161,7 +169,10 @@ async fn stop(st: &State, info: &RunInfo) {
         Kind::Tekton => json!({"spec": {"status": "Cancelled"}}),
         Kind::Local => return,
     };
-    if let Err(e) = k8s.send(Method::PATCH, &path, Some(MERGE_PATCH), Some(&patch)).await {
+    if let Err(e) = k8s
+        .send(Method::PATCH, &path, Some(MERGE_PATCH), Some(&patch))
+        .await
+    {
         tracing::warn!(run = %info.name, error = %e, "could not stop the overdue run");
     }
 }
@@ -177,7 +188,13 @@ async fn claim(st: &State, obj: &Value, ending: &Ending) -> Result<Option<RunInf
         let Some(info) = RunInfo::from_object(&obj) else {
             return Ok(None);
         };
-        if obj.pointer(&format!("/metadata/labels/{}", REPORTED_LABEL.replace('/', "~1"))).is_some() {
+        if obj
+            .pointer(&format!(
+                "/metadata/labels/{}",
+                REPORTED_LABEL.replace('/', "~1")
+            ))
+            .is_some()
+        {
             return Ok(None);
         }
         let Some(path) = object_path(info.engine, &info.namespace, &info.name) else {
@@ -207,7 +224,9 @@ async fn claim(st: &State, obj: &Value, ending: &Ending) -> Result<Option<RunInf
     }
     Err(KubeIoError::Conflict(format!(
         "run {}",
-        obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?")
+        obj.pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
     )))
 }
 

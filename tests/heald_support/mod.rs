@@ -92,7 +92,8 @@ impl Files {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("token"), TOKEN).expect("write token");
         std::fs::create_dir(dir.path().join("policies")).expect("policies dir");
-        std::fs::write(dir.path().join("policies/policies.yaml"), policies).expect("write policies");
+        std::fs::write(dir.path().join("policies/policies.yaml"), policies)
+            .expect("write policies");
         Files { dir }
     }
 

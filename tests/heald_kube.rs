@@ -1,0 +1,655 @@
+//! heald against the test Kubernetes API server: the exact requests that create runs, 409
+//! handling, Lease locks, cooldowns and circuits shared by two replicas, tracking runs to
+//! success, failure and deadline with silences and notifications, reports, restart
+//! recovery, and an alert storm.
+
+mod heald_support;
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use heal::heald::track;
+use heald_support::*;
+use serde_json::{Value, json};
+use support::apiserver::ApiServer;
+
+const WF: (&str, &str) = ("argoproj.io/v1alpha1", "workflows");
+const PR: (&str, &str) = ("tekton.dev/v1", "pipelineruns");
+
+fn server() -> ApiServer {
+    let s = ApiServer::start();
+    s.register_argo_workflows();
+    s.register_tekton_pipelineruns();
+    s.with_state(|st| st.ensure_namespace(NS));
+    s
+}
+
+fn decision(d: &[Value]) -> &str {
+    d[0]["decision"].as_str().unwrap_or("?")
+}
+
+/// The body heald must send for `alert`: the rendered run plus heald's annotations.
+fn expected_run(h: &Heald, policy: &str, alert: &Value, engine: heal::render::Engine) -> Value {
+    let parsed = heal::alert::parse_alerts(webhook(std::slice::from_ref(alert)).to_string().as_bytes())
+        .unwrap()
+        .remove(0);
+    let loaded = h.state.policies.current();
+    let p = loaded.set.policy(policy).unwrap();
+    let plan = heal::policy::plan(p, &parsed, &h.state.plan_defaults).unwrap();
+    let mut run = loaded.renderer.render(&plan, engine).unwrap().value;
+    let ann = run["metadata"]["annotations"].as_object_mut().unwrap();
+    ann.insert(
+        "heal.dev/alert-labels".into(),
+        json!(serde_json::to_string(&parsed.labels).unwrap()),
+    );
+    ann.insert(
+        "heal.dev/lease".into(),
+        json!(heal::heald::lease::lease_name(policy, &plan.target)),
+    );
+    ann.insert(
+        "heal.dev/deadline-seconds".into(),
+        json!(plan.deadline_seconds.to_string()),
+    );
+    run
+}
+
+fn lease_of(server: &ApiServer, policy: &str, name: &str) -> Value {
+    let target = heal::plan::PlanTarget {
+        kind: "deployment".into(),
+        namespace: "shop".into(),
+        name: name.into(),
+    };
+    server
+        .get(
+            "coordination.k8s.io/v1",
+            "leases",
+            NS,
+            &heal::heald::lease::lease_name(policy, &target),
+        )
+        .unwrap_or_else(|| panic!("no Lease for {policy} {name}:\n{}", server.log_text()))
+}
+
+fn set_phase(server: &ApiServer, run: &str, phase: &str) {
+    server.modify(WF.0, WF.1, NS, run, |o| {
+        o["status"] = json!({"phase": phase, "message": format!("test says {phase}")});
+    });
+}
+
+// ----- submission -----
+
+#[tokio::test]
+async fn an_argo_workflow_is_created_with_exactly_the_rendered_manifest_and_strict_validation() {
+    let server = server();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let h = Heald::start(&server, &f, &[]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    let run = run_name("restart-web", &a);
+    server.clear_requests();
+    let d = h.decide(&webhook(std::slice::from_ref(&a))).await;
+    assert_eq!(decision(&d), "submitted");
+    let lease = heal::heald::lease::lease_name(
+        "restart-web",
+        &heal::plan::PlanTarget {
+            kind: "deployment".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+        },
+    );
+    server.assert_requests(&[
+        (
+            "GET",
+            &format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{lease}"),
+        ),
+        (
+            "POST",
+            &format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"),
+        ),
+        (
+            "POST",
+            &format!("/apis/argoproj.io/v1alpha1/namespaces/{NS}/workflows"),
+        ),
+        ("POST", &format!("/api/v1/namespaces/{NS}/events")),
+    ]);
+    let create = server.assert_requested(
+        "POST",
+        &format!("/apis/argoproj.io/v1alpha1/namespaces/{NS}/workflows"),
+    );
+    assert_eq!(create.param("fieldValidation"), Some("Strict"));
+    assert_eq!(create.content_type.as_deref(), Some("application/json"));
+    assert_eq!(create.status, 201);
+    let body = create.body.unwrap();
+    assert_eq!(
+        body,
+        expected_run(&h, "restart-web", &a, heal::render::Engine::Argo)
+    );
+    assert_eq!(body["metadata"]["name"], json!(run));
+    assert_eq!(
+        body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "heald"
+    );
+    assert_eq!(body["spec"]["activeDeadlineSeconds"], 600);
+    let labels: BTreeMap<String, String> = serde_json::from_str(
+        body["metadata"]["annotations"]["heal.dev/alert-labels"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(labels["deployment"], "web");
+    let lease_req = server.assert_requested(
+        "POST",
+        &format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"),
+    );
+    let lease_body = lease_req.body.unwrap();
+    assert_eq!(lease_body["spec"]["holderIdentity"], json!(run));
+    assert_eq!(lease_body["spec"]["leaseDurationSeconds"], 600 + 120);
+    let event = server.assert_requested("POST", &format!("/api/v1/namespaces/{NS}/events"));
+    let event = event.body.unwrap();
+    assert_eq!(event["involvedObject"]["kind"], "Workflow");
+    assert_eq!(event["involvedObject"]["name"], json!(run));
+    assert_eq!(event["reason"], "RemediationSubmitted");
+}
+
+#[tokio::test]
+async fn a_tekton_pipelinerun_is_created_with_exactly_the_rendered_manifest_and_strict_validation()
+{
+    let server = server();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let h = Heald::start(&server, &f, &[]).await;
+    let a = alert(
+        "ApiSlow",
+        &[("namespace", "shop"), ("deployment", "api")],
+        "2026-08-20T10:00:00Z",
+    );
+    server.clear_requests();
+    let d = h.decide(&webhook(std::slice::from_ref(&a))).await;
+    assert_eq!(decision(&d), "submitted", "{d:?}");
+    assert_eq!(d[0]["engine"], "tekton");
+    let create = server.assert_requested(
+        "POST",
+        &format!("/apis/tekton.dev/v1/namespaces/{NS}/pipelineruns"),
+    );
+    assert_eq!(create.param("fieldValidation"), Some("Strict"));
+    assert_eq!(create.status, 201);
+    assert_eq!(
+        create.body.unwrap(),
+        expected_run(&h, "scale-api", &a, heal::render::Engine::Tekton)
+    );
+    assert!(
+        server
+            .get(PR.0, PR.1, NS, &run_name("scale-api", &a))
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_already_exists_is_a_duplicate_and_the_target_is_left_free() {
+    let server = server();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let h = Heald::start(&server, &f, &[]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    let run = run_name("restart-web", &a);
+    server.insert(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "metadata": {"name": run, "namespace": NS},
+        "spec": {"entrypoint": "main", "templates": []},
+    }));
+    let d = h.decide(&webhook(&[a])).await;
+    assert_eq!(decision(&d), "duplicate", "{d:?}");
+    assert!(
+        d[0]["reason"].as_str().unwrap().contains("already"),
+        "{d:?}"
+    );
+    let lease = lease_of(&server, "restart-web", "web");
+    assert_eq!(
+        lease["metadata"]["annotations"]["heal.dev/holders"], "[]",
+        "{lease}"
+    );
+    assert_eq!(
+        lease["metadata"]["annotations"]["heal.dev/last-run"],
+        json!(run)
+    );
+    let other = h
+        .decide(&webhook(&[web_down("web", "2026-08-20T12:00:00Z")]))
+        .await;
+    assert_eq!(
+        decision(&other),
+        "submitted",
+        "the target is not locked by the duplicate"
+    );
+}
+
+// ----- two replicas -----
+
+#[tokio::test]
+async fn two_replicas_agree_on_duplicates_locks_cooldowns_and_circuits_through_leases() {
+    let server = server();
+    let am = Receiver::start().await;
+    let f = Files::new(&policies(&format!("{}/notify", am.url)));
+    let extra = ["--alertmanager-url", am.url.as_str()];
+    let a = Heald::start(&server, &f, &extra).await;
+    let b = Heald::start(&server, &f, &extra).await;
+
+    let first = web_down("web", "2026-08-20T10:00:00Z");
+    assert_eq!(
+        decision(&a.decide(&webhook(std::slice::from_ref(&first))).await),
+        "submitted"
+    );
+    assert_eq!(
+        decision(&b.decide(&webhook(std::slice::from_ref(&first))).await),
+        "duplicate"
+    );
+    let second = web_down("web", "2026-08-20T10:30:00Z");
+    assert_eq!(
+        decision(&b.decide(&webhook(std::slice::from_ref(&second))).await),
+        "locked"
+    );
+
+    set_phase(&server, &run_name("restart-web", &first), "Succeeded");
+    let pass = track::pass(&b.state).await.unwrap();
+    assert_eq!(pass.finished, 1);
+    let lease = lease_of(&server, "restart-web", "web");
+    assert!(
+        lease["metadata"]["annotations"]["heal.dev/last-success-at"].is_string(),
+        "{lease}"
+    );
+    assert_eq!(
+        decision(&a.decide(&webhook(std::slice::from_ref(&second))).await),
+        "cooldown"
+    );
+    assert_eq!(decision(&b.decide(&webhook(&[second])).await), "cooldown");
+
+    // Failures: two within the hour open the circuit, whichever replica acted.
+    let api1 = web_down("api", "2026-08-20T10:00:00Z");
+    assert_eq!(
+        decision(&a.decide(&webhook(std::slice::from_ref(&api1))).await),
+        "submitted"
+    );
+    set_phase(&server, &run_name("restart-web", &api1), "Failed");
+    assert_eq!(track::pass(&a.state).await.unwrap().finished, 1);
+    let api2 = web_down("api", "2026-08-20T10:10:00Z");
+    assert_eq!(
+        decision(&b.decide(&webhook(std::slice::from_ref(&api2))).await),
+        "submitted"
+    );
+    set_phase(&server, &run_name("restart-web", &api2), "Failed");
+    assert_eq!(track::pass(&b.state).await.unwrap().finished, 1);
+    let api3 = web_down("api", "2026-08-20T10:20:00Z");
+    let d = a.decide(&webhook(&[api3])).await;
+    assert_eq!(decision(&d), "circuit-open", "{d:?}");
+    assert_eq!(am.bodies("/notify").len(), 2, "each failure escalated once");
+}
+
+#[tokio::test]
+async fn when_two_replicas_race_for_a_fresh_target_exactly_one_run_is_created() {
+    let server = server();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let a = Heald::start(&server, &f, &[]).await;
+    let b = Heald::start(&server, &f, &[]).await;
+    for round in 0..10 {
+        let alert = web_down(&format!("race-{round}"), "2026-08-20T10:00:00Z");
+        let body = webhook(&[alert]);
+        let (da, db) = tokio::join!(a.decide(&body), b.decide(&body));
+        let mut got = [decision(&da).to_string(), decision(&db).to_string()];
+        got.sort();
+        assert_eq!(got, ["duplicate", "submitted"], "round {round}");
+    }
+    assert_eq!(server.list(WF.0, WF.1, NS).len(), 10);
+}
+
+// ----- tracking -----
+
+#[tokio::test]
+async fn a_successful_run_silences_the_alert_releases_the_target_and_is_recorded() {
+    let server = server();
+    let am = Receiver::start().await;
+    let f = Files::new(&policies(&format!("{}/notify", am.url)));
+    let h = Heald::start(&server, &f, &["--alertmanager-url", &am.url]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    let d = h.decide(&webhook(std::slice::from_ref(&a))).await;
+    let run = run_name("restart-web", &a);
+    assert_eq!(track::pass(&h.state).await.unwrap().in_flight, 1);
+    assert!(
+        am.bodies("/api/v2/silences").is_empty(),
+        "nothing before the end"
+    );
+    server.modify(WF.0, WF.1, NS, &run, |o| {
+        o["status"] = json!({"phase": "Succeeded", "nodes": {
+            "n1": {"displayName": "restart", "type": "Pod", "outputs": {"parameters": [
+                {"name": "result", "value": "{\"outcome\":\"applied\",\"message\":\"restarted\"}"}]}}}});
+    });
+    let pass = track::pass(&h.state).await.unwrap();
+    assert_eq!((pass.finished, pass.in_flight), (1, 0));
+    let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
+    assert_eq!(wf["metadata"]["labels"]["heal.dev/reported"], "true");
+    assert_eq!(wf["metadata"]["labels"]["heal.dev/outcome"], "succeeded");
+    assert!(
+        wf["metadata"]["annotations"]["heal.dev/results"]
+            .as_str()
+            .unwrap()
+            .contains("restarted")
+    );
+    let silences = am.bodies("/api/v2/silences");
+    assert_eq!(silences.len(), 1);
+    let s = &silences[0];
+    assert_eq!(s["createdBy"], "heald");
+    let comment = s["comment"].as_str().unwrap();
+    assert!(
+        comment.contains(&run) && comment.contains(d[0]["correlationId"].as_str().unwrap()),
+        "{comment}"
+    );
+    let matchers: BTreeMap<String, String> = s["matchers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().into(),
+                m["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(matchers["alertname"], "WebDown");
+    assert_eq!(matchers["deployment"], "web");
+    let starts: jiff::Timestamp = s["startsAt"].as_str().unwrap().parse().unwrap();
+    let ends: jiff::Timestamp = s["endsAt"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        ends.duration_since(starts),
+        jiff::SignedDuration::from_hours(2)
+    );
+    assert!(am.bodies("/notify").is_empty());
+    let lease = lease_of(&server, "restart-web", "web");
+    assert_eq!(lease["metadata"]["annotations"]["heal.dev/holders"], "[]");
+    let events: Vec<Value> = server
+        .requests_matching("POST", &format!("/api/v1/namespaces/{NS}/events"))
+        .into_iter()
+        .filter_map(|r| r.body)
+        .collect();
+    assert!(
+        events.iter().any(|e| e["reason"] == "RemediationSucceeded"),
+        "{events:?}"
+    );
+    let outcomes: Vec<_> = h
+        .state
+        .history
+        .recent(10)
+        .into_iter()
+        .filter(|e| e.kind == "outcome")
+        .collect();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].result, "succeeded");
+    assert_eq!(
+        track::pass(&h.state).await.unwrap().finished,
+        0,
+        "handled once"
+    );
+    assert_eq!(am.bodies("/api/v2/silences").len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_run_escalates_to_the_notifier_with_its_steps_and_leaves_the_alert_firing() {
+    let server = server();
+    let am = Receiver::start().await;
+    let f = Files::new(&policies(&format!("{}/notify", am.url)));
+    let h = Heald::start(&server, &f, &["--alertmanager-url", &am.url]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    h.decide(&webhook(std::slice::from_ref(&a))).await;
+    let run = run_name("restart-web", &a);
+    server.modify(WF.0, WF.1, NS, &run, |o| {
+        o["status"] = json!({"phase": "Failed", "message": "child 'restart' failed", "nodes": {
+            "n1": {"displayName": "restart", "type": "Pod", "outputs": {"parameters": [
+                {"name": "result", "value": "{\"outcome\":\"failed\",\"message\":\"forbidden\"}"}]}}}});
+    });
+    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert!(
+        am.bodies("/api/v2/silences").is_empty(),
+        "no silence after a failure"
+    );
+    let notes = am.bodies("/notify");
+    assert_eq!(notes.len(), 1);
+    let n = &notes[0];
+    assert_eq!(n["kind"], "RemediationFailed");
+    assert_eq!(n["outcome"], "failed");
+    assert_eq!(n["run"], json!(run));
+    assert_eq!(n["labels"]["deployment"], "web");
+    assert_eq!(n["steps"]["restart"]["message"], "forbidden");
+    assert!(n["link"].as_str().unwrap().starts_with(&am.url));
+    let lease = lease_of(&server, "restart-web", "web");
+    assert!(lease["metadata"]["annotations"]["heal.dev/failures"].is_string());
+}
+
+#[tokio::test]
+async fn a_notifier_that_fails_at_first_gets_the_notification_on_a_retry() {
+    let server = server();
+    let am = Receiver::start().await;
+    *am.status.lock().unwrap() = 503;
+    let f = Files::new(&policies(&format!("{}/notify", am.url)));
+    let h = Heald::start(&server, &f, &[]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    h.decide(&webhook(std::slice::from_ref(&a))).await;
+    set_phase(&server, &run_name("restart-web", &a), "Error");
+    let status = am.status.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        *status.lock().unwrap() = 200;
+    });
+    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    let notes = am.bodies("/notify");
+    assert!(notes.len() >= 2, "retried: {notes:?}");
+    let text = h.state.metrics.encode();
+    assert!(
+        text.contains(r#"heald_deliveries_total{kind="webhook",result="ok"} 1"#),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_that_never_starts_times_out_at_its_deadline_and_is_stopped() {
+    let server = server();
+    let am = Receiver::start().await;
+    let f = Files::new(&policies(&format!("{}/notify", am.url)));
+    let h = Heald::start(&server, &f, &[]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    h.decide(&webhook(std::slice::from_ref(&a))).await;
+    let run = run_name("restart-web", &a);
+    assert_eq!(
+        track::pass(&h.state).await.unwrap().in_flight,
+        1,
+        "not yet overdue"
+    );
+    server.modify(WF.0, WF.1, NS, &run, |o| {
+        o["metadata"]["creationTimestamp"] = json!("2020-01-01T00:00:00Z");
+    });
+    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
+    assert_eq!(wf["metadata"]["labels"]["heal.dev/outcome"], "timed-out");
+    assert_eq!(
+        wf["spec"]["shutdown"], "Terminate",
+        "the engine is told to stop it"
+    );
+    let notes = am.bodies("/notify");
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["outcome"], "timed-out");
+    assert!(
+        notes[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("never started"),
+        "{:?}",
+        notes[0]
+    );
+}
+
+#[tokio::test]
+async fn a_report_ends_the_run_at_once_and_a_second_report_changes_nothing() {
+    let server = server();
+    let am = Receiver::start().await;
+    let f = Files::new(&policies(&format!("{}/notify", am.url)));
+    let h = Heald::start(&server, &f, &["--alertmanager-url", &am.url]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    let d = h.decide(&webhook(std::slice::from_ref(&a))).await;
+    let run = run_name("restart-web", &a);
+    let report = json!({
+        "engine": "argo", "runName": run, "namespace": NS, "status": "Succeeded",
+        "outcome": "succeeded", "correlationId": d[0]["correlationId"],
+        "results": {"restart": {"outcome": "applied", "message": "restarted deployment/web"}},
+    });
+    let post = |body: Value| {
+        let app = h.app.clone();
+        async move {
+            call(
+                &app,
+                "POST",
+                "/v1/reports",
+                Some(TOKEN),
+                Some("application/json"),
+                body.to_string().into_bytes(),
+            )
+            .await
+        }
+    };
+    let (status, _, v) = post(report.clone()).await;
+    assert_eq!(status.as_u16(), 202, "{v}");
+    assert_eq!(v["outcome"], "succeeded");
+    for _ in 0..100 {
+        if !am.bodies("/api/v2/silences").is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(am.bodies("/api/v2/silences").len(), 1);
+    let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
+    assert_eq!(wf["metadata"]["labels"]["heal.dev/reported"], "true");
+    assert!(
+        wf["metadata"]["annotations"]["heal.dev/results"]
+            .as_str()
+            .unwrap()
+            .contains("restarted deployment/web")
+    );
+    let (status, _, v) = post(report.clone()).await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(v["status"], "already-reported");
+    set_phase(&server, &run, "Succeeded");
+    assert_eq!(track::pass(&h.state).await.unwrap().finished, 0);
+    let mut wrong = report;
+    wrong["correlationId"] = json!("not-it");
+    let (status, _, v) = post(wrong).await;
+    assert_eq!(status.as_u16(), 400, "{v}");
+    assert_eq!(am.bodies("/api/v2/silences").len(), 1);
+}
+
+#[tokio::test]
+async fn after_a_restart_every_run_in_flight_is_still_reported_exactly_once() {
+    let server = server();
+    let am = Receiver::start().await;
+    let f = Files::new(&policies(&format!("{}/notify", am.url)));
+    let extra = ["--alertmanager-url", am.url.as_str()];
+    let names = ["web", "api", "cart", "search"];
+    let runs: Vec<String> = {
+        let first = Heald::start(&server, &f, &extra).await;
+        let mut runs = Vec::new();
+        for n in names {
+            let a = web_down(n, "2026-08-20T10:00:00Z");
+            assert_eq!(
+                decision(&first.decide(&webhook(std::slice::from_ref(&a))).await),
+                "submitted"
+            );
+            runs.push(run_name("restart-web", &a));
+        }
+        first.state.begin_shutdown();
+        runs
+        // The first heald goes away with its runs in flight.
+    };
+    set_phase(&server, &runs[0], "Succeeded");
+    set_phase(&server, &runs[1], "Succeeded");
+    set_phase(&server, &runs[2], "Failed");
+    let a = Heald::start(&server, &f, &extra).await;
+    let b = Heald::start(&server, &f, &extra).await;
+    let (pa, pb) = tokio::join!(track::pass(&a.state), track::pass(&b.state));
+    let (pa, pb) = (pa.unwrap(), pb.unwrap());
+    assert_eq!(pa.finished + pb.finished, 3, "{pa:?} {pb:?}");
+    set_phase(&server, &runs[3], "Succeeded");
+    let (pa, pb) = tokio::join!(track::pass(&a.state), track::pass(&b.state));
+    assert_eq!(pa.unwrap().finished + pb.unwrap().finished, 1);
+    assert_eq!(track::pass(&a.state).await.unwrap().finished, 0);
+    assert_eq!(am.bodies("/api/v2/silences").len(), 3);
+    assert_eq!(am.bodies("/notify").len(), 1);
+    for run in &runs {
+        let wf = server.get(WF.0, WF.1, NS, run).unwrap();
+        assert_eq!(
+            wf["metadata"]["labels"]["heal.dev/reported"], "true",
+            "{run}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn finished_tekton_runs_are_pruned_after_the_retention_period() {
+    let server = server();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let h = Heald::start(&server, &f, &["--tekton-retention", "1h"]).await;
+    let a = alert(
+        "ApiSlow",
+        &[("namespace", "shop"), ("deployment", "api")],
+        "2026-08-20T10:00:00Z",
+    );
+    h.decide(&webhook(std::slice::from_ref(&a))).await;
+    let run = run_name("scale-api", &a);
+    server.modify(PR.0, PR.1, NS, &run, |o| {
+        o["status"] = json!({
+            "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}],
+            "completionTime": jiff::Timestamp::now().to_string(),
+        });
+    });
+    let p = track::pass(&h.state).await.unwrap();
+    assert_eq!((p.finished, p.pruned), (1, 0), "kept while recent");
+    server.modify(PR.0, PR.1, NS, &run, |o| {
+        o["status"]["completionTime"] = json!("2020-01-01T00:00:00Z");
+    });
+    assert_eq!(track::pass(&h.state).await.unwrap().pruned, 1);
+    assert!(server.get(PR.0, PR.1, NS, &run).is_none());
+}
+
+// ----- storm -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_alert_storm_of_1000_deliveries_for_50_alerts_to_two_replicas_creates_exactly_50_runs() {
+    let server = server();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let replicas = [
+        Heald::start(&server, &f, &[]).await,
+        Heald::start(&server, &f, &[]).await,
+    ];
+    let alerts: Vec<Value> = (0..50)
+        .map(|i| web_down(&format!("svc-{i}"), "2026-08-20T10:00:00Z"))
+        .collect();
+    let mut tasks = Vec::new();
+    for delivery in 0..1000usize {
+        // Groups of 1 to 3 alerts, repeating, alternating replicas.
+        let group: Vec<Value> = (0..1 + delivery % 3)
+            .map(|k| alerts[(delivery * 7 + k * 13) % 50].clone())
+            .collect();
+        let h = replicas[delivery % 2].clone();
+        tasks.push(tokio::spawn(
+            async move { h.alerts(&webhook(&group)).await },
+        ));
+    }
+    let mut submitted = 0;
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        assert_eq!(status.as_u16(), 200, "{v}");
+        for d in v["decisions"].as_array().unwrap() {
+            match d["decision"].as_str().unwrap() {
+                "submitted" => submitted += 1,
+                "duplicate" => {}
+                other => panic!("unexpected decision {other}: {d}"),
+            }
+        }
+    }
+    assert_eq!(submitted, 50);
+    let mut names = server.names(WF.0, WF.1, NS);
+    names.sort();
+    let mut expected: Vec<String> = alerts.iter().map(|a| run_name("restart-web", a)).collect();
+    expected.sort();
+    assert_eq!(names, expected);
+}

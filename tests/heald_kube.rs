@@ -31,9 +31,10 @@ fn decision(d: &[Value]) -> &str {
 
 /// The body heald must send for `alert`: the rendered run plus heald's annotations.
 fn expected_run(h: &Heald, policy: &str, alert: &Value, engine: heal::render::Engine) -> Value {
-    let parsed = heal::alert::parse_alerts(webhook(std::slice::from_ref(alert)).to_string().as_bytes())
-        .unwrap()
-        .remove(0);
+    let parsed =
+        heal::alert::parse_alerts(webhook(std::slice::from_ref(alert)).to_string().as_bytes())
+            .unwrap()
+            .remove(0);
     let loaded = h.state.policies.current();
     let p = loaded.set.policy(policy).unwrap();
     let plan = heal::policy::plan(p, &parsed, &h.state.plan_defaults).unwrap();

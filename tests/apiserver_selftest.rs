@@ -1210,3 +1210,91 @@ fn kubectl_drain_evicts_through_the_budget() {
     );
     assert_eq!(server.requests_to("POST", "/eviction").len(), 1);
 }
+
+#[tokio::test]
+async fn kube_rs_clients_work_over_plain_http_and_over_tls() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+
+    let server = ApiServer::start();
+    let seeded = server.seed_deployment("default", "web", 2, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    for (i, path) in [
+        server.kubeconfig(dir.path()),
+        server.kubeconfig_tls(dir.path()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+        let d = deployments.get("web").await.unwrap();
+        assert_eq!(d.spec.unwrap().replicas, Some(2 + i as i32));
+        let scale = deployments
+            .patch_scale(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 3}})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(scale.spec.unwrap().replicas, Some(3));
+        let pods: Api<Pod> = Api::default_namespaced(client);
+        let listed = pods
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap();
+        assert_eq!(listed.items.len(), 2 - i);
+        let victim = &seeded.pod_names()[i];
+        let stale = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some("not-the-uid".into()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let err = pods.delete(victim, &stale).await.unwrap_err();
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 409 && s.reason == "Conflict"),
+            "{err:?}"
+        );
+        pods.delete(victim, &DeleteParams::default()).await.unwrap();
+    }
+}
+
+#[test]
+fn an_object_with_finalizers_stays_terminating_until_they_are_removed() {
+    let server = ApiServer::start();
+    let mut cm = configmap("default", "held", &[]);
+    cm["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    server.insert(cm);
+    let path = "/api/v1/namespaces/default/configmaps/held";
+    let r = server.request("DELETE", path, None, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(status_of(&server, path), 200);
+    let r = server.send_json(
+        "PATCH",
+        path,
+        MERGE,
+        &json!({"metadata": {"finalizers": ["example.com/other"]}}),
+    );
+    assert_eq!(
+        r.status, 422,
+        "no new finalizers on a deleting object: {}",
+        r.body
+    );
+    let r = server.send_json(
+        "PATCH",
+        path,
+        MERGE,
+        &json!({"metadata": {"finalizers": null}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(status_of(&server, path), 404);
+}

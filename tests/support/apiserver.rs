@@ -60,12 +60,20 @@
 //! - Strategic merge patch merges lists by a key chosen from the field name; server-side
 //!   apply merges without field ownership and never conflicts; `managedFields` are omitted.
 //! - The rollout controller writes status only (no ReplicaSets or pods are created for
-//!   a rollout); a stuck rollout reports ProgressDeadlineExceeded at once.
-//! - The disruption controller counts the pods a PDB selects (expected pods = matching pods,
-//!   not the owners' replicas).
+//!   a rollout, and workload status does not follow pod deletions); a stuck rollout reports
+//!   ProgressDeadlineExceeded at once.
+//! - The disruption controller recomputes PDB status on every pod or PDB change: an integer
+//!   `minAvailable` counts the selected pods, a percentage or `maxUnavailable` the replicas
+//!   of their controllers (a Deployment through its ReplicaSet, a ReplicaSet, a
+//!   StatefulSet); a selected pod whose controller is not stored allows no disruption.
+//!   `disruptedPods` is not kept: evicted pods are gone or terminating, hence unhealthy.
 //! - Namespace deletion is immediate and removes the namespace's objects; the garbage
 //!   collector acts at once.
-//! - Only JSON (and YAML) are spoken: no protobuf, no Table, no aggregated discovery.
+//! - Answers are JSON only (YAML request bodies are read): no protobuf, no Table (kubectl
+//!   falls back to NAME/AGE columns), no aggregated discovery (clients fall back to the
+//!   legacy documents), no OpenAPI (so `kubectl create/apply` need `--validate=false`).
+//! - client-go (kubectl) sends credentials only over TLS: use [`ApiServer::kubeconfig_tls`]
+//!   for kubectl; the same port speaks plain HTTP and TLS.
 //! - GET ignores `resourceVersion`; a continue token lists from the current state.
 
 pub mod controllers;

@@ -196,7 +196,9 @@ pub fn replicaset(deployment: &Value) -> Value {
 
 /// A Running, Ready pod on `node-1`, owned by a ReplicaSet whose name is the pod name
 /// without its last `-suffix` (`web-7d4f8-abcde` -> ReplicaSet `web-7d4f8`, label
-/// `app: web`, `pod-template-hash: 7d4f8`).
+/// `app: web`, `pod-template-hash: 7d4f8`). The ReplicaSet itself is not built: insert
+/// [`replicaset`] (or use `ApiServer::seed_deployment`) when a test needs the owner, for
+/// example for a PDB with `maxUnavailable`.
 pub fn pod(ns: &str, name: &str) -> Value {
     let rs = name.rsplit_once('-').map(|(p, _)| p).unwrap_or(name);
     let (app, hash) = match rs.rsplit_once('-') {

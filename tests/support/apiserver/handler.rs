@@ -640,6 +640,9 @@ fn resource(state: &mut State, req: &Request, t: &Target) -> Result<Reply, Statu
         }
         ("DELETE", None, None) => {
             verb_ok("deletecollection")?;
+            if rt.namespaced && t.namespace.is_none() {
+                return Err(StatusError::method_not_allowed());
+            }
             delete_collection(state, req, t)
         }
         ("GET", Some(name), Some("status")) => {

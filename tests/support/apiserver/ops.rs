@@ -669,7 +669,14 @@ pub fn delete(
     {
         controllers::after_remove(state, &key, &removed);
     }
-    if rt.return_deleted_object {
+    if rt.group.is_empty() && rt.kind == "Namespace" {
+        // The namespace controller empties and removes it at once here; the answer shows
+        // what a real server answers first: the namespace, Terminating.
+        let mut terminating = obj;
+        set_meta(&mut terminating, "deletionTimestamp", json!(now()));
+        terminating["status"] = json!({"phase": "Terminating"});
+        Ok((200, terminating))
+    } else if rt.return_deleted_object {
         Ok((200, obj))
     } else {
         let mut details = Map::new();

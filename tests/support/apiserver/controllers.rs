@@ -654,6 +654,9 @@ fn replace_pod(state: &mut State, key: &ObjKey, removed: &Value) {
     let node = pick_node(state, &old_node);
     match (state.settings.replacement_ready, node) {
         (true, Some(node)) => {
+            if !pod.get("spec").is_some_and(Value::is_object) {
+                pod["spec"] = json!({});
+            }
             pod["spec"]["nodeName"] = json!(node);
             pod["status"] = running_status(&node);
         }

@@ -973,7 +973,7 @@ fn patch_object(
                 )));
             }
             if applied_name.is_empty() {
-                applied["metadata"]["name"] = json!(name);
+                super::store::set_meta(&mut applied, "name", json!(name));
             }
             let _ = e;
             return Ok(Reply::ok(201, ops::create(state, rt, &ns, &applied, dry)?));

@@ -1,0 +1,598 @@
+//! The `heald` binary as users run it: configuration errors, graceful and aborted
+//! shutdown, end to end with a real Alertmanager, and the `deploy/` kustomize base.
+
+mod heald_support;
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use heald_support::*;
+use serde_json::{Value, json};
+use support::apiserver::{ApiServer, Fault};
+
+const WF: (&str, &str) = ("argoproj.io/v1alpha1", "workflows");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A running heald process, killed when dropped.
+struct Proc {
+    child: Child,
+    web: String,
+    admin: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    fn start(server: &ApiServer, files: &Files, extra: &[&str]) -> Proc {
+        Proc::start_on(server, files, free_port(), extra)
+    }
+
+    fn start_on(server: &ApiServer, files: &Files, web: u16, extra: &[&str]) -> Proc {
+        server.with_state(|s| s.ensure_namespace(NS));
+        let admin = free_port();
+        let kubeconfig = server.kubeconfig(files.path());
+        let mut args: Vec<String> = base_args(files).into_iter().skip(1).collect();
+        for (flag, value) in [
+            ("--listen", format!("127.0.0.1:{web}")),
+            ("--admin-listen", format!("127.0.0.1:{admin}")),
+        ] {
+            let i = args.iter().position(|a| a == flag).unwrap();
+            args[i + 1] = value;
+        }
+        args.extend([
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            "--log-format".into(),
+            "plain".into(),
+        ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        // A file, not a pipe: nobody reads a pipe while heald runs, and a full one blocks it.
+        let log = files.path().join(format!("heald-{web}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_heald"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start heald");
+        let p = Proc {
+            child,
+            web: format!("http://127.0.0.1:{web}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            log,
+        };
+        p.wait_ready();
+        p
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if get(&format!("{}/readyz", self.admin)).is_some_and(|(s, _)| s == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("heald did not become ready");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> (i32, String) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let err = std::fs::read_to_string(&self.log).unwrap_or_default();
+                return (status.code().unwrap_or(-1), err);
+            }
+            assert!(Instant::now() < deadline, "heald did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A blocking HTTP call (tests run plain threads here): status and body.
+fn http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Option<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+        let mut req = client.request(method.parse().unwrap(), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.text().await.unwrap_or_default()))
+    })
+}
+
+fn get(url: &str) -> Option<(u16, String)> {
+    http("GET", url, None, None)
+}
+
+fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ----- configuration -----
+
+#[test]
+fn a_bad_flag_value_stops_heald_with_one_line_and_exit_code_2() {
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let out = Command::new(env!("CARGO_BIN_EXE_heald"))
+        .args([
+            "--policies",
+            f.policies().to_str().unwrap(),
+            "--token-file",
+            f.path().join("token").to_str().unwrap(),
+            "--listen",
+            "everywhere",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("heald: --listen: \"everywhere\""), "{err}");
+}
+
+#[test]
+fn a_bad_policy_file_stops_heald_at_start_up_with_exit_code_2() {
+    let f = Files::new(
+        "apiVersion: heal.dev/v1alpha1\nkind: HealingPolicy\nmetadata: {name: x}\nspec: {nonsense: 1}\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_heald"))
+        .env("HEALD_POLICIES", f.policies())
+        .env("HEALD_TOKEN_FILE", f.path().join("token"))
+        .env("HEALD_LOG_FORMAT", "plain")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("heald: policies:") && err.contains("nonsense"),
+        "{err}"
+    );
+}
+
+// ----- shutdown -----
+
+#[test]
+fn the_first_sigterm_finishes_the_answer_in_flight_then_exits_0() {
+    let server = ApiServer::start();
+    server.register_argo_workflows();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let mut p = Proc::start(&server, &f, &["--shutdown-grace", "10s"]);
+    server.inject(Fault::on("GET", "/leases/").delay(Duration::from_millis(1500)));
+    let url = format!("{}/v1/alerts", p.web);
+    let in_flight = std::thread::spawn(move || {
+        http(
+            "POST",
+            &url,
+            Some(TOKEN),
+            Some(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")])),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    p.signal("-TERM");
+    let answer = in_flight
+        .join()
+        .unwrap()
+        .expect("the answer in flight arrives");
+    assert_eq!(answer.0, 200, "{}", answer.1);
+    assert!(answer.1.contains("\"submitted\""), "{}", answer.1);
+    let (code, err) = p.wait_exit(Duration::from_secs(15));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("shutdown requested"), "{err}");
+    assert!(
+        get(&format!("{}/readyz", p.admin)).is_none(),
+        "gone after the drain"
+    );
+}
+
+#[test]
+fn a_second_signal_aborts_the_drain() {
+    let server = ApiServer::start();
+    server.register_argo_workflows();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let mut p = Proc::start(
+        &server,
+        &f,
+        &[
+            "--shutdown-grace",
+            "60s",
+            "--request-timeout",
+            "60s",
+            "--api-timeout",
+            "60s",
+        ],
+    );
+    server.inject(Fault::on("GET", "/leases/").delay(Duration::from_secs(30)));
+    let url = format!("{}/v1/alerts", p.web);
+    std::thread::spawn(move || {
+        http(
+            "POST",
+            &url,
+            Some(TOKEN),
+            Some(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")])),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    p.signal("-TERM");
+    wait_for("readiness to turn false", Duration::from_secs(5), || {
+        get(&format!("{}/readyz", p.admin)).filter(|(s, _)| *s == 503)
+    });
+    p.signal("-INT");
+    let started = Instant::now();
+    let (code, err) = p.wait_exit(Duration::from_secs(5));
+    assert_eq!(code, 130, "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+// ----- end to end with Alertmanager -----
+
+fn alertmanager_binary() -> Option<&'static str> {
+    ["prometheus-alertmanager", "alertmanager"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+}
+
+struct Alertmanager {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_alertmanager(bin: &str, heald_url: &str) -> Alertmanager {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        r#"route:
+  receiver: heald
+  group_by: [alertname, deployment]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: heald
+    webhook_configs:
+      - url: {heald_url}/v1/alerts
+        send_resolved: true
+        http_config:
+          authorization:
+            type: Bearer
+            credentials: {TOKEN}
+"#
+    );
+    let path = dir.path().join("alertmanager.yml");
+    std::fs::write(&path, config).unwrap();
+    let child = Command::new(bin)
+        .arg(format!("--config.file={}", path.display()))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start alertmanager");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for("Alertmanager to be ready", Duration::from_secs(20), || {
+        get(&format!("{url}/-/ready")).filter(|(s, _)| *s == 200)
+    });
+    Alertmanager {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+fn post_alert(am: &Alertmanager, deployment: &str) {
+    let alert = json!([{
+        "labels": {"alertname": "WebDown", "namespace": "shop", "deployment": deployment},
+        "annotations": {"summary": "web is down"},
+        "startsAt": jiff::Timestamp::now().to_string(),
+    }]);
+    let (status, body) = http(
+        "POST",
+        &format!("{}/api/v2/alerts", am.url),
+        None,
+        Some(&alert),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+fn heald_silences(am: &Alertmanager) -> Vec<Value> {
+    let (_, body) = get(&format!("{}/api/v2/silences", am.url)).unwrap();
+    let all: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
+    all.into_iter()
+        .filter(|s| s["createdBy"] == "heald")
+        .collect()
+}
+
+fn run_for(server: &ApiServer, deployment: &str) -> Option<String> {
+    server.list(WF.0, WF.1, NS).into_iter().find_map(|w| {
+        let target = w["metadata"]["annotations"]["heal.dev/target"].as_str()?;
+        (target == format!("deployment/{deployment}"))
+            .then(|| w["metadata"]["name"].as_str().unwrap().to_string())
+    })
+}
+
+#[test]
+fn end_to_end_alertmanager_alerts_become_runs_and_a_success_becomes_a_silence() {
+    let Some(bin) = alertmanager_binary() else {
+        assert!(
+            !ci(),
+            "CI=true but Alertmanager is not installed (apt-get install prometheus-alertmanager)"
+        );
+        eprintln!("skipped: no Alertmanager binary (apt-get install prometheus-alertmanager)");
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let notifier = rt.block_on(Receiver::start());
+    let server = ApiServer::start();
+    server.register_argo_workflows();
+    let f = Files::new(&policies(&format!("{}/notify", notifier.url)));
+    // Alertmanager needs heald's address and heald needs Alertmanager's: fix heald's port.
+    let heald_web = free_port();
+    let am = start_alertmanager(bin, &format!("http://127.0.0.1:{heald_web}"));
+    let mut p = Proc::start_on(
+        &server,
+        &f,
+        heald_web,
+        &["--alertmanager-url", &am.url, "--track-interval", "200ms"],
+    );
+
+    post_alert(&am, "web");
+    let run = wait_for("the run for web", Duration::from_secs(30), || {
+        run_for(&server, "web")
+    });
+    server.modify(WF.0, WF.1, NS, &run, |o| {
+        o["status"] = json!({"phase": "Succeeded"})
+    });
+    let silence = wait_for("heald's silence", Duration::from_secs(30), || {
+        heald_silences(&am).into_iter().next()
+    });
+    assert!(
+        silence["comment"].as_str().unwrap().contains(&run),
+        "{silence}"
+    );
+    let matchers: Vec<(String, String)> = silence["matchers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().into(),
+                m["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        matchers.contains(&("deployment".into(), "web".into())),
+        "{matchers:?}"
+    );
+    assert_eq!(silence["status"]["state"], "active");
+
+    post_alert(&am, "api");
+    let failed = wait_for("the run for api", Duration::from_secs(30), || {
+        run_for(&server, "api")
+    });
+    server.modify(WF.0, WF.1, NS, &failed, |o| {
+        o["status"] = json!({"phase": "Failed", "message": "restart failed"})
+    });
+    let note = wait_for("the notification", Duration::from_secs(30), || {
+        notifier.bodies("/notify").into_iter().next()
+    });
+    assert_eq!(note["run"], json!(failed));
+    assert_eq!(note["outcome"], "failed");
+    std::thread::sleep(Duration::from_millis(500));
+    let silences = heald_silences(&am);
+    assert_eq!(
+        silences.len(),
+        1,
+        "no silence for the failed run: {silences:?}"
+    );
+    p.signal("-TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(15)).0, 0);
+}
+
+// ----- deploy/ -----
+
+fn kustomize() -> Option<Vec<Value>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = match Command::new("kubectl")
+        .args(["kustomize", root.join("deploy").to_str().unwrap()])
+        .output()
+    {
+        Ok(o) => o,
+        Err(_) => {
+            assert!(!ci(), "CI=true but kubectl is not installed");
+            eprintln!("skipped: no kubectl");
+            return None;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    Some(heal::yaml::from_str_multi(&text).unwrap())
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in deploy/"))
+}
+
+#[test]
+fn the_deploy_base_renders_a_locked_down_deployment_with_probes_on_the_admin_port() {
+    let Some(docs) = kustomize() else { return };
+    let d = find(&docs, "Deployment", "heald");
+    assert_eq!(d["metadata"]["namespace"], NS);
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "heald");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(c["command"], json!(["heald"]));
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["securityContext"]["capabilities"]["drop"], json!(["ALL"]));
+    assert!(c["resources"]["requests"]["memory"].is_string());
+    assert!(c["resources"]["limits"]["memory"].is_string());
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "admin");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    let admin = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "admin")
+        .unwrap();
+    assert_eq!(admin["containerPort"], 9090);
+    let svc = find(&docs, "Service", "heald");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 8080);
+    find(&docs, "ServiceAccount", "heald");
+    find(&docs, "PodDisruptionBudget", "heald");
+}
+
+#[test]
+fn the_deploy_base_grants_heald_only_leases_runs_and_events_and_nothing_cluster_wide() {
+    let Some(docs) = kustomize() else { return };
+    assert!(
+        !docs.iter().any(|d| d["kind"] == "ClusterRoleBinding"),
+        "heald gets no cluster-wide power"
+    );
+    let role = find(&docs, "Role", "heald-leases");
+    assert_eq!(role["rules"][0]["resources"], json!(["leases"]));
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        json!(["get", "create", "update"])
+    );
+    let runs = find(&docs, "ClusterRole", "heald-runs");
+    let resources: Vec<&str> = runs["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(resources, ["workflows", "pipelineruns", "events"]);
+    for r in runs["rules"].as_array().unwrap() {
+        let verbs = r["verbs"].as_array().unwrap();
+        assert!(!verbs.contains(&json!("*")) && !verbs.contains(&json!("escalate")));
+    }
+    let binding = find(&docs, "RoleBinding", "heald-runs");
+    assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+    assert_eq!(binding["subjects"][0]["name"], "heald");
+}
+
+#[test]
+fn the_deploy_base_ships_policies_and_settings_heald_accepts() {
+    let Some(docs) = kustomize() else { return };
+    let policies = find(&docs, "ConfigMap", "heald-policies");
+    let files: Vec<heal::policy::SourceFile> = policies["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| heal::policy::SourceFile::new(k, v.as_str().unwrap()))
+        .collect();
+    let set = heal::policy::PolicySet::parse(&files).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!set.policies.is_empty());
+    let config = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == "ConfigMap"
+                && d["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("heald-config")
+        })
+        .expect("heald-config ConfigMap");
+    let text = config["data"]["heald.yaml"].as_str().unwrap();
+    let file: heal::heald::config::FileConfig = heal::yaml::from_str(text).unwrap();
+    assert_eq!(
+        file.token_file.unwrap(),
+        Path::new("/etc/heald/token/token")
+    );
+    let d = find(&docs, "Deployment", "heald");
+    let mounts = d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"].to_string();
+    assert!(mounts.contains("/etc/heald/policies") && mounts.contains("/etc/heald/token"));
+    let receiver: Value = heal::yaml::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/alertmanager-receiver.example.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let hook = &receiver["receivers"][1]["webhook_configs"][0];
+    assert!(hook["url"].as_str().unwrap().ends_with("/v1/alerts"));
+    assert_eq!(hook["http_config"]["authorization"]["type"], "Bearer");
+}

@@ -773,15 +773,20 @@ fn alert_to_runs(body: &[u8]) -> Result<Vec<(Plan, Rendered)>, String> {
     Ok(out)
 }
 
+/// A rendered step as far as safety goes: name, image, command, action, argument count.
+type StepShape = (String, String, Vec<String>, String, usize);
+
 #[test]
 fn hostile_alerts_are_refused_or_run_exactly_the_policys_steps() {
     let benign = alert_to_runs(&oom_alert_with(&[], None)).expect("the example renders");
-    let shape = |runs: &[(Plan, Rendered)]| -> Vec<(Engine, Vec<(String, String, Vec<String>, String, usize)>)> {
+    let shape = |runs: &[(Plan, Rendered)]| -> Vec<(Engine, Vec<StepShape>)> {
         runs.iter()
             .map(|(plan, r)| {
                 let steps = rendered_steps(r, plan)
                     .into_iter()
-                    .map(|(name, image, command, args)| (name, image, command, args[0].clone(), args.len()))
+                    .map(|(name, image, command, args)| {
+                        (name, image, command, args[0].clone(), args.len())
+                    })
                     .collect();
                 (r.engine, steps)
             })
@@ -927,9 +932,11 @@ fn a_plan_with_non_utf8_escapes_in_json_is_refused_before_rendering() {
     assert!(err.to_string().contains("surrogate"), "{err}");
 }
 
+type PlanEdit = Box<dyn Fn(&mut Plan)>;
+
 #[test]
 fn names_that_are_not_kubernetes_names_are_refused() {
-    let cases: Vec<(Box<dyn Fn(&mut Plan)>, &str)> = vec![
+    let cases: Vec<(PlanEdit, &str)> = vec![
         (Box::new(|p| p.run_name = "Heal_Run".into()), "plan.runName"),
         (Box::new(|p| p.run_name = "a".repeat(64)), "plan.runName"),
         (

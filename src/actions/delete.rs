@@ -67,8 +67,7 @@ pub(super) async fn run(
     let url = format!("{path}{}", ctx.dry_query());
     let before = json!({"exists": true, "uid": uid, "resourceVersion": str_at(&obj, "/metadata/resourceVersion")});
     match ctx
-        .kube
-        .send(Method::DELETE, &url, Some(JSON), Some(&options))
+        .write(Method::DELETE, &url, Some(JSON), Some(&options))
         .await
     {
         Ok(_) => Ok(Done {

@@ -168,6 +168,17 @@ impl Ctx<'_> {
             crate::address::check_namespace(ns)
                 .map_err(|why| ActionError::Usage(format!("invalid namespace {ns:?}: {why}")))?;
         }
+        tracing::info!(
+            correlation_id = %self.common.correlation_id,
+            phase = "resolve",
+            api_version = %rt.api_version(),
+            kind = %rt.kind,
+            namespace = ns.as_deref().unwrap_or(""),
+            name = %addr.name,
+            "resolved {}/{}",
+            rt.qualified_plural(),
+            addr.name
+        );
         self.target = Target {
             api_version: rt.api_version(),
             kind: rt.kind.clone(),
@@ -214,6 +225,25 @@ impl Ctx<'_> {
         } else {
             Outcome::Applied
         }
+    }
+
+    /// Send a write, with one `apply` log line carrying the correlation id.
+    pub async fn write(
+        &self,
+        method: Method,
+        url: &str,
+        content_type: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        tracing::info!(
+            correlation_id = %self.common.correlation_id,
+            phase = "apply",
+            %method,
+            url,
+            dry_run = self.common.dry_run,
+            "sending {method} {url}"
+        );
+        self.kube.send(method, url, content_type, body).await
     }
 
     /// Human name of the target, `deployment/web`.

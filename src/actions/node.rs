@@ -47,8 +47,7 @@ async fn set_unschedulable(
 ) -> Result<(), ActionError> {
     let body = json!({"spec": {"unschedulable": if on { json!(true) } else { Value::Null }}});
     let url = format!("{}{}", rt.object_path(None, name), ctx.dry_query());
-    ctx.kube
-        .send(Method::PATCH, &url, Some(MERGE_PATCH), Some(&body))
+    ctx.write(Method::PATCH, &url, Some(MERGE_PATCH), Some(&body))
         .await?;
     Ok(())
 }
@@ -204,8 +203,7 @@ pub(super) async fn drain(
             ctx.dry_query()
         );
         match ctx
-            .kube
-            .send(Method::POST, &url, Some(JSON), Some(&eviction))
+            .write(Method::POST, &url, Some(JSON), Some(&eviction))
             .await
         {
             Ok(_) => evicted.push(pod_key(p)),

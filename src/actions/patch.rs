@@ -133,8 +133,7 @@ pub(super) async fn run(
     }
     let url = format!("{}?{query}", rt.object_path(ns.as_deref(), &addr.name));
     let answer = ctx
-        .kube
-        .send(
+        .write(
             Method::PATCH,
             &url,
             Some(spec.kind.content_type()),

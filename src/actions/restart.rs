@@ -75,8 +75,7 @@ pub(super) async fn run(
         ctx.dry_query()
     );
     let answer = ctx
-        .kube
-        .send(Method::PATCH, &url, Some(STRATEGIC_PATCH), Some(&body))
+        .write(Method::PATCH, &url, Some(STRATEGIC_PATCH), Some(&body))
         .await?;
     let after = json!({"generation": int(&answer, "/metadata/generation"), "restartedAt": now});
     let mut message = if ctx.common.dry_run {

@@ -132,8 +132,7 @@ pub(super) async fn run(
         }
         let url = format!("{path}{}", ctx.dry_query());
         match ctx
-            .kube
-            .send(Method::PATCH, &url, Some(MERGE_PATCH), Some(&body))
+            .write(Method::PATCH, &url, Some(MERGE_PATCH), Some(&body))
             .await
         {
             Ok(answer) => {

@@ -2,3 +2,4 @@
 #![allow(dead_code)] // shared by many test binaries, each uses a part
 
 pub mod apiserver;
+pub mod prometheus;

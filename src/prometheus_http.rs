@@ -309,7 +309,16 @@ pub async fn verify(
                 tracing::warn!(correlation_id, action = "verify", phase = "evaluate", error = %e, "Prometheus unavailable");
                 last_error = Some(e);
             }
-            Err(_) => {}
+            // Cut off by the deadline: a Prometheus that never answered is unavailable
+            // (exit 3), not a condition seen false.
+            Err(_) => {
+                if last_values.is_none() && last_error.is_none() {
+                    last_error = Some(format!(
+                        "no answer within {}",
+                        crate::duration::format(timeout)
+                    ));
+                }
+            }
         }
         if Instant::now() + spec.interval >= deadline {
             break;

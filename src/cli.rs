@@ -502,9 +502,13 @@ impl Command {
 /// Parse `heal` arguments (without the program name), as the renderer and `heal script`
 /// need: a usage error comes back as one line.
 fn parse_argv(argv: &[String]) -> Result<Command, String> {
+    thread_local! {
+        // Building the parser costs far more than parsing; renderers validate many argvs.
+        static PARSER: std::cell::RefCell<clap::Command> = std::cell::RefCell::new(Cli::command());
+    }
     let args = std::iter::once("heal".to_string()).chain(argv.iter().cloned());
-    let matches = Cli::command()
-        .try_get_matches_from(args)
+    let matches = PARSER
+        .with(|p| p.borrow_mut().try_get_matches_from_mut(args))
         .map_err(|e| first_line(&e.render().to_string()))?;
     Cli::from_arg_matches(&matches)
         .map(|c| c.command)

@@ -4,8 +4,10 @@
 #![allow(dead_code)] // shared by several test binaries, each uses a part
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
@@ -391,5 +393,151 @@ impl Receiver {
             .filter(|(p, _)| p == path)
             .map(|(_, b)| b.clone())
             .collect()
+    }
+}
+
+// ----- the heald binary -----
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running heald process, killed when dropped.
+pub struct Proc {
+    /// The process.
+    pub child: Child,
+    /// `http://127.0.0.1:PORT` of the webhook listener.
+    pub web: String,
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub admin: String,
+    /// Where its log goes.
+    pub log: std::path::PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn start(server: &ApiServer, files: &Files, extra: &[&str]) -> Proc {
+        Proc::start_on(server, files, free_port(), extra)
+    }
+
+    pub fn start_on(server: &ApiServer, files: &Files, web: u16, extra: &[&str]) -> Proc {
+        server.with_state(|s| s.ensure_namespace(NS));
+        let admin = free_port();
+        let kubeconfig = server.kubeconfig(files.path());
+        let mut args: Vec<String> = base_args(files).into_iter().skip(1).collect();
+        for (flag, value) in [
+            ("--listen", format!("127.0.0.1:{web}")),
+            ("--admin-listen", format!("127.0.0.1:{admin}")),
+        ] {
+            let i = args.iter().position(|a| a == flag).unwrap();
+            args[i + 1] = value;
+        }
+        args.extend(["--kubeconfig".into(), kubeconfig.display().to_string()]);
+        if !extra.contains(&"--log-format") {
+            args.extend(["--log-format".into(), "plain".into()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        // A file, not a pipe: nobody reads a pipe while heald runs, and a full one blocks it.
+        let log = files.path().join(format!("heald-{web}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_heald"))
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start heald");
+        let p = Proc {
+            child,
+            web: format!("http://127.0.0.1:{web}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            log,
+        };
+        p.wait_ready();
+        p
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if get(&format!("{}/readyz", self.admin)).is_some_and(|(s, _)| s == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "heald did not become ready; its log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> (i32, String) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let err = std::fs::read_to_string(&self.log).unwrap_or_default();
+                return (status.code().unwrap_or(-1), err);
+            }
+            assert!(Instant::now() < deadline, "heald did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A blocking HTTP call (tests run plain threads here): status and body.
+pub fn http(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Option<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+        let mut req = client.request(method.parse().unwrap(), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.text().await.unwrap_or_default()))
+    })
+}
+
+pub fn get(url: &str) -> Option<(u16, String)> {
+    http("GET", url, None, None)
+}
+
+pub fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

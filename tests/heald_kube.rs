@@ -220,6 +220,48 @@ async fn a_run_that_already_exists_is_a_duplicate_and_the_target_is_left_free() 
     );
 }
 
+#[tokio::test]
+async fn with_an_argo_server_url_workflows_are_submitted_through_its_rest_api() {
+    let server = server();
+    let argo = Receiver::start().await;
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    std::fs::write(f.path().join("argo-token"), "argo-secret\n").unwrap();
+    let token_file = f.path().join("argo-token");
+    let h = Heald::start(
+        &server,
+        &f,
+        &[
+            "--argo-server-url",
+            &argo.url,
+            "--argo-server-token-file",
+            token_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    let d = h.decide(&webhook(std::slice::from_ref(&a))).await;
+    assert_eq!(decision(&d), "submitted", "{d:?}");
+    let bodies = argo.bodies(&format!("/api/v1/workflows/{NS}"));
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["namespace"], NS);
+    assert_eq!(bodies[0]["serverDryRun"], false);
+    assert_eq!(
+        bodies[0]["workflow"],
+        expected_run(&h, "restart-web", &a, heal::render::Engine::Argo)
+    );
+    assert_eq!(argo.auth.lock().unwrap()[0], "Bearer argo-secret");
+    server.assert_not_requested("POST", "/workflows");
+    *argo.status.lock().unwrap() = 409;
+    let again = h
+        .decide(&webhook(&[web_down("api", "2026-08-20T10:00:00Z")]))
+        .await;
+    assert_eq!(
+        decision(&again),
+        "duplicate",
+        "409 from the Argo Server: {again:?}"
+    );
+}
+
 // ----- two replicas -----
 
 #[tokio::test]

@@ -124,3 +124,38 @@ fn digest(paths: &[PathBuf], templates: Option<&Path>) -> Result<[u8; 32], Reloa
     }
     Ok(h.finalize().into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata: {name: NAME}
+spec:
+  match: {alertname: X}
+  target: {kind: deployment, namespace: shop, name: web}
+  steps:
+    - {name: restart, action: restart}
+"#;
+
+    #[test]
+    fn a_changed_file_is_reloaded_and_a_bad_one_is_rejected_keeping_the_old_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.yaml");
+        std::fs::write(&file, GOOD.replace("NAME", "first")).unwrap();
+        let store = PolicyStore::load(&[dir.path().to_path_buf()], None).unwrap();
+        assert!(!store.reload().unwrap(), "nothing changed");
+        std::fs::write(&file, GOOD.replace("NAME", "second")).unwrap();
+        assert!(store.reload().unwrap());
+        assert_eq!(store.current().set.policies[0].name, "second");
+        std::fs::write(&file, "apiVersion: heal.dev/v1alpha1\nkind: HealingPolicy\nmetadata: {name: x}\nspec: {oops: 1}\n").unwrap();
+        let e = store.reload().unwrap_err().to_string();
+        assert!(e.contains("oops"), "{e}");
+        assert_eq!(
+            store.current().set.policies[0].name,
+            "second",
+            "the old set stays"
+        );
+    }
+}

@@ -348,6 +348,8 @@ pub struct Receiver {
     pub received: Received,
     /// Status to answer with (200 when unset).
     pub status: Arc<Mutex<u16>>,
+    /// The `Authorization` header of each request (empty when absent).
+    pub auth: Arc<Mutex<Vec<String>>>,
 }
 
 impl Receiver {
@@ -355,11 +357,19 @@ impl Receiver {
     pub async fn start() -> Receiver {
         let received: Received = Arc::default();
         let status = Arc::new(Mutex::new(200u16));
-        let (r, s) = (received.clone(), status.clone());
+        let auth: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (r, s, a) = (received.clone(), status.clone(), auth.clone());
         let app = Router::new().fallback(move |req: Request<Body>| {
-            let (r, s) = (r.clone(), s.clone());
+            let (r, s, a) = (r.clone(), s.clone(), a.clone());
             async move {
                 let path = req.uri().path().to_string();
+                let header = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                a.lock().unwrap().push(header);
                 let bytes = axum::body::to_bytes(req.into_body(), usize::MAX)
                     .await
                     .unwrap_or_default();
@@ -381,6 +391,7 @@ impl Receiver {
             url,
             received,
             status,
+            auth,
         }
     }
 

@@ -268,11 +268,21 @@ fn end_to_end_alertmanager_alerts_become_runs_and_a_success_becomes_a_silence() 
     let run = wait_for("the run for web", Duration::from_secs(30), || {
         run_for(&server, "web")
     });
+    let during = heald_silences(&am);
+    assert_eq!(during.len(), 1, "silenced while in progress: {during:?}");
+    assert!(
+        during[0]["comment"]
+            .as_str()
+            .unwrap()
+            .contains("in progress")
+    );
     server.modify(WF.0, WF.1, NS, &run, |o| {
         o["status"] = json!({"phase": "Succeeded"})
     });
-    let silence = wait_for("heald's silence", Duration::from_secs(30), || {
-        heald_silences(&am).into_iter().next()
+    let silence = wait_for("heald's success silence", Duration::from_secs(30), || {
+        heald_silences(&am)
+            .into_iter()
+            .find(|s| s["comment"].as_str().unwrap_or("").contains("succeeded"))
     });
     assert!(
         silence["comment"].as_str().unwrap().contains(&run),
@@ -307,13 +317,27 @@ fn end_to_end_alertmanager_alerts_become_runs_and_a_success_becomes_a_silence() 
     });
     assert_eq!(note["run"], json!(failed));
     assert_eq!(note["outcome"], "failed");
-    std::thread::sleep(Duration::from_millis(500));
-    let silences = heald_silences(&am);
-    assert_eq!(
-        silences.len(),
-        1,
-        "no silence for the failed run: {silences:?}"
+    let expired = wait_for(
+        "the failed run's silence to expire",
+        Duration::from_secs(10),
+        || {
+            heald_silences(&am).into_iter().find(|s| {
+                s["comment"].as_str().unwrap_or("").contains(&failed)
+                    && s["status"]["state"] == "expired"
+            })
+        },
     );
+    assert!(expired["comment"].as_str().unwrap().contains("in progress"));
+    let active: Vec<Value> = heald_silences(&am)
+        .into_iter()
+        .filter(|s| s["status"]["state"] == "active")
+        .collect();
+    assert_eq!(
+        active.len(),
+        1,
+        "only the success silence stays: {active:?}"
+    );
+    assert!(active[0]["comment"].as_str().unwrap().contains(&run));
     p.signal("-TERM");
     assert_eq!(p.wait_exit(Duration::from_secs(15)).0, 0);
 }

@@ -352,9 +352,19 @@ async fn a_successful_run_silences_the_alert_releases_the_target_and_is_recorded
     let d = h.decide(&webhook(std::slice::from_ref(&a))).await;
     let run = run_name("restart-web", &a);
     assert_eq!(track::pass(&h.state).await.unwrap().in_flight, 1);
+    let during = am.bodies("/api/v2/silences");
+    assert_eq!(during.len(), 1, "silenced while the run is in progress");
     assert!(
-        am.bodies("/api/v2/silences").is_empty(),
-        "nothing before the end"
+        during[0]["comment"]
+            .as_str()
+            .unwrap()
+            .contains("in progress")
+    );
+    assert_eq!(during[0].get("id"), None);
+    let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
+    assert_eq!(
+        wf["metadata"]["annotations"]["heal.dev/silence-id"],
+        "silence-1"
     );
     server.modify(WF.0, WF.1, NS, &run, |o| {
         o["status"] = json!({"phase": "Succeeded", "nodes": {
@@ -373,8 +383,9 @@ async fn a_successful_run_silences_the_alert_releases_the_target_and_is_recorded
             .contains("restarted")
     );
     let silences = am.bodies("/api/v2/silences");
-    assert_eq!(silences.len(), 1);
-    let s = &silences[0];
+    assert_eq!(silences.len(), 2);
+    let s = &silences[1];
+    assert_eq!(s["id"], "silence-1", "the in-progress silence is replaced");
     assert_eq!(s["createdBy"], "heald");
     let comment = s["comment"].as_str().unwrap();
     assert!(
@@ -426,7 +437,7 @@ async fn a_successful_run_silences_the_alert_releases_the_target_and_is_recorded
         0,
         "handled once"
     );
-    assert_eq!(am.bodies("/api/v2/silences").len(), 1);
+    assert_eq!(am.bodies("/api/v2/silences").len(), 2);
 }
 
 #[tokio::test]
@@ -444,9 +455,15 @@ async fn a_failed_run_escalates_to_the_notifier_with_its_steps_and_leaves_the_al
                 {"name": "result", "value": "{\"outcome\":\"failed\",\"message\":\"forbidden\"}"}]}}}});
     });
     assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
-    assert!(
-        am.bodies("/api/v2/silences").is_empty(),
-        "no silence after a failure"
+    assert_eq!(
+        am.bodies("/api/v2/silences").len(),
+        1,
+        "only the in-progress silence, no success silence"
+    );
+    assert_eq!(
+        am.bodies("/api/v2/silence/silence-1").len(),
+        1,
+        "the in-progress silence is expired so the alert fires again"
     );
     let notes = am.bodies("/notify");
     assert_eq!(notes.len(), 1);
@@ -555,12 +572,16 @@ async fn a_report_ends_the_run_at_once_and_a_second_report_changes_nothing() {
     assert_eq!(status.as_u16(), 202, "{v}");
     assert_eq!(v["outcome"], "succeeded");
     for _ in 0..100 {
-        if !am.bodies("/api/v2/silences").is_empty() {
+        if am.bodies("/api/v2/silences").len() == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(am.bodies("/api/v2/silences").len(), 1);
+    assert_eq!(
+        am.bodies("/api/v2/silences").len(),
+        2,
+        "in progress, then success"
+    );
     let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
     assert_eq!(wf["metadata"]["labels"]["heal.dev/reported"], "true");
     assert!(
@@ -578,7 +599,7 @@ async fn a_report_ends_the_run_at_once_and_a_second_report_changes_nothing() {
     wrong["correlationId"] = json!("not-it");
     let (status, _, v) = post(wrong).await;
     assert_eq!(status.as_u16(), 400, "{v}");
-    assert_eq!(am.bodies("/api/v2/silences").len(), 1);
+    assert_eq!(am.bodies("/api/v2/silences").len(), 2);
 }
 
 #[tokio::test]
@@ -615,7 +636,18 @@ async fn after_a_restart_every_run_in_flight_is_still_reported_exactly_once() {
     let (pa, pb) = tokio::join!(track::pass(&a.state), track::pass(&b.state));
     assert_eq!(pa.unwrap().finished + pb.unwrap().finished, 1);
     assert_eq!(track::pass(&a.state).await.unwrap().finished, 0);
-    assert_eq!(am.bodies("/api/v2/silences").len(), 3);
+    let silences = am.bodies("/api/v2/silences");
+    let replaced = silences.iter().filter(|s| s.get("id").is_some()).count();
+    assert_eq!(
+        (silences.len(), replaced),
+        (4 + 3, 3),
+        "4 in progress, 3 successes"
+    );
+    assert_eq!(
+        am.bodies("/api/v2/silence/silence-1").len(),
+        1,
+        "1 failure expires its silence"
+    );
     assert_eq!(am.bodies("/notify").len(), 1);
     for run in &runs {
         let wf = server.get(WF.0, WF.1, NS, run).unwrap();

@@ -1,7 +1,9 @@
-//! Talking to Alertmanager's API v2: after a successful run, a silence for the alert
-//! (`POST /api/v2/silences`, every label of the alert as an equality matcher, for the
-//! policy's duration, `createdBy: heald`, the comment carrying the correlation id and run
-//! name). Also the HTTP client heald uses for every outbound call (rustls with ring).
+//! Talking to Alertmanager's API v2: a silence for the alert while its run is in progress
+//! (`POST /api/v2/silences`, every label of the alert as an equality matcher, until the
+//! run's deadline, `createdBy: heald`, the comment carrying the correlation id and run
+//! name), replaced after a success by one for the policy's duration (the same silence id)
+//! and expired after a failure (`DELETE /api/v2/silence/{id}`). Also the HTTP client heald
+//! uses for every outbound call (rustls with ring).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -144,11 +146,13 @@ pub fn silence_body(
     })
 }
 
-/// Create a silence; returns its id.
+/// Create a silence, or replace the one whose `id` the body carries; returns its id.
+/// `attempts` bounds the retries of transient failures.
 pub async fn create_silence(
     client: &reqwest::Client,
     alertmanager_url: &str,
     body: &Value,
+    attempts: usize,
 ) -> Result<String, DeliveryError> {
     if body
         .get("matchers")
@@ -160,12 +164,42 @@ pub async fn create_silence(
         ));
     }
     let url = format!("{}/api/v2/silences", alertmanager_url.trim_end_matches('/'));
-    let answer = post_retrying(client, &url, body, 4).await?;
+    let answer = post_retrying(client, &url, body, attempts).await?;
     Ok(answer
         .get("silenceID")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string())
+}
+
+/// Expire a silence (`DELETE /api/v2/silence/{id}`); one that is already gone is fine.
+pub async fn expire_silence(
+    client: &reqwest::Client,
+    alertmanager_url: &str,
+    id: &str,
+) -> Result<(), DeliveryError> {
+    let url = format!(
+        "{}/api/v2/silence/{}",
+        alertmanager_url.trim_end_matches('/'),
+        crate::kube_api::enc(id)
+    );
+    let resp = client
+        .delete(&url)
+        .send()
+        .await
+        .map_err(|e| DeliveryError::Transport {
+            url: url.clone(),
+            message: error_chain(&e),
+        })?;
+    let status = resp.status();
+    if status.is_success() || status.as_u16() == 404 {
+        return Ok(());
+    }
+    Err(DeliveryError::Status {
+        url,
+        status: status.as_u16(),
+        body: crate::heald::kube_io::truncate(resp.text().await.unwrap_or_default().trim(), 300),
+    })
 }
 
 #[cfg(test)]

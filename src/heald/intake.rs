@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::alert::Alert;
+use crate::heald::alertmanager_http::{create_silence, expire_silence, silence_body};
 use crate::heald::decide::{Decision, Observed, RateScope, Verdict, decide};
 use crate::heald::engines::SubmitError;
 use crate::heald::kube_io::{EventTarget, KubeIoError};
@@ -21,7 +22,9 @@ use crate::heald::lease::{LeaseState, RunEnd, lease_name};
 use crate::heald::policies::Loaded;
 use crate::heald::remediations::Entry;
 use crate::heald::state::State;
-use crate::heald::{ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION};
+use crate::heald::{
+    ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION, SILENCE_ANNOTATION,
+};
 use crate::plan::Plan;
 use crate::policy::{self, Policy};
 
@@ -340,9 +343,21 @@ pub async fn handle_match(
                 return err(e.to_string());
             }
         }
-        let run = annotate(rendered.value.clone(), alert, &lease, &plan);
+        let silence = progress_silence(state, alert, &plan, hold).await;
+        let run = annotate(
+            rendered.value.clone(),
+            alert,
+            &lease,
+            &plan,
+            silence.as_deref(),
+        );
         let started = Instant::now();
         let submitted = submitter.submit(&run).await;
+        if submitted.is_err()
+            && let Some(id) = &silence
+        {
+            expire(state, id).await;
+        }
         state
             .metrics
             .submit_seconds
@@ -422,9 +437,64 @@ async fn release(state: &State, lease: &str, run: &str, end: RunEnd) {
     }
 }
 
+/// Silence the alert while its run is in progress (until the run's deadline), so that
+/// nobody is paged for what is being fixed. Best effort and quick: without Alertmanager the
+/// run still starts. `None` when there is no silence (no Alertmanager configured, a
+/// dry-run plan, or Alertmanager did not answer in time).
+async fn progress_silence(
+    state: &State,
+    alert: &Alert,
+    plan: &Plan,
+    hold: Duration,
+) -> Option<String> {
+    let am = state.config.alertmanager_url.as_ref()?;
+    if plan.dry_run || alert.labels.is_empty() {
+        return None;
+    }
+    let comment = format!(
+        "heal run {} ({}) in progress; policy {}; correlation id {}",
+        plan.run_name, plan.run_namespace, plan.policy, plan.correlation_id
+    );
+    let body = silence_body(&alert.labels, Timestamp::now(), hold, &comment);
+    let attempt = create_silence(&state.http, am, &body, 1);
+    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+        Ok(Ok(id)) if !id.is_empty() => {
+            state.metrics.delivery("silence", true);
+            Some(id)
+        }
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => {
+            state.metrics.delivery("silence", false);
+            tracing::warn!(correlation_id = %plan.correlation_id, error = %e, "could not silence the alert during the run");
+            None
+        }
+        Err(_) => {
+            state.metrics.delivery("silence", false);
+            tracing::warn!(correlation_id = %plan.correlation_id, "Alertmanager did not answer in time; the run starts without a silence");
+            None
+        }
+    }
+}
+
+/// Expire a silence made for a run that did not start. Best effort.
+async fn expire(state: &State, id: &str) {
+    let Some(am) = &state.config.alertmanager_url else {
+        return;
+    };
+    if let Err(e) = expire_silence(&state.http, am, id).await {
+        tracing::warn!(silence = id, error = %e, "could not expire the silence");
+    }
+}
+
 /// Add what heald needs later to the run: the alert's labels (for the silence), the Lease,
-/// the deadline.
-fn annotate(mut run: Value, alert: &Alert, lease: &str, plan: &Plan) -> Value {
+/// the deadline, and the in-progress silence.
+fn annotate(
+    mut run: Value,
+    alert: &Alert,
+    lease: &str,
+    plan: &Plan,
+    silence: Option<&str>,
+) -> Value {
     let labels = serde_json::to_string(&alert.labels).unwrap_or_default();
     let labels = if labels.len() > MAX_LABELS_JSON {
         String::new()
@@ -440,6 +510,9 @@ fn annotate(mut run: Value, alert: &Alert, lease: &str, plan: &Plan) -> Value {
                 DEADLINE_ANNOTATION.into(),
                 json!(plan.deadline_seconds.to_string()),
             );
+            if let Some(id) = silence {
+                ann.insert(SILENCE_ANNOTATION.into(), json!(id));
+            }
         }
     }
     run

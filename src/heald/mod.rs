@@ -48,5 +48,7 @@ pub const ALERT_LABELS_ANNOTATION: &str = "heal.dev/alert-labels";
 pub const LEASE_ANNOTATION: &str = "heal.dev/lease";
 /// Annotation with the run's deadline in seconds.
 pub const DEADLINE_ANNOTATION: &str = "heal.dev/deadline-seconds";
+/// Annotation with the id of the Alertmanager silence made while the run is in progress.
+pub const SILENCE_ANNOTATION: &str = "heal.dev/silence-id";
 /// Annotation with the step results `heal report` sent (JSON, truncated).
 pub const RESULTS_ANNOTATION: &str = "heal.dev/results";

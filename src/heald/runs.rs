@@ -10,7 +10,9 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::heald::{ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION};
+use crate::heald::{
+    ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION, SILENCE_ANNOTATION,
+};
 use crate::kube_api::enc;
 use crate::render::Engine;
 
@@ -170,6 +172,8 @@ pub struct RunInfo {
     pub lease: Option<String>,
     /// The run's deadline in seconds.
     pub deadline_seconds: Option<u64>,
+    /// The silence made while the run is in progress.
+    pub silence_id: Option<String>,
     /// Whether the steps ran with `--dry-run`.
     pub dry_run: bool,
 }
@@ -222,6 +226,7 @@ impl RunInfo {
                 .unwrap_or_default(),
             lease: Some(annotation(LEASE_ANNOTATION)).filter(|s| !s.is_empty()),
             deadline_seconds,
+            silence_id: Some(annotation(SILENCE_ANNOTATION)).filter(|s| !s.is_empty()),
             dry_run: label("heal.dev/dry-run") == Some("true"),
         })
     }

@@ -17,7 +17,7 @@ use http::Method;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use crate::heald::alertmanager_http::{create_silence, silence_body};
+use crate::heald::alertmanager_http::{create_silence, expire_silence, silence_body};
 use crate::heald::kube_io::{EventTarget, KubeIoError, truncate};
 use crate::heald::lease::RunEnd;
 use crate::heald::notify_http::{Notification, notify};
@@ -315,16 +315,20 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
         tracing::warn!(run = %info.name, policy = %info.policy, "the policy is no longer loaded: no silence, no notification");
         return Ok(true);
     };
-    if ending.outcome.is_success() {
-        if let (Some(duration), Some(am)) = (policy.on_success.silence, &st.config.alertmanager_url)
-            && !info.dry_run
-        {
+    let am = st.config.alertmanager_url.as_deref();
+    let success_silence = policy.on_success.silence.filter(|_| !info.dry_run);
+    match (am, ending.outcome.is_success(), success_silence) {
+        (Some(am), true, Some(duration)) => {
             let comment = format!(
                 "heal run {} ({}) succeeded; policy {}; correlation id {}",
                 info.name, engine, info.policy, info.correlation_id
             );
-            let body = silence_body(&info.alert_labels, now, duration, &comment);
-            match create_silence(&st.http, am, &body).await {
+            let mut body = silence_body(&info.alert_labels, now, duration, &comment);
+            // Replace the in-progress silence rather than adding a second one.
+            if let Some(id) = &info.silence_id {
+                body["id"] = json!(id);
+            }
+            match create_silence(&st.http, am, &body, 4).await {
                 Ok(id) => {
                     st.metrics.delivery("silence", true);
                     tracing::info!(correlation_id = %info.correlation_id, run = %info.name, silence = %id, "silenced the alert");
@@ -335,7 +339,17 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
                 }
             }
         }
-    } else {
+        (Some(am), _, _) => {
+            // A failure (or a success the policy does not silence): the alert fires again.
+            if let Some(id) = &info.silence_id
+                && let Err(e) = expire_silence(&st.http, am, id).await
+            {
+                tracing::warn!(correlation_id = %info.correlation_id, run = %info.name, silence = %id, error = %e, "could not expire the in-progress silence");
+            }
+        }
+        (None, _, _) => {}
+    }
+    if !ending.outcome.is_success() {
         let n = Notification {
             api_version: "heal.dev/v1alpha1",
             kind: "RemediationFailed",

@@ -133,6 +133,61 @@ fn a_second_signal_aborts_the_drain() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+#[test]
+fn the_webhook_port_speaks_tls_when_given_a_certificate_and_key() {
+    let server = ApiServer::start();
+    server.register_argo_workflows();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert_file, key_file) = (f.path().join("tls.crt"), f.path().join("tls.key"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let p = Proc::start(
+        &server,
+        &f,
+        &[
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let https = p.web.replace("http://", "https://");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (status, body) = rt.block_on(async {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        let resp = client
+            .post(format!("{https}/v1/alerts"))
+            .bearer_auth(TOKEN)
+            .json(&webhook(&[web_down("web", "2026-08-20T10:00:00Z")]))
+            .send()
+            .await
+            .expect("an HTTPS answer");
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    });
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"submitted\""), "{body}");
+    assert!(
+        http(
+            "POST",
+            &format!("{}/v1/alerts", p.web),
+            Some(TOKEN),
+            Some(&json!({}))
+        )
+        .is_none(),
+        "plain HTTP gets no answer on the TLS port"
+    );
+}
+
 // ----- end to end with Alertmanager -----
 
 fn alertmanager_binary() -> Option<&'static str> {

@@ -564,6 +564,38 @@ pub async fn execute(argv: &[String]) -> Result<(HealResult, Exit), String> {
     })
 }
 
+/// Run one heal command in-process on an existing connection (heald's local engine): the
+/// command's `--kubeconfig`/`--context` are ignored, its `--timeout` bounds the step (never
+/// past `kube`'s own deadline). A usage error comes back as `Err`.
+pub async fn execute_with(kube: &Kube, argv: &[String]) -> Result<(HealResult, Exit), String> {
+    let command = parse_argv(argv)?;
+    let common_args = command.common().clone();
+    let common = common_options(&common_args);
+    let deadline = kube.deadline().min(Instant::now() + common_args.timeout);
+    Ok(match &command {
+        Command::Verify(v) => {
+            let spec = verify_spec(v)?;
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            crate::prometheus_http::verify(&spec, &common.correlation_id, timeout).await
+        }
+        Command::Report(r) => {
+            let spec = report_spec(r, &common)?;
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            crate::report_http::report(&spec, timeout).await
+        }
+        Command::Script(_) | Command::Render(_) | Command::Policy { .. } => {
+            return Err(format!(
+                "{} cannot run as a local-engine step",
+                command.name()
+            ));
+        }
+        other => {
+            let action = other.action()?;
+            actions::run(&kube.with_deadline(deadline), &common, &action).await
+        }
+    })
+}
+
 fn common_options(c: &CommonArgs) -> Common {
     Common {
         correlation_id: c

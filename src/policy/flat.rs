@@ -246,6 +246,7 @@ pub(super) fn convert(
             service_account: None,
         }],
         engine: None,
+        fallback: None,
         service_account: None,
         timeout: None,
         run_namespace: None,

@@ -466,6 +466,7 @@ struct RawSpec {
     #[serde(default)]
     steps: Vec<RawStep>,
     engine: Option<String>,
+    fallback: Option<String>,
     service_account: Option<String>,
     timeout: Option<IntOrString>,
     run_namespace: Option<String>,
@@ -737,6 +738,25 @@ fn add_policy(doc: &Doc, raw: RawPolicyDoc, ctx: &mut Ctx) {
             None
         }
     });
+    let fallback = s.fallback.as_deref().and_then(|f| match f.parse::<Engine>() {
+        Ok(Engine::Local) => Some(Engine::Local),
+        Ok(other) => {
+            issues.push(issue(
+                &at(&spec_path, &[k("fallback")]),
+                format!("fallback {other} is not supported: heald can only fall back to the local engine"),
+                "write `fallback: local`, or remove it to escalate when the engine is missing",
+            ));
+            None
+        }
+        Err(err) => {
+            issues.push(issue(
+                &at(&spec_path, &[k("fallback")]),
+                err.to_string(),
+                "write `fallback: local`, or remove it to escalate when the engine is missing",
+            ));
+            None
+        }
+    });
     if let Some(sa) = &s.service_account {
         check_service_account(sa, &at(&spec_path, &[k("serviceAccount")]), &mut issues);
     }
@@ -790,6 +810,7 @@ fn add_policy(doc: &Doc, raw: RawPolicyDoc, ctx: &mut Ctx) {
         target,
         steps,
         engine,
+        fallback,
         service_account: s.service_account,
         timeout,
         run_namespace: s.run_namespace,
@@ -1417,7 +1438,7 @@ fn step(doc: &Doc, s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Op
             Action::Wait { condition }
         }
         "verify" => {
-            required(s.query.is_some(), "query", "'up{job=\"web\"} == 0'", issues);
+            // Without a query, the step checks the alert's own expression (generatorURL).
             let query = s.query.as_deref().and_then(|q| tmpl(q, "query", issues));
             if let Some(u) = &s.prometheus_url
                 && !(u.starts_with("http://") || u.starts_with("https://"))
@@ -1429,7 +1450,7 @@ fn step(doc: &Doc, s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Op
                 ));
             }
             Action::Verify {
-                query: query.unwrap_or(Template(Vec::new())),
+                query,
                 expect: s.expect.clone().unwrap_or_else(|| "empty".into()),
                 prometheus_url: s.prometheus_url.clone(),
             }

@@ -114,6 +114,10 @@ pub struct Policy {
     pub steps: Vec<Step>,
     /// Engine that runs the steps; `None` leaves the choice to heald's default.
     pub engine: Option<Engine>,
+    /// Engine to run the steps on instead when the chosen one is not installed (its CRD is
+    /// absent) or refuses the run; only `local` is accepted. `None`: such a failure is
+    /// escalated to the policy's notifiers.
+    pub fallback: Option<Engine>,
     /// Service account the steps run as, unless a step names its own.
     pub service_account: Option<String>,
     /// Whole-run deadline.
@@ -232,8 +236,9 @@ pub enum Action {
     },
     /// `heal verify`.
     Verify {
-        /// PromQL query (may use placeholders).
-        query: Template,
+        /// PromQL query (may use placeholders); `None`: the alert's own expression, read
+        /// from its `generatorURL`.
+        query: Option<Template>,
         /// What the result must be (`empty`, ...).
         expect: String,
         /// Prometheus to ask, instead of the default.

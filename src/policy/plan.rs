@@ -84,6 +84,19 @@ pub enum PlanError {
         /// The rule it breaks.
         reason: String,
     },
+    /// A verify step without a query needs the alert's own expression, and the alert's
+    /// `generatorURL` does not carry one.
+    #[error(
+        "policy {policy}: step {step:?} has no query and the alert's expression cannot be used: {reason}"
+    )]
+    NoExpression {
+        /// Policy name.
+        policy: String,
+        /// Step name.
+        step: String,
+        /// Why (no generatorURL, no `g0.expr`, not decodable).
+        reason: String,
+    },
     /// A step's command line is not one heal accepts.
     #[error("policy {policy}: step {step:?}: invalid heal command: {reason}")]
     Argv {
@@ -150,9 +163,12 @@ struct Resolved {
     name: String,
 }
 
-/// How placeholders and target fields get label values.
+/// How placeholders and target fields get label values, and verify steps without a query
+/// the alert's expression.
 trait Labels {
     fn label(&self, label: &str, needed_for: &str) -> Result<String, PlanError>;
+    /// The PromQL expression of the alert's rule, for `step`.
+    fn expression(&self, step: &str) -> Result<String, PlanError>;
 }
 
 struct AlertLabels<'a> {
@@ -171,6 +187,14 @@ impl Labels for AlertLabels<'_> {
             }),
         }
     }
+
+    fn expression(&self, step: &str) -> Result<String, PlanError> {
+        alert_expression(&self.alert.generator_url).map_err(|reason| PlanError::NoExpression {
+            policy: self.policy.to_string(),
+            step: step.to_string(),
+            reason,
+        })
+    }
 }
 
 /// Stand-in values, to check a policy's command lines before any alert arrives.
@@ -180,6 +204,82 @@ impl Labels for SampleLabels {
     fn label(&self, _: &str, _: &str) -> Result<String, PlanError> {
         Ok("example".into())
     }
+
+    fn expression(&self, _: &str) -> Result<String, PlanError> {
+        Ok("up == 0".into())
+    }
+}
+
+/// Longest alert expression accepted from a `generatorURL`, in bytes.
+const MAX_EXPRESSION_BYTES: usize = 8 * 1024;
+
+/// The PromQL expression of the rule that fired an alert, read from its `generatorURL`
+/// (Prometheus writes `.../graph?g0.expr=<query-escaped expression>&g0.tab=1`). The value
+/// is untrusted: it becomes one argument of `heal verify`, never shell or template text,
+/// and it must be readable text without control characters other than line breaks and tabs.
+pub fn alert_expression(generator_url: &str) -> Result<String, String> {
+    if generator_url.trim().is_empty() {
+        return Err("the alert has no generatorURL".into());
+    }
+    let query = generator_url
+        .split_once('?')
+        .map(|(_, q)| q.split('#').next().unwrap_or(q))
+        .ok_or_else(|| format!("generatorURL {} has no query string", shown(generator_url)))?;
+    let raw = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("g0.expr="))
+        .ok_or_else(|| {
+            format!(
+                "generatorURL {} has no g0.expr parameter",
+                shown(generator_url)
+            )
+        })?;
+    let expr = percent_decode(raw).ok_or_else(|| {
+        format!(
+            "g0.expr in generatorURL {} is not valid percent-encoded UTF-8",
+            shown(generator_url)
+        )
+    })?;
+    let expr = expr.trim().to_string();
+    if expr.is_empty() {
+        return Err("g0.expr in the generatorURL is empty".into());
+    }
+    if expr.len() > MAX_EXPRESSION_BYTES {
+        return Err(format!(
+            "g0.expr is {} bytes long; at most {MAX_EXPRESSION_BYTES} are accepted",
+            expr.len()
+        ));
+    }
+    if expr
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err("g0.expr contains control characters".into());
+    }
+    Ok(expr)
+}
+
+/// Decode a query-string value: `+` is a space, `%XX` a byte; the result must be UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 fn resolve_target(policy: &Policy, labels: &dyn Labels) -> Result<Resolved, PlanError> {
@@ -364,7 +464,11 @@ fn step_argv(
             expect,
             prometheus_url,
         } => {
-            flags.push(("--query", fill.template(query)?));
+            let query = match query {
+                Some(q) => fill.template(q)?,
+                None => labels.expression(&step.name)?,
+            };
+            flags.push(("--query", query));
             flags.push(("--expect", expect.clone()));
             if let Some(u) = prometheus_url.as_deref().or(ctx.prometheus_url) {
                 flags.push(("--prometheus-url", u.to_string()));
@@ -407,7 +511,6 @@ fn push_target(argv: &mut Vec<String>, target: &Resolved) {
     }
 }
 
-/// A step's command line with stand-in label values, to lint a policy.
 /// The engine-level timeout of a step, in seconds.
 pub(super) fn step_timeout_seconds(step: &Step, defaults: &PlanDefaults) -> u64 {
     step.timeout
@@ -417,6 +520,7 @@ pub(super) fn step_timeout_seconds(step: &Step, defaults: &PlanDefaults) -> u64 
         .max(1)
 }
 
+/// A step's command line with stand-in label values, to lint a policy.
 pub(super) fn sample_argv(policy: &Policy, step: &Step) -> Result<Vec<String>, String> {
     let target = resolve_target(policy, &SampleLabels).map_err(|e| e.to_string())?;
     let ctx = ArgvContext {
@@ -494,4 +598,130 @@ pub fn plan(policy: &Policy, alert: &Alert, defaults: &PlanDefaults) -> Result<P
         dry_run,
         report_url: defaults.report_url.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicySet;
+
+    const POLICY: &str = r#"
+apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: scale-web
+spec:
+  match:
+    alertname: HighCpuUsage
+  target:
+    kind: deployment
+    namespace: "{{ labels.namespace }}"
+    name: "{{ labels.deployment }}"
+  steps:
+    - name: scale-out
+      action: scale
+      replicas: "+1"
+    - name: verify
+      action: verify
+      after: [scale-out]
+      expect: empty
+"#;
+
+    fn alert(generator_url: &str) -> Alert {
+        let labels = [
+            ("alertname", "HighCpuUsage"),
+            ("namespace", "shop"),
+            ("deployment", "web"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut a = Alert::new(labels);
+        a.generator_url = generator_url.into();
+        a
+    }
+
+    fn policy() -> Policy {
+        match PolicySet::from_yaml("p.yaml", POLICY) {
+            Ok(set) => set.policies[0].clone(),
+            Err(e) => panic!("the test policy does not load: {e}"),
+        }
+    }
+
+    fn query_of(plan: &Plan, step: &str) -> String {
+        let argv = &plan.steps.iter().find(|s| s.name == step).unwrap().argv;
+        let i = argv.iter().position(|a| a == "--query").unwrap();
+        argv[i + 1].clone()
+    }
+
+    #[test]
+    fn a_verify_step_without_a_query_checks_the_alerts_own_expression() {
+        let url = "http://prometheus.monitoring:9090/graph?g0.expr=sum+by+%28namespace%2C+deployment%29+%28rate%28container_cpu_usage_seconds_total%5B5m%5D%29%29+%3E+0.85&g0.tab=1";
+        let plan = plan(&policy(), &alert(url), &PlanDefaults::default()).unwrap();
+        assert_eq!(
+            query_of(&plan, "verify"),
+            "sum by (namespace, deployment) (rate(container_cpu_usage_seconds_total[5m])) > 0.85"
+        );
+    }
+
+    #[test]
+    fn a_multi_line_rule_expression_keeps_its_line_breaks() {
+        let url = "http://p/graph?g0.tab=1&g0.expr=up%7Bjob%3D%22web%22%7D%0A++%3D%3D+0";
+        assert_eq!(alert_expression(url).unwrap(), "up{job=\"web\"}\n  == 0");
+    }
+
+    #[test]
+    fn an_alert_without_an_expression_makes_the_plan_fail_naming_the_step() {
+        for (url, why) in [
+            ("", "no generatorURL"),
+            ("http://prometheus/graph", "no query string"),
+            ("http://prometheus/graph?g0.tab=1", "no g0.expr"),
+            (
+                "http://prometheus/graph?g0.expr=%ZZ",
+                "not valid percent-encoded",
+            ),
+            ("http://prometheus/graph?g0.expr=+", "empty"),
+            (
+                "http://prometheus/graph?g0.expr=up%00",
+                "control characters",
+            ),
+        ] {
+            let e = plan(&policy(), &alert(url), &PlanDefaults::default()).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                matches!(&e, PlanError::NoExpression { step, .. } if step == "verify"),
+                "{url}: {text}"
+            );
+            assert!(text.contains(why), "{url}: {text}");
+            assert!(text.contains("step \"verify\" has no query"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_written_query_wins_over_the_alerts_expression() {
+        let yaml = POLICY.replace(
+            "      expect: empty",
+            "      query: 'up{deployment=\"{{ target.name }}\"} == 0'\n      expect: empty",
+        );
+        let p = PolicySet::from_yaml("p.yaml", &yaml).unwrap().policies[0].clone();
+        let plan = plan(&p, &alert(""), &PlanDefaults::default()).unwrap();
+        assert_eq!(query_of(&plan, "verify"), "up{deployment=\"web\"} == 0");
+    }
+
+    #[test]
+    fn a_policy_may_fall_back_to_the_local_engine_and_nothing_else() {
+        let with = |line: &str| POLICY.replace("  steps:\n", &format!("  {line}\n  steps:\n"));
+        let p = PolicySet::from_yaml("p.yaml", &with("engine: argo\n  fallback: local")).unwrap();
+        assert_eq!(p.policies[0].fallback, Some(crate::render::Engine::Local));
+        assert_eq!(policy().fallback, None, "no fallback unless asked for");
+        let e = PolicySet::from_yaml("p.yaml", &with("fallback: tekton"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("p.yaml:13:13: fallback tekton"), "{e}");
+        assert!(e.contains("only fall back to the local engine"), "{e}");
+        let e = PolicySet::from_yaml("p.yaml", &with("fallback: jenkins"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("p.yaml:13:13") && e.contains("jenkins"), "{e}");
+    }
 }

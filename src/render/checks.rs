@@ -53,6 +53,14 @@ pub fn check_options(o: &RenderOptions) -> Result<(), RenderError> {
     if o.report_retries > MAX_RETRIES {
         return bad("reportRetries", "must be at most 100");
     }
+    if let Some(secret) = &o.report_token_secret
+        && let Err(why) = check_dns_subdomain(secret, 253)
+    {
+        return bad(
+            "reportTokenSecret",
+            &format!("{secret:?} is not a Secret name: {why}"),
+        );
+    }
     if o.max_value_bytes == 0 {
         return bad("maxValueBytes", "must be at least 1");
     }

@@ -18,6 +18,16 @@ pub const TEKTON_RESULT: &str = "outcome";
 pub const ARGO_STATUS_VAR: &str = "{{workflow.status}}";
 /// Tekton's variable for the aggregate status of the tasks, resolved in `finally`.
 pub const TEKTON_STATUS_VAR: &str = "$(tasks.status)";
+/// The report step's Secret volume (Argo) and workspace (Tekton) holding heald's token.
+pub const REPORT_TOKEN_VOLUME: &str = "heal-report-token";
+/// The key of the token in the Secret, and the file name it is mounted as.
+pub const REPORT_TOKEN_KEY: &str = "token";
+/// Where the report step mounts the token Secret, read-only.
+pub const REPORT_TOKEN_DIR: &str = "/var/run/secrets/heal/report";
+/// The file `heal report` reads the token from.
+pub const REPORT_TOKEN_FILE: &str = "/var/run/secrets/heal/report/token";
+/// The variable that tells `heal report` where the token file is (`--token-file`).
+pub const REPORT_TOKEN_ENV: &str = "HEAL_REPORT_TOKEN_FILE";
 
 #[derive(Debug, Serialize)]
 pub struct Ctx<'a> {
@@ -46,8 +56,17 @@ pub struct Ctx<'a> {
     retry: Retry,
     steps: Vec<Step<'a>>,
     step_service_accounts: Vec<StepServiceAccount<'a>>,
-    report: Report,
+    report: Report<'a>,
+    /// Where the heal Task declares the token workspace (embedded Task spec), whether or
+    /// not this run binds it.
+    report_token_mount: TokenMount,
     tekton: Tekton,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenMount {
+    volume: &'static str,
+    dir: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,17 +118,53 @@ struct StepServiceAccount<'a> {
 }
 
 #[derive(Debug, Serialize)]
-struct Report {
+struct Report<'a> {
     name: &'static str,
     template: &'static str,
     args: Vec<String>,
     retries: u32,
     timeout_seconds: u64,
     timeout: String,
+    /// `None`: the report step mounts no Secret.
+    token: Option<ReportToken<'a>>,
+}
+
+/// The Secret with heald's bearer token, as the report step mounts it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportToken<'a> {
+    /// The Secret's name.
+    pub secret: &'a str,
+    /// The token's key in the Secret (and its file name in `dir`).
+    pub key: &'static str,
+    /// Argo volume / Tekton workspace name.
+    pub volume: &'static str,
+    /// Mount path, read-only.
+    pub dir: &'static str,
+    /// The token file: `dir/key`.
+    pub file: &'static str,
+    /// The variable naming the file.
+    pub env: &'static str,
+}
+
+/// The token Secret the report step mounts: only when the plan reports to heald (has a
+/// report URL) and the options name a Secret.
+pub fn report_token<'a>(plan: &Plan, opts: &'a RenderOptions) -> Option<ReportToken<'a>> {
+    plan.report_url.as_ref()?;
+    Some(ReportToken {
+        secret: opts.report_token_secret.as_deref()?,
+        key: REPORT_TOKEN_KEY,
+        volume: REPORT_TOKEN_VOLUME,
+        dir: REPORT_TOKEN_DIR,
+        file: REPORT_TOKEN_FILE,
+        env: REPORT_TOKEN_ENV,
+    })
 }
 
 #[derive(Debug, Serialize)]
 struct Tekton {
+    /// Whether `taskRunSpecs` has an entry: a step's own service account, or the report's
+    /// token variable.
+    task_run_specs: bool,
     results: Vec<TektonResult>,
     task_name: String,
     embed_task: bool,
@@ -244,7 +299,7 @@ pub fn annotations(plan: &Plan) -> BTreeMap<String, String> {
     a
 }
 
-pub fn build<'a>(plan: &'a Plan, engine: Engine, opts: &RenderOptions) -> Ctx<'a> {
+pub fn build<'a>(plan: &'a Plan, engine: Engine, opts: &'a RenderOptions) -> Ctx<'a> {
     let labels = labels(plan, engine);
     let pod_labels = labels
         .iter()
@@ -272,7 +327,7 @@ pub fn build<'a>(plan: &'a Plan, engine: Engine, opts: &RenderOptions) -> Ctx<'a
             service_account: s.service_account.as_deref(),
         })
         .collect();
-    let step_service_accounts = plan
+    let step_service_accounts: Vec<StepServiceAccount<'_>> = plan
         .steps
         .iter()
         .filter_map(|s| {
@@ -283,6 +338,8 @@ pub fn build<'a>(plan: &'a Plan, engine: Engine, opts: &RenderOptions) -> Ctx<'a
         })
         .collect();
     let report_secs = opts.report_timeout_seconds;
+    let token = report_token(plan, opts);
+    let task_run_specs = !step_service_accounts.is_empty() || token.is_some();
     Ctx {
         engine: engine.as_str(),
         run_name: &plan.run_name,
@@ -332,8 +389,14 @@ pub fn build<'a>(plan: &'a Plan, engine: Engine, opts: &RenderOptions) -> Ctx<'a
             retries: opts.report_retries,
             timeout_seconds: report_secs,
             timeout: secs(report_secs),
+            token,
+        },
+        report_token_mount: TokenMount {
+            volume: REPORT_TOKEN_VOLUME,
+            dir: REPORT_TOKEN_DIR,
         },
         tekton: Tekton {
+            task_run_specs,
             results: plan
                 .steps
                 .iter()

@@ -31,6 +31,9 @@ use serde_json::Value;
 
 use crate::plan::Plan;
 
+pub use context::{
+    REPORT_TOKEN_DIR, REPORT_TOKEN_ENV, REPORT_TOKEN_FILE, REPORT_TOKEN_KEY, REPORT_TOKEN_VOLUME,
+};
 pub use names::{is_label_key, is_label_value, label_value, mutex_name, yaml_quote};
 
 /// The workflow engine that carries out a remediation.
@@ -126,6 +129,10 @@ impl PodGcStrategy {
     }
 }
 
+/// The Secret with heald's token that the report step mounts unless told otherwise: the one
+/// heald itself reads its token from (`deploy/`).
+pub const DEFAULT_REPORT_TOKEN_SECRET: &str = "heald-token";
+
 /// How plans are rendered. `Default` gives the values heald ships with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
@@ -158,6 +165,13 @@ pub struct RenderOptions {
     pub report_timeout_seconds: u64,
     /// Engine-level retries of `heal report` (on exit code 3 for Argo).
     pub report_retries: u32,
+    /// The Secret holding heald's bearer token under the key `token` (heald's own
+    /// `heald-token`). When the plan has a report URL, the report step, and only it, mounts
+    /// it read-only at [`REPORT_TOKEN_DIR`] (`optional: true`, so a missing Secret cannot
+    /// keep the exit handler from starting) and gets `HEAL_REPORT_TOKEN_FILE` pointing at
+    /// [`REPORT_TOKEN_FILE`]. `None` mounts nothing, for a heald that takes unauthenticated
+    /// reports. The token itself never appears in a manifest.
+    pub report_token_secret: Option<String>,
     /// Longest plan value (argument, annotation) accepted, in bytes.
     pub max_value_bytes: usize,
 }
@@ -177,6 +191,7 @@ impl Default for RenderOptions {
             retry_backoff_cap_seconds: 60,
             report_timeout_seconds: 120,
             report_retries: 2,
+            report_token_secret: Some(DEFAULT_REPORT_TOKEN_SECRET.into()),
             max_value_bytes: 16 * 1024,
         }
     }

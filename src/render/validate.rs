@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use super::checks::{REPORT_TASK, check_dag};
 use super::context::{
-    ARGO_RETRY_EXPRESSION, ARGO_STATUS_VAR, TEKTON_RESULT, TEKTON_STATUS_VAR, report_args,
-    step_args,
+    ARGO_RETRY_EXPRESSION, ARGO_STATUS_VAR, REPORT_TOKEN_DIR, REPORT_TOKEN_VOLUME, ReportToken,
+    TEKTON_RESULT, TEKTON_STATUS_VAR, report_args, report_token, step_args,
 };
 use super::names::{is_label_key, is_label_value, shorten};
 use super::{Engine, RenderError, RenderOptions};
@@ -296,6 +296,41 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
+    /// Keys that hand a Secret, settings or files to a container (`secret`, `env`,
+    /// `volumeMounts`, ...) appear only at the paths in `allowed`, which the caller checks
+    /// field by field; everywhere else they are refused.
+    fn walk_sensitive(&self, v: &Value, path: &str, allowed: &[(&str, Vec<String>)]) -> Res {
+        match v {
+            Value::Object(m) => {
+                for (k, val) in m {
+                    let p = join(path, k);
+                    if let Some((_, paths)) = allowed.iter().find(|(key, _)| key == k)
+                        && !paths.contains(&p)
+                    {
+                        return Err(self.err(p, sensitive_key_message(k)));
+                    }
+                    self.walk_sensitive(val, &p, allowed)?;
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.walk_sensitive(item, &format!("{path}[{i}]"), allowed)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `found` is `want` exactly; `what` says what it is for the message.
+    fn expect_value(&self, path: &str, found: Option<&Value>, want: &Value, what: &str) -> Res {
+        match found {
+            Some(f) if f == want => Ok(()),
+            Some(f) => Err(self.err(path, format!("is {f}, {what} is exactly {want}"))),
+            None => Err(self.err(path, format!("is missing: {what} is {want}"))),
+        }
+    }
+
     fn allowed_variable(&self, var: &str) -> bool {
         let is_step = |name: &str| self.plan.steps.iter().any(|s| s.name == name);
         let (plain, per_task): (&[&LazyLock<Regex>], &LazyLock<Regex>) = match self.engine {
@@ -343,6 +378,34 @@ fn join(path: &str, key: &str) -> String {
     } else {
         format!("{path}.{key}")
     }
+}
+
+/// Why a key that could hand a Secret or settings to a container is refused where it is.
+fn sensitive_key_message(key: &str) -> String {
+    match key {
+        "env" => "is not allowed here: heal steps take their settings from their arguments, and only the report step gets HEAL_REPORT_TOKEN_FILE".into(),
+        "secret" | "secretKeyRef" | "secretRef" | "envFrom" | "projected" => format!(
+            "is not allowed here: only the report step gets a Secret, heald's token as the volume {REPORT_TOKEN_VOLUME:?}"
+        ),
+        _ => format!("is not allowed here: a heal step mounts only scratch space, and the report step heald's token at {REPORT_TOKEN_DIR}"),
+    }
+}
+
+/// The token Secret as an Argo volume or a Tekton workspace binding (the same shape).
+fn token_volume(t: &ReportToken<'_>) -> Value {
+    serde_json::json!({
+        "name": t.volume,
+        "secret": {
+            "secretName": t.secret,
+            "optional": true,
+            "items": [{"key": t.key, "path": t.key}],
+        },
+    })
+}
+
+/// The variable that points `heal report` at the token file.
+fn token_env(t: &ReportToken<'_>) -> Value {
+    serde_json::json!([{"name": t.env, "value": t.file}])
 }
 
 /// Task names an Argo `depends` expression refers to (`a.Succeeded && (b || !c.Failed)`).
@@ -414,7 +477,6 @@ fn go_duration_seconds(s: &str) -> Option<f64> {
 
 /// Check an Argo `Workflow` rendered for `plan`.
 pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
-    let _ = opts;
     let c = Checker {
         engine: Engine::Argo,
         plan,
@@ -642,6 +704,8 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
         ));
     }
     c.heal_argv(&format!("{epath}.args"), &args)?;
+    let token = report_token(plan, opts);
+    argo_mounts(&c, spec, templates, ei, token.as_ref())?;
 
     for (name, (i, _)) in &by_name {
         if !used.contains(name) {
@@ -667,7 +731,129 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
             "templateDefaults",
         ],
     )?;
+    let mounts: Vec<String> = templates
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.get("container").is_some())
+        .map(|(i, _)| format!("spec.templates[{i}].container.volumeMounts"))
+        .collect();
+    let (exit_env, exit_secret) = match token {
+        Some(_) => (
+            vec![format!("spec.templates[{ei}].container.env")],
+            vec![format!("spec.templates[{ei}].volumes[0].secret")],
+        ),
+        None => (Vec::new(), Vec::new()),
+    };
+    let allowed = [
+        ("env", exit_env),
+        ("secret", exit_secret),
+        ("volumeMounts", mounts),
+        ("envFrom", Vec::new()),
+        ("secretKeyRef", Vec::new()),
+        ("secretRef", Vec::new()),
+        ("projected", Vec::new()),
+    ];
+    c.walk_sensitive(v, "", &allowed)?;
     c.walk_variables(v, "")
+}
+
+/// Argo volumes, mounts and variables: scratch `emptyDir` volumes on the Workflow, mounted
+/// by any container; heald's token Secret on the exit handler alone, exactly as rendered
+/// (read-only, optional, with `HEAL_REPORT_TOKEN_FILE`); nothing else.
+fn argo_mounts(
+    c: &Checker<'_>,
+    spec: &Map<String, Value>,
+    templates: &[Value],
+    exit_i: usize,
+    token: Option<&ReportToken<'_>>,
+) -> Res {
+    let mut scratch = BTreeSet::new();
+    if let Some(vols) = spec.get("volumes") {
+        for (i, vol) in c.arr(vols, "spec.volumes")?.iter().enumerate() {
+            let path = format!("spec.volumes[{i}]");
+            let vol = c.obj(vol, &path)?;
+            let name = c.str_field(vol, &path, "name")?;
+            if vol.len() != 2 || !vol.contains_key("emptyDir") {
+                return Err(c.err(
+                    path,
+                    "only emptyDir scratch volumes are allowed on the Workflow; heald's token Secret is the exit handler's alone",
+                ));
+            }
+            scratch.insert(name);
+        }
+    }
+    for (i, t) in templates.iter().enumerate() {
+        let tpath = format!("spec.templates[{i}]");
+        let t = c.obj(t, &tpath)?;
+        let exit_token = if i == exit_i { token } else { None };
+        let vpath = format!("{tpath}.volumes");
+        match (exit_token, t.get("volumes")) {
+            (Some(tok), found) => c.expect_value(
+                &vpath,
+                found,
+                &Value::Array(vec![token_volume(tok)]),
+                "the exit handler's volume, heald's token Secret (render option reportTokenSecret),",
+            )?,
+            (None, Some(_)) => {
+                return Err(c.err(
+                    vpath,
+                    "is not allowed: only the exit handler has a volume of its own, heald's token Secret",
+                ));
+            }
+            (None, None) => {}
+        }
+        let Some(container) = t.get("container") else {
+            continue;
+        };
+        let cpath = format!("{tpath}.container");
+        let container = c.obj(container, &cpath)?;
+        if let Some(tok) = exit_token {
+            c.expect_value(
+                &format!("{cpath}.env"),
+                container.get("env"),
+                &token_env(tok),
+                "the exit handler's environment",
+            )?;
+        }
+        let mut token_mounted = false;
+        if let Some(mounts) = container.get("volumeMounts") {
+            let mpath = format!("{cpath}.volumeMounts");
+            for (j, m) in c.arr(mounts, &mpath)?.iter().enumerate() {
+                let path = format!("{mpath}[{j}]");
+                let name = c.str_field(c.obj(m, &path)?, &path, "name")?;
+                match exit_token {
+                    Some(tok) if name == tok.volume => {
+                        let want = serde_json::json!({
+                            "name": tok.volume,
+                            "mountPath": tok.dir,
+                            "readOnly": true,
+                        });
+                        c.expect_value(&path, Some(m), &want, "the token mount")?;
+                        token_mounted = true;
+                    }
+                    _ if scratch.contains(name) => {}
+                    _ => {
+                        return Err(c.err(
+                            path,
+                            format!("mounts {name:?}, which is not a scratch emptyDir volume of the Workflow"),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(tok) = exit_token
+            && !token_mounted
+        {
+            return Err(c.err(
+                format!("{cpath}.volumeMounts"),
+                format!(
+                    "must mount {:?} read-only at {}: heal report reads heald's token there",
+                    tok.volume, tok.dir
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Check a Tekton `PipelineRun` rendered for `plan`.
@@ -689,19 +875,80 @@ pub fn tekton(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
         sa,
         &plan.service_account,
     )?;
+    let token = report_token(plan, opts);
     let mut step_sas: BTreeMap<String, String> = BTreeMap::new();
+    let mut report_env = None;
     if let Some(specs) = spec.get("taskRunSpecs") {
         for (i, s) in c.arr(specs, "spec.taskRunSpecs")?.iter().enumerate() {
             let path = format!("spec.taskRunSpecs[{i}]");
             let s = c.obj(s, &path)?;
+            let task = c.str_field(s, &path, "pipelineTaskName")?;
+            for key in s.keys() {
+                if !matches!(
+                    key.as_str(),
+                    "pipelineTaskName" | "serviceAccountName" | "podTemplate"
+                ) {
+                    return Err(c.err(
+                        join(&path, key),
+                        "is not allowed on a heal run (only pipelineTaskName, serviceAccountName, and the report's podTemplate)",
+                    ));
+                }
+            }
             if let Some(sa) = s.get("serviceAccountName") {
-                let task = c.str_field(s, &path, "pipelineTaskName")?;
                 let sa = sa.as_str().ok_or_else(|| {
                     c.err(format!("{path}.serviceAccountName"), "must be a string")
                 })?;
+                if task == REPORT_TASK {
+                    return Err(c.err(
+                        format!("{path}.serviceAccountName"),
+                        format!("is {sa:?}: the report runs as the run's service account"),
+                    ));
+                }
                 step_sas.insert(task.to_string(), sa.to_string());
             }
+            if let Some(pt) = s.get("podTemplate") {
+                let ppath = format!("{path}.podTemplate");
+                match &token {
+                    Some(tok) if task == REPORT_TASK => {
+                        let want = serde_json::json!({"env": token_env(tok)});
+                        c.expect_value(&ppath, Some(pt), &want, "the report's pod template")?;
+                        report_env = Some(format!("{ppath}.env"));
+                    }
+                    _ => {
+                        return Err(c.err(
+                            ppath,
+                            "is not allowed: only the report task has a pod template of its own, to set HEAL_REPORT_TOKEN_FILE",
+                        ));
+                    }
+                }
+            }
         }
+    }
+    if let Some(tok) = &token
+        && report_env.is_none()
+    {
+        return Err(c.err(
+            "spec.taskRunSpecs",
+            format!(
+                "must set {}={} for the {REPORT_TASK:?} task (podTemplate.env): heal report reads heald's token there",
+                tok.env, tok.file
+            ),
+        ));
+    }
+    match (&token, spec.get("workspaces")) {
+        (Some(tok), found) => c.expect_value(
+            "spec.workspaces",
+            found,
+            &Value::Array(vec![token_volume(tok)]),
+            "the report's workspace binding, heald's token Secret (render option reportTokenSecret),",
+        )?,
+        (None, Some(_)) => {
+            return Err(c.err(
+                "spec.workspaces",
+                "is not allowed: a heal run binds a workspace only to give its report heald's token",
+            ));
+        }
+        (None, None) => {}
     }
     for step in &plan.steps {
         let got = step_sas.get(&step.name).map(String::as_str);
@@ -743,6 +990,43 @@ pub fn tekton(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
 
     let ps_path = "spec.pipelineSpec";
     let ps = c.obj(c.field(spec, "spec", "pipelineSpec")?, ps_path)?;
+    let wpath = format!("{ps_path}.workspaces");
+    match (&token, ps.get("workspaces")) {
+        (Some(tok), Some(w)) => {
+            let [decl] = c.arr(w, &wpath)?.as_slice() else {
+                return Err(c.err(
+                    &wpath,
+                    format!("must declare exactly one workspace, {:?}", tok.volume),
+                ));
+            };
+            let dpath = format!("{wpath}[0]");
+            let decl = c.obj(decl, &dpath)?;
+            let name = c.str_field(decl, &dpath, "name")?;
+            c.expect_eq(&format!("{dpath}.name"), name, tok.volume)?;
+            if let Some(key) = decl
+                .keys()
+                .find(|k| !matches!(k.as_str(), "name" | "description" | "optional"))
+            {
+                return Err(c.err(join(&dpath, key), "is not allowed"));
+            }
+        }
+        (Some(tok), None) => {
+            return Err(c.err(
+                &wpath,
+                format!(
+                    "is missing: the pipeline declares the workspace {:?} for the report",
+                    tok.volume
+                ),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(c.err(
+                &wpath,
+                "is not allowed: a heal run declares a workspace only for its report's token",
+            ));
+        }
+        (None, None) => {}
+    }
     let tasks_path = format!("{ps_path}.tasks");
     let tasks = c.arr(c.field(ps, ps_path, "tasks")?, &tasks_path)?;
     let mut graph = Vec::new();
@@ -758,7 +1042,7 @@ pub fn tekton(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
         let Some(step) = plan.steps.iter().find(|s| s.name == name) else {
             continue; // reported by tasks_match_steps
         };
-        let args = tekton_task(&c, task, &tpath, opts)?;
+        let args = tekton_task(&c, task, &tpath, opts, TektonTask::Step)?;
         let want = step_args(plan, step, Engine::Tekton);
         if args != want {
             return Err(c.err(
@@ -812,7 +1096,29 @@ pub fn tekton(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
     if report.contains_key("runAfter") {
         return Err(c.err(format!("{rpath}.runAfter"), "is not allowed in finally"));
     }
-    let args = tekton_task(&c, report, &rpath, opts)?;
+    let args = tekton_task(
+        &c,
+        report,
+        &rpath,
+        opts,
+        TektonTask::Report {
+            token: token.is_some(),
+        },
+    )?;
+    let fw = format!("{rpath}.workspaces");
+    match (&token, report.get("workspaces")) {
+        (Some(tok), found) => {
+            let want = serde_json::json!([{"name": tok.volume, "workspace": tok.volume}]);
+            c.expect_value(&fw, found, &want, "the report's workspace")?;
+        }
+        (None, Some(_)) => {
+            return Err(c.err(
+                fw,
+                "is not allowed: the report binds a workspace only for heald's token",
+            ));
+        }
+        (None, None) => {}
+    }
     let want = report_args(plan, Engine::Tekton);
     if args != want {
         return Err(c.err(
@@ -836,7 +1142,32 @@ pub fn tekton(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
             "ref",
         ],
     )?;
+    let exit_secret = match token {
+        Some(_) => vec!["spec.workspaces[0].secret".to_string()],
+        None => Vec::new(),
+    };
+    let allowed = [
+        ("env", report_env.into_iter().collect()),
+        ("secret", exit_secret),
+        ("volumes", Vec::new()),
+        ("volumeMounts", Vec::new()),
+        ("envFrom", Vec::new()),
+        ("secretKeyRef", Vec::new()),
+        ("secretRef", Vec::new()),
+        ("projected", Vec::new()),
+    ];
+    c.walk_sensitive(v, "", &allowed)?;
     c.walk_variables(v, "")
+}
+
+/// Which pipeline task [`tekton_task`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TektonTask {
+    /// One of the plan's steps.
+    Step,
+    /// The finally task, which may bind the token workspace (checked by the caller);
+    /// `token`: it does, so an embedded Task spec must declare it.
+    Report { token: bool },
 }
 
 /// The task reference (or embedded heal Task spec) of a pipeline task, and its `args`.
@@ -845,12 +1176,16 @@ fn tekton_task(
     task: &Map<String, Value>,
     path: &str,
     opts: &RenderOptions,
+    role: TektonTask,
 ) -> Res<Vec<String>> {
     for key in task.keys() {
-        if !matches!(
-            key.as_str(),
-            "name" | "taskRef" | "taskSpec" | "params" | "runAfter" | "retries" | "timeout"
-        ) {
+        let workspaces = key == "workspaces" && role != TektonTask::Step;
+        if !workspaces
+            && !matches!(
+                key.as_str(),
+                "name" | "taskRef" | "taskSpec" | "params" | "runAfter" | "retries" | "timeout"
+            )
+        {
             return Err(c.err(
                 join(path, key),
                 "is not allowed on a heal task (only name, taskRef or taskSpec, params, runAfter, retries, timeout)",
@@ -878,6 +1213,19 @@ fn tekton_task(
         (None, Some(s)) if opts.tekton_embed_task => {
             let sp = format!("{path}.taskSpec");
             let s = c.obj(s, &sp)?;
+            let wpath = format!("{sp}.workspaces");
+            match s.get("workspaces") {
+                Some(w) => tekton_token_workspace(c, w, &wpath)?,
+                None if role == (TektonTask::Report { token: true }) => {
+                    return Err(c.err(
+                        wpath,
+                        format!(
+                            "is missing: the report's Task declares the workspace {REPORT_TOKEN_VOLUME:?} for heald's token"
+                        ),
+                    ));
+                }
+                None => {}
+            }
             let steps = c.arr(c.field(s, &sp, "steps")?, &format!("{sp}.steps"))?;
             for (i, st) in steps.iter().enumerate() {
                 let stp = format!("{sp}.steps[{i}]");
@@ -914,6 +1262,37 @@ fn tekton_task(
         c.field(param, &format!("{pp}[0]"), "value")?,
         &format!("{pp}[0].value"),
     )
+}
+
+/// The heal Task's one workspace: heald's token, optional, mounted read-only at
+/// [`REPORT_TOKEN_DIR`].
+fn tekton_token_workspace(c: &Checker<'_>, w: &Value, path: &str) -> Res {
+    let [decl] = c.arr(w, path)?.as_slice() else {
+        return Err(c.err(
+            path,
+            format!("must declare exactly one workspace, {REPORT_TOKEN_VOLUME:?}"),
+        ));
+    };
+    let dpath = format!("{path}[0]");
+    let decl = c.obj(decl, &dpath)?;
+    let name = c.str_field(decl, &dpath, "name")?;
+    c.expect_eq(&format!("{dpath}.name"), name, REPORT_TOKEN_VOLUME)?;
+    let mount = c.str_field(decl, &dpath, "mountPath")?;
+    c.expect_eq(&format!("{dpath}.mountPath"), mount, REPORT_TOKEN_DIR)?;
+    for key in ["readOnly", "optional"] {
+        if decl.get(key) != Some(&Value::Bool(true)) {
+            return Err(c.err(join(&dpath, key), "must be true"));
+        }
+    }
+    if let Some(key) = decl.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "name" | "description" | "mountPath" | "readOnly" | "optional"
+        )
+    }) {
+        return Err(c.err(join(&dpath, key), "is not allowed"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -547,53 +547,14 @@ pub fn validate_action_argv(argv: &[String]) -> Result<(), String> {
 /// library entry point for tests and for heald's local engine. A usage error (exit 2) comes
 /// back as `Err` with the one-line message.
 pub async fn execute(argv: &[String]) -> Result<(HealResult, Exit), String> {
-    let command = parse_argv(argv)?;
-    let common_args = command.common().clone();
-    let common = common_options(&common_args);
-    Ok(match &command {
-        Command::Script(s) => run_script(s, &common).await,
-        Command::Verify(v) => {
-            let spec = verify_spec(v)?;
-            crate::prometheus_http::verify(&spec, &common.correlation_id, common_args.timeout).await
-        }
-        Command::Report(r) => {
-            let spec = report_spec(r, &common)?;
-            crate::report_http::report(&spec, common_args.timeout).await
-        }
-        other => run_action(&common_args, &common, &other.action()?).await,
-    })
+    dispatch(&parse_argv(argv)?, None).await
 }
 
 /// Run one heal command in-process on an existing connection (heald's local engine): the
 /// command's `--kubeconfig`/`--context` are ignored, its `--timeout` bounds the step (never
 /// past `kube`'s own deadline). A usage error comes back as `Err`.
 pub async fn execute_with(kube: &Kube, argv: &[String]) -> Result<(HealResult, Exit), String> {
-    let command = parse_argv(argv)?;
-    let common_args = command.common().clone();
-    let common = common_options(&common_args);
-    let deadline = kube.deadline().min(Instant::now() + common_args.timeout);
-    Ok(match &command {
-        Command::Verify(v) => {
-            let spec = verify_spec(v)?;
-            let timeout = deadline.saturating_duration_since(Instant::now());
-            crate::prometheus_http::verify(&spec, &common.correlation_id, timeout).await
-        }
-        Command::Report(r) => {
-            let spec = report_spec(r, &common)?;
-            let timeout = deadline.saturating_duration_since(Instant::now());
-            crate::report_http::report(&spec, timeout).await
-        }
-        Command::Script(_) | Command::Render(_) | Command::Policy { .. } => {
-            return Err(format!(
-                "{} cannot run as a local-engine step",
-                command.name()
-            ));
-        }
-        other => {
-            let action = other.action()?;
-            actions::run(&kube.with_deadline(deadline), &common, &action).await
-        }
-    })
+    dispatch(&parse_argv(argv)?, Some(kube)).await
 }
 
 fn common_options(c: &CommonArgs) -> Common {
@@ -676,36 +637,44 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
 
 async fn run(command: Command) -> i32 {
     let common_args = command.common().clone();
+    match dispatch(&command, None).await {
+        Ok((result, exit)) => emit(&common_args, &result, exit),
+        Err(msg) => {
+            eprintln!("heal: {msg}");
+            Exit::Usage.code()
+        }
+    }
+}
+
+/// Run a parsed command: on `kube` when given (heald's local engine), else on a connection
+/// of its own from its flags. `Err` is a usage error.
+async fn dispatch(command: &Command, kube: Option<&Kube>) -> Result<(HealResult, Exit), String> {
+    let common_args = command.common().clone();
     let common = common_options(&common_args);
-    let (result, exit) = match &command {
-        Command::Script(s) => run_script(s, &common).await,
-        Command::Render(_) | Command::Policy { .. } => return Exit::Usage.code(),
-        Command::Verify(v) => match verify_spec(v) {
-            Ok(spec) => {
-                crate::prometheus_http::verify(&spec, &common.correlation_id, common_args.timeout)
-                    .await
+    let deadline = Instant::now() + common_args.timeout;
+    let deadline = kube.map_or(deadline, |k| k.deadline().min(deadline));
+    let timeout = || deadline.saturating_duration_since(Instant::now());
+    Ok(match command {
+        Command::Script(s) if kube.is_none() => run_script(s, &common).await,
+        Command::Verify(v) => {
+            let spec = verify_spec(v)?;
+            crate::prometheus_http::verify(&spec, &common.correlation_id, timeout()).await
+        }
+        Command::Report(r) => {
+            let spec = report_spec(r, &common)?;
+            crate::report_http::report(&spec, timeout()).await
+        }
+        Command::Script(_) | Command::Render(_) | Command::Policy { .. } => {
+            return Err(format!("{} cannot run as a step here", command.name()));
+        }
+        other => {
+            let action = other.action()?;
+            match kube {
+                Some(k) => actions::run(&k.with_deadline(deadline), &common, &action).await,
+                None => run_action(&common_args, &common, &action).await,
             }
-            Err(msg) => {
-                eprintln!("heal: {msg}");
-                return Exit::Usage.code();
-            }
-        },
-        Command::Report(r) => match report_spec(r, &common) {
-            Ok(spec) => crate::report_http::report(&spec, common_args.timeout).await,
-            Err(msg) => {
-                eprintln!("heal: {msg}");
-                return Exit::Usage.code();
-            }
-        },
-        other => match other.action() {
-            Ok(action) => run_action(&common_args, &common, &action).await,
-            Err(msg) => {
-                eprintln!("heal: {msg}");
-                return Exit::Usage.code();
-            }
-        },
-    };
-    emit(&common_args, &result, exit)
+        }
+    })
 }
 
 fn read_secret(path: &PathBuf) -> Result<String, String> {

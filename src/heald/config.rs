@@ -125,6 +125,10 @@ pub struct Args {
     /// Engine for policies that name none: argo, tekton or local [default: argo]
     #[arg(long, env = "HEALD_ENGINE", value_name = "ENGINE")]
     pub engine: Option<String>,
+    /// Local engine: wait before the first retry of a step that exited 3, doubling up to 60s
+    /// [default: 5s, as the Argo retryStrategy heald renders]
+    #[arg(long, env = "HEALD_LOCAL_RETRY_BACKOFF", value_name = "DURATION")]
+    pub local_retry_backoff: Option<String>,
     /// Container image of heal that the steps run
     #[arg(long, env = "HEALD_IMAGE", value_name = "IMAGE")]
     pub image: Option<String>,
@@ -221,6 +225,7 @@ pub struct FileConfig {
     pub namespace: Option<String>,
     pub run_namespace: Option<String>,
     pub engine: Option<String>,
+    pub local_retry_backoff: Option<String>,
     pub image: Option<String>,
     pub service_account: Option<String>,
     pub report_url: Option<String>,
@@ -303,6 +308,8 @@ pub struct Config {
     pub run_namespace: String,
     /// Engine of policies that name none.
     pub engine: Engine,
+    /// Local engine: the first wait before a step's retry.
+    pub local_retry_backoff: Duration,
     /// heal image.
     pub image: String,
     /// Default service account of steps.
@@ -363,6 +370,7 @@ impl std::fmt::Debug for Config {
             .field("namespace", &self.namespace)
             .field("run_namespace", &self.run_namespace)
             .field("engine", &self.engine)
+            .field("local_retry_backoff", &self.local_retry_backoff)
             .field("image", &self.image)
             .field("service_account", &self.service_account)
             .field("report_url", &self.report_url)
@@ -572,6 +580,12 @@ impl Config {
             crate::duration::parse(&s).map_err(|m| invalid(field, m))
         };
         let api_timeout = dur("--api-timeout", a.api_timeout, f.api_timeout, "5s")?;
+        let local_retry_backoff = dur(
+            "--local-retry-backoff",
+            a.local_retry_backoff,
+            f.local_retry_backoff,
+            "5s",
+        )?;
         let request_timeout = dur(
             "--request-timeout",
             a.request_timeout,
@@ -647,6 +661,7 @@ impl Config {
             namespace,
             run_namespace,
             engine,
+            local_retry_backoff,
             image,
             service_account,
             report_url,

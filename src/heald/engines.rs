@@ -1,4 +1,5 @@
-//! Submitting a rendered run to the engine that carries it out: the one trait seam of heald.
+//! Submitting a rendered run to the engine that carries it out: the one trait seam of heald
+//! (the local engine's side is in [`local`](super::local)).
 //! Argo Workflows and Tekton PipelineRuns are created through the Kubernetes API
 //! (`fieldValidation=Strict`, so a field the CRD does not know is an error instead of being
 //! dropped); Argo Workflows may instead go through the Argo Server REST API. Creating a run
@@ -30,12 +31,24 @@ pub enum SubmitError {
     /// The engine could not be reached or is overloaded; a later retry may succeed.
     #[error("the engine is unavailable: {0}")]
     Unavailable(String),
+    /// The engine is not installed: the API server does not serve its runs (no CRD).
+    #[error("the engine is not installed: {0}")]
+    EngineMissing(String),
 }
 
 impl SubmitError {
-    fn from_api(e: ApiError, what: &str) -> SubmitError {
+    /// Classify the API server's answer to creating `what`.
+    pub fn from_api(e: ApiError, what: &str) -> SubmitError {
         if e.is_conflict() {
             SubmitError::AlreadyExists(what.to_string())
+        } else if let ApiError::Status {
+            code: 404, message, ..
+        } = &e
+            && message.contains("could not find the requested resource")
+        {
+            SubmitError::EngineMissing(format!(
+                "the API server has no resource for {what}: {message}"
+            ))
         } else if e.is_transient() {
             SubmitError::Unavailable(e.to_string())
         } else {
@@ -56,6 +69,8 @@ impl SubmitError {
 pub struct Submitted {
     /// The run's `metadata.uid`, when the answer carried it.
     pub uid: Option<String>,
+    /// The object as created, when the engine answers with it.
+    pub object: Option<Value>,
 }
 
 /// A workflow engine heald submits runs to.
@@ -116,6 +131,7 @@ impl Engine for KubeEngine {
                     .pointer("/metadata/uid")
                     .and_then(Value::as_str)
                     .map(str::to_string),
+                object: Some(created),
             })
         })
     }
@@ -189,6 +205,7 @@ impl Engine for ArgoServerEngine {
                     .pointer("/metadata/uid")
                     .and_then(Value::as_str)
                     .map(str::to_string),
+                object: Some(body),
             })
         })
     }
@@ -234,5 +251,20 @@ mod tests {
         ));
         let e = SubmitError::from_api(status(422), "w").to_string();
         assert!(e.contains("unknown field"), "{e}");
+        let mut missing = status(404);
+        if let ApiError::Status { message, .. } = &mut missing {
+            *message = "the server could not find the requested resource".into();
+        }
+        assert!(matches!(
+            SubmitError::from_api(missing, "w"),
+            SubmitError::EngineMissing(_)
+        ));
+        assert!(
+            matches!(
+                SubmitError::from_api(status(404), "w"),
+                SubmitError::Rejected(_)
+            ),
+            "a missing namespace is not a missing engine"
+        );
     }
 }

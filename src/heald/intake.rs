@@ -19,14 +19,18 @@ use crate::heald::decide::{Decision, Observed, RateScope, Verdict, decide};
 use crate::heald::engines::SubmitError;
 use crate::heald::kube_io::{EventTarget, KubeIoError};
 use crate::heald::lease::{LeaseState, RunEnd, lease_name};
+use crate::heald::notify_http::Notification;
 use crate::heald::policies::Loaded;
 use crate::heald::remediations::Entry;
+use crate::heald::runs::{RunOutcome, run_object_type};
 use crate::heald::state::State;
+use crate::heald::track::{alert_link, escalate};
 use crate::heald::{
     ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION, SILENCE_ANNOTATION,
 };
 use crate::plan::Plan;
 use crate::policy::{self, Policy};
+use crate::render::Engine;
 
 /// Longest JSON of alert labels kept on a run (for the silence after success).
 const MAX_LABELS_JSON: usize = 16 * 1024;
@@ -91,7 +95,7 @@ pub async fn handle_alerts(
 
 /// Decide and act for one alert: one record per matched policy, or one `no-match`.
 pub async fn handle_alert(
-    state: &State,
+    state: &Arc<State>,
     loaded: &Loaded,
     alert: &Alert,
 ) -> Result<Vec<DecisionRecord>, Unavailable> {
@@ -167,7 +171,7 @@ fn note(state: &State, rec: &DecisionRecord) {
 }
 
 /// The record of a decision about `plan`.
-fn record(plan: &Plan, engine: crate::render::Engine, v: Verdict) -> DecisionRecord {
+fn record(plan: &Plan, engine: Engine, v: Verdict) -> DecisionRecord {
     DecisionRecord {
         fingerprint: plan.fingerprint.clone(),
         alertname: plan.alertname.clone(),
@@ -217,7 +221,7 @@ fn bucket(plan: &Plan) -> &str {
 
 /// Decide and act for one alert and one matched policy.
 pub async fn handle_match(
-    state: &State,
+    state: &Arc<State>,
     loaded: &Loaded,
     policy: &Policy,
     alert: &Alert,
@@ -352,7 +356,31 @@ pub async fn handle_match(
             silence.as_deref(),
         );
         let started = Instant::now();
-        let submitted = submitter.submit(&run).await;
+        let mut engine = engine;
+        let mut verdict = verdict;
+        let mut submitted = submitter.submit(&run).await;
+        if let Err(e @ (SubmitError::EngineMissing(_) | SubmitError::Rejected(_))) = &submitted
+            && engine != Engine::Local
+            && policy.fallback == Some(Engine::Local)
+            && let Some(local) = state.engines.get(&Engine::Local).cloned()
+        {
+            match loaded.renderer.render(&plan, Engine::Local) {
+                Ok(r) => {
+                    let why = e.to_string();
+                    tracing::warn!(correlation_id = %plan.correlation_id, run = %plan.run_name, engine = %engine, error = %why, "falling back to the local engine");
+                    let run = annotate(r.value, alert, &lease, &plan, silence.as_deref());
+                    submitted = local.submit(&run).await;
+                    verdict.reason = format!(
+                        "{} on the local engine (fallback: the {engine} engine failed: {why})",
+                        verdict.reason
+                    );
+                    engine = Engine::Local;
+                }
+                Err(re) => {
+                    tracing::warn!(correlation_id = %plan.correlation_id, error = %re, "the fallback run cannot be rendered");
+                }
+            }
+        }
         if submitted.is_err()
             && let Some(id) = &silence
         {
@@ -366,12 +394,24 @@ pub async fn handle_match(
             })
             .observe(started.elapsed().as_secs_f64());
         return match submitted {
-            Ok(_) => {
+            Ok(created) => {
                 state.known.insert(&plan.run_name);
+                if engine == Engine::Local {
+                    // The first step starts before the answer and the Event go out.
+                    match &created.object {
+                        Some(obj) => {
+                            crate::heald::local::start(state, obj, false);
+                        }
+                        None => {
+                            tracing::warn!(run = %plan.run_name, "the created local run was not returned; the tracker starts it")
+                        }
+                    }
+                }
+                let (api_version, kind) = run_object_type(engine);
                 k8s.event(
                     &EventTarget {
-                        api_version: engine.api_version(),
-                        kind: engine.kind(),
+                        api_version,
+                        kind,
                         namespace: &plan.run_namespace,
                         name: &plan.run_name,
                         correlation_id: &plan.correlation_id,
@@ -400,8 +440,10 @@ pub async fn handle_match(
                 };
                 Ok(record(&plan, engine, v))
             }
-            Err(SubmitError::Rejected(msg)) => {
+            Err(e @ (SubmitError::Rejected(_) | SubmitError::EngineMissing(_))) => {
                 release(state, &lease, &plan.run_name, RunEnd::Abandoned).await;
+                let msg = e.to_string();
+                escalate_not_started(state, policy, alert, &plan, engine, &msg);
                 err(msg)
             }
             Err(SubmitError::Unavailable(msg)) => {
@@ -416,6 +458,46 @@ pub async fn handle_match(
     Err(Unavailable(format!(
         "Lease {lease} kept changing under heald; retry"
     )))
+}
+
+/// Escalate a run that could not be started at all (its engine is missing or refused it,
+/// and the policy has no usable fallback) to the policy's notifiers, in the background:
+/// the alert is left firing and the humans are told why nothing was done.
+fn escalate_not_started(
+    state: &Arc<State>,
+    policy: &Policy,
+    alert: &Alert,
+    plan: &Plan,
+    engine: Engine,
+    message: &str,
+) {
+    if policy.on_failure.notify.is_empty() {
+        return;
+    }
+    let n = Notification {
+        api_version: "heal.dev/v1alpha1",
+        kind: "RemediationFailed",
+        policy: plan.policy.clone(),
+        alertname: plan.alertname.clone(),
+        fingerprint: plan.fingerprint.clone(),
+        labels: alert.labels.clone(),
+        run: plan.run_name.clone(),
+        namespace: plan.run_namespace.clone(),
+        engine: engine.as_str().into(),
+        correlation_id: plan.correlation_id.clone(),
+        outcome: RunOutcome::Failed,
+        message: format!("the run could not be started: {message}"),
+        steps: Default::default(),
+        link: alert_link(state, &plan.alertname),
+    };
+    let state = Arc::clone(state);
+    let policy_name = policy.name.clone();
+    tokio::spawn(async move {
+        let loaded = state.policies.current();
+        if let Some(policy) = loaded.set.policy(&policy_name) {
+            escalate(&state, &loaded.set, policy, &n).await;
+        }
+    });
 }
 
 /// Drop `run`'s hold on a Lease after a failed or duplicate submission. Best effort: a

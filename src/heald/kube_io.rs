@@ -67,6 +67,12 @@ impl K8s {
         }
     }
 
+    /// The underlying connection, for work that is not heald's own bookkeeping (the local
+    /// engine's steps), outside the QPS limiter.
+    pub fn kube(&self) -> &Kube {
+        &self.kube
+    }
+
     /// Send one request under the limiter and the deadline.
     pub async fn send(
         &self,

@@ -5,10 +5,12 @@
 //! Pure parts (no I/O): [`config`] parsing and validation, [`decide`] (the decision for one
 //! alert from what was read), [`lease`] (the Lease document holding locks, cooldowns and
 //! failure counts), [`ratelimit`] (token buckets), [`runs`] (reading a run's outcome),
+//! [`local_run`] (a local-engine run's ConfigMap and the scheduling of its steps),
 //! [`remediations`] (the recent-decisions ring buffer) and [`metrics`].
 //! Parts that talk to the outside say so: [`kube_io`] (Leases, runs and Events through
 //! [`Kube`](crate::kube_api::Kube)), [`engines`] (the one trait seam: Argo, Tekton, Argo
-//! Server), [`alertmanager_http`] and [`notify_http`] (silences and notifiers), [`intake`]
+//! Server), [`local`] (the local engine: heald runs the steps itself),
+//! [`alertmanager_http`] and [`notify_http`] (silences and notifiers), [`intake`]
 //! (performing decisions), [`track`] (following runs), [`server`] (the HTTP routers) and
 //! [`service`] (start-up, listeners, reload and shutdown).
 
@@ -19,6 +21,8 @@ pub mod engines;
 pub mod intake;
 pub mod kube_io;
 pub mod lease;
+pub mod local;
+pub mod local_run;
 pub mod metrics;
 pub mod notify_http;
 pub mod policies;

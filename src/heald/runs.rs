@@ -1,7 +1,8 @@
-//! Reading a run: where an Argo Workflow or Tekton PipelineRun lives in the API, whether it
-//! has ended and how (Argo `status.phase`, Tekton's `Succeeded` condition), whether it has
-//! overrun its deadline (including runs that never started because the engine's
-//! controller is down), and the step results it carries. Pure.
+//! Reading a run: where an Argo Workflow, Tekton PipelineRun or local-engine run (a
+//! ConfigMap, see [`local_run`](super::local_run)) lives in the API, whether it has ended
+//! and how (Argo `status.phase`, Tekton's `Succeeded` condition, the local run's recorded
+//! outcome), whether it has overrun its deadline (including runs that never started
+//! because the engine's controller is down), and the step results it carries. Pure.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -66,7 +67,8 @@ pub enum RunState {
     Finished(RunOutcome, String),
 }
 
-/// API path of the collection of `engine`'s runs in `namespace`.
+/// API path of the collection of `engine`'s runs in `namespace` (ConfigMaps for the local
+/// engine, which keeps its runs' state in them).
 pub fn collection_path(engine: Engine, namespace: &str) -> Option<String> {
     let ns = enc(namespace);
     match engine {
@@ -74,7 +76,16 @@ pub fn collection_path(engine: Engine, namespace: &str) -> Option<String> {
             "/apis/argoproj.io/v1alpha1/namespaces/{ns}/workflows"
         )),
         Engine::Tekton => Some(format!("/apis/tekton.dev/v1/namespaces/{ns}/pipelineruns")),
-        Engine::Local => None,
+        Engine::Local => Some(format!("/api/v1/namespaces/{ns}/configmaps")),
+    }
+}
+
+/// `apiVersion` and `kind` of the object a run of `engine` is in the cluster: the Workflow,
+/// the PipelineRun, or the local run's ConfigMap. Events about a run name this object.
+pub fn run_object_type(engine: Engine) -> (&'static str, &'static str) {
+    match engine {
+        Engine::Local => ("v1", "ConfigMap"),
+        other => (other.api_version(), other.kind()),
     }
 }
 
@@ -83,11 +94,18 @@ pub fn object_path(engine: Engine, namespace: &str, name: &str) -> Option<String
     collection_path(engine, namespace).map(|c| format!("{c}/{}", enc(name)))
 }
 
-/// The engine a run object belongs to, from its `apiVersion` and `kind`.
+/// The engine a run object belongs to, from its `apiVersion` and `kind` (and, for a
+/// ConfigMap, its `heal.dev/engine: local` label).
 pub fn engine_of(obj: &Value) -> Option<Engine> {
     let api = obj.get("apiVersion").and_then(Value::as_str)?;
     let kind = obj.get("kind").and_then(Value::as_str)?;
-    Engine::ALL
+    if (api, kind) == run_object_type(Engine::Local) {
+        let engine = obj
+            .pointer("/metadata/labels/heal.dev~1engine")
+            .and_then(Value::as_str);
+        return (engine == Some(Engine::Local.as_str())).then_some(Engine::Local);
+    }
+    [Engine::Argo, Engine::Tekton]
         .into_iter()
         .find(|e| e.api_version() == api && e.kind() == kind)
 }
@@ -119,7 +137,11 @@ pub fn state(engine: Engine, obj: &Value) -> RunState {
                 _ => RunState::Pending,
             }
         }
-        Engine::Tekton | Engine::Local => {
+        Engine::Local => match crate::heald::local_run::recorded_outcome(obj) {
+            Some((outcome, message)) => RunState::Finished(outcome, message),
+            None => RunState::Running,
+        },
+        Engine::Tekton => {
             let cond = obj
                 .pointer("/status/conditions")
                 .and_then(Value::as_array)

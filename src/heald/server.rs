@@ -310,6 +310,12 @@ async fn reports_inner(st: &Arc<State>, req: Request) -> Result<(StatusCode, Val
             )));
         }
     }
+    if engine == Kind::Local {
+        return Err(ApiProblem::BadRequest(
+            "engine: heald runs local runs itself and handles their outcome; nothing to report"
+                .into(),
+        ));
+    }
     let Some(path) = object_path(engine, &report.namespace, &report.run_name) else {
         return Err(ApiProblem::BadRequest(format!(
             "engine: heald does not track {engine} runs"

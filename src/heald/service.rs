@@ -2,7 +2,8 @@
 //! logging, connect to Kubernetes, bind both listeners (TLS on the webhook port when
 //! configured), start tracking and reloading, and own shutdown: the first SIGTERM or SIGINT
 //! turns readiness false, stops taking connections, lets in-flight answers finish (up to
-//! `--shutdown-grace`) and lets the tracker finish its pass, so Leases stay consistent; a
+//! `--shutdown-grace`), lets the tracker finish its pass, so Leases stay consistent, and
+//! lets local runs finish (releasing those that do not, for another replica to resume); a
 //! second signal aborts at once.
 
 use std::ffi::OsString;
@@ -241,6 +242,8 @@ pub async fn run(state: Arc<State>, listeners: Listeners) -> i32 {
     if tokio::time::timeout(grace, tracker).await.is_err() {
         tracing::warn!("the tracker did not finish within the shutdown grace");
     }
+    // Local runs get the same grace; what is left is released for a replica to resume.
+    crate::heald::local::drain(&state, grace).await;
     reloader.abort();
     admin_stop_tx.send_replace(true);
     let _ = admin.await;

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::heald::config::Config;
 use crate::heald::engines::{ArgoServerEngine, Engine, KubeEngine};
 use crate::heald::kube_io::K8s;
+use crate::heald::local::{LocalEngine, LocalRuns};
 use crate::heald::metrics::Metrics;
 use crate::heald::policies::PolicyStore;
 use crate::heald::ratelimit::SubmitLimiter;
@@ -47,6 +48,8 @@ pub struct State {
     pub http: reqwest::Client,
     /// What plans take when a policy does not say.
     pub plan_defaults: PlanDefaults,
+    /// Local-engine runs executing in this replica, and this replica's holder identity.
+    pub local: LocalRuns,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
 }
@@ -70,7 +73,8 @@ pub enum StateError {
 
 impl State {
     /// Build the state. With `kube`, Argo and Tekton runs are created through the Kubernetes
-    /// API (Argo through the Argo Server when `--argo-server-url` is set).
+    /// API (Argo through the Argo Server when `--argo-server-url` is set), and local runs
+    /// are executed by heald itself.
     pub fn new(
         config: Config,
         policies: PolicyStore,
@@ -80,7 +84,12 @@ impl State {
             .map_err(StateError::Http)?;
         let k8s = kube.map(|k| K8s::new(k, config.kube_qps, config.kube_burst, config.api_timeout));
         let mut engines: HashMap<Kind, Arc<dyn Engine>> = HashMap::new();
+        let local = LocalRuns::new(&config.instance);
         if let Some(k8s) = &k8s {
+            engines.insert(
+                Kind::Local,
+                Arc::new(LocalEngine::new(k8s.clone(), local.holder())),
+            );
             engines.insert(
                 Kind::Argo,
                 Arc::new(KubeEngine::new(Kind::Argo, k8s.clone())),
@@ -120,6 +129,7 @@ impl State {
             metrics,
             http,
             plan_defaults,
+            local,
             ready: AtomicBool::new(true),
             shutdown,
             engines,

@@ -3,7 +3,8 @@
 //! Every period heald lists, per engine and run namespace, the runs labelled
 //! `app.kubernetes.io/managed-by=heald` that are not yet labelled `heal.dev/reported`
 //! (after a restart this finds every run still in flight), reads each one's outcome, and
-//! calls runs that overran their deadline (or never started) timed out. A report posted by
+//! calls runs that overran their deadline (or never started) timed out. Local-engine runs
+//! are found the same way (their ConfigMaps) and resumed when no replica executes them. A report posted by
 //! `heal report` ends a run at once. Handling an end starts by claiming it: a merge patch
 //! that sets `heal.dev/reported` with the run's `resourceVersion` as precondition, so of two
 //! replicas (or a report and the tracker) exactly one goes on to release the Lease, record
@@ -23,7 +24,8 @@ use crate::heald::lease::RunEnd;
 use crate::heald::notify_http::{Notification, notify};
 use crate::heald::remediations::Entry;
 use crate::heald::runs::{
-    RunInfo, RunOutcome, RunState, argo_step_results, collection_path, object_path, state,
+    RunInfo, RunOutcome, RunState, argo_step_results, collection_path, object_path,
+    run_object_type, state,
 };
 use crate::heald::state::State;
 use crate::heald::{MANAGED_BY, OUTCOME_LABEL, REPORTED_LABEL, RESULTS_ANNOTATION};
@@ -42,7 +44,7 @@ pub struct Ending {
     pub message: String,
     /// Each step's result, by step name.
     pub steps: BTreeMap<String, Value>,
-    /// Who said so: `engine`, `report` or `deadline`.
+    /// Who said so: `engine`, `report`, `deadline` or `local` (heald's local engine).
     pub source: &'static str,
 }
 
@@ -68,8 +70,10 @@ fn run_namespaces(st: &State) -> BTreeSet<String> {
     set
 }
 
-/// One tracking pass over every engine and run namespace.
-pub async fn pass(st: &State) -> Result<Pass, KubeIoError> {
+/// One tracking pass over every engine and run namespace (for the local engine, see
+/// [`local::pass`](crate::heald::local::pass): it also resumes the local runs nobody
+/// executes).
+pub async fn pass(st: &Arc<State>) -> Result<Pass, KubeIoError> {
     let Some(k8s) = &st.k8s else {
         return Ok(Pass::default());
     };
@@ -124,6 +128,7 @@ pub async fn pass(st: &State) -> Result<Pass, KubeIoError> {
                 }
             }
         }
+        crate::heald::local::pass(st, &ns, &mut out).await?;
         out.pruned += prune_tekton(st, &ns).await.unwrap_or(0);
     }
     st.metrics
@@ -296,10 +301,11 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
         } else {
             ("Warning", "RemediationFailed")
         };
+        let (api_version, object_kind) = run_object_type(info.engine);
         k8s.event(
             &EventTarget {
-                api_version: info.engine.api_version(),
-                kind: info.engine.kind(),
+                api_version,
+                kind: object_kind,
                 namespace: &info.namespace,
                 name: &info.name,
                 correlation_id: &info.correlation_id,
@@ -364,35 +370,50 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
             outcome: ending.outcome,
             message: truncate(&ending.message, 2000),
             steps: ending.steps.clone(),
-            link: st.config.alertmanager_url.as_ref().map(|am| {
-                format!(
-                    "{am}/#/alerts?filter=%7Balertname%3D%22{}%22%7D",
-                    crate::kube_api::enc(&info.alertname)
-                )
-            }),
+            link: alert_link(st, &info.alertname),
         };
-        for name in &policy.on_failure.notify {
-            let Some(notifier) = current.set.notifier(name) else {
-                tracing::warn!(notifier = %name, "unknown notifier");
-                continue;
-            };
-            let kind = match notifier.kind {
-                crate::policy::NotifierKind::Webhook => "webhook",
-                crate::policy::NotifierKind::Slack => "slack",
-            };
-            match notify(&st.http, notifier, &n).await {
-                Ok(()) => {
-                    st.metrics.delivery(kind, true);
-                    tracing::info!(correlation_id = %info.correlation_id, run = %info.name, notifier = %name, "escalated");
-                }
-                Err(e) => {
-                    st.metrics.delivery(kind, false);
-                    tracing::warn!(correlation_id = %info.correlation_id, run = %info.name, notifier = %name, error = %e, "could not escalate");
-                }
+        escalate(st, &current.set, policy, &n).await;
+    }
+    Ok(true)
+}
+
+/// Where a notification points to: the alert in Alertmanager, when heald knows it.
+pub fn alert_link(st: &State, alertname: &str) -> Option<String> {
+    st.config.alertmanager_url.as_ref().map(|am| {
+        format!(
+            "{am}/#/alerts?filter=%7Balertname%3D%22{}%22%7D",
+            crate::kube_api::enc(alertname)
+        )
+    })
+}
+
+/// Send `n` to each of the policy's `onFailure.notify` notifiers, counting deliveries.
+pub async fn escalate(
+    st: &State,
+    set: &crate::policy::PolicySet,
+    policy: &crate::policy::Policy,
+    n: &Notification,
+) {
+    for name in &policy.on_failure.notify {
+        let Some(notifier) = set.notifier(name) else {
+            tracing::warn!(notifier = %name, "unknown notifier");
+            continue;
+        };
+        let kind = match notifier.kind {
+            crate::policy::NotifierKind::Webhook => "webhook",
+            crate::policy::NotifierKind::Slack => "slack",
+        };
+        match notify(&st.http, notifier, n).await {
+            Ok(()) => {
+                st.metrics.delivery(kind, true);
+                tracing::info!(correlation_id = %n.correlation_id, run = %n.run, notifier = %name, "escalated");
+            }
+            Err(e) => {
+                st.metrics.delivery(kind, false);
+                tracing::warn!(correlation_id = %n.correlation_id, run = %n.run, notifier = %name, error = %e, "could not escalate");
             }
         }
     }
-    Ok(true)
 }
 
 /// Delete this namespace's finished Tekton runs older than the retention period (Tekton

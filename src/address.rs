@@ -319,8 +319,14 @@ impl std::str::FromStr for Address {
         let parts: Vec<&str> = s.split('/').collect();
         let (type_ref, name) = match parts.as_slice() {
             [ty, name] if !ty.is_empty() && !name.is_empty() => (parse_type(ty)?, *name),
-            // GROUP/KIND/NAME, e.g. argoproj.io/Rollout/web
-            [group, kind, name] if group.contains('.') && !kind.is_empty() && !name.is_empty() => {
+            // GROUP/KIND/NAME, e.g. argoproj.io/Rollout/web; a kind has no dots.
+            [group, kind, name]
+                if group.contains('.')
+                    && !group.split('.').any(str::is_empty)
+                    && !kind.is_empty()
+                    && !kind.contains('.')
+                    && !name.is_empty() =>
+            {
                 let tr = match known(kind, Some(group)) {
                     Some(rt) => TypeRef::Known(rt),
                     None => TypeRef::Discover {
@@ -349,7 +355,7 @@ pub fn parse_type(ty: &str) -> Result<TypeRef, AddressError> {
             .map(TypeRef::Known)
             .ok_or_else(|| AddressError::UnknownType(ty.to_string())),
         Some((name, rest)) => {
-            if name.is_empty() || rest.is_empty() {
+            if name.is_empty() || rest.split('.').any(str::is_empty) {
                 return Err(AddressError::UnknownType(ty.to_string()));
             }
             // kind.version.group when the second segment looks like a version.
@@ -392,7 +398,18 @@ impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.type_ref {
             TypeRef::Known(rt) => write!(f, "{}/{}", rt.kind.to_ascii_lowercase(), self.name),
-            TypeRef::Discover { group, name, .. } => write!(f, "{name}.{group}/{}", self.name),
+            TypeRef::Discover {
+                group,
+                version,
+                name,
+            } => match version {
+                Some(v) => write!(f, "{name}.{v}.{group}/{}", self.name),
+                // `NAME.vN.REST/` would read back as a pinned version: write GROUP/KIND/NAME.
+                None if group.contains('.') && group.split('.').next().is_some_and(is_version) => {
+                    write!(f, "{group}/{name}/{}", self.name)
+                }
+                None => write!(f, "{name}.{group}/{}", self.name),
+            },
         }
     }
 }

@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 
 use heal::plan::{Plan, PlanStep, PlanTarget};
 use heal::render::{
-    Engine, HealPlan, RenderError, RenderOptions, Rendered, Renderer, check_manifest, render,
+    DEFAULT_REPORT_TOKEN_SECRET, Engine, HealPlan, REPORT_TOKEN_DIR, REPORT_TOKEN_FILE,
+    RenderError, RenderOptions, Rendered, Renderer, check_manifest, render,
 };
 use serde_json::{Value, json};
 
@@ -1148,6 +1149,516 @@ fn a_rendered_manifest_that_changes_tasks_images_or_commands_is_rejected() {
 }
 
 // ---------------------------------------------------------------------------------------
+// heald's token for the report step
+
+/// Every place in `v` where `key` is an object key, as `spec.templates[4].volumes[0].secret`.
+fn key_paths(v: &Value, key: &str) -> Vec<String> {
+    fn walk(v: &Value, path: String, key: &str, out: &mut Vec<String>) {
+        let join = |k: &str| {
+            if path.is_empty() {
+                k.to_string()
+            } else {
+                format!("{path}.{k}")
+            }
+        };
+        match v {
+            Value::Object(m) => {
+                for (k, val) in m {
+                    if k == key {
+                        out.push(join(k));
+                    }
+                    walk(val, join(k), key, out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, format!("{path}[{i}]"), key, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(v, String::new(), key, &mut out);
+    out
+}
+
+/// The Secret volume (Argo) or workspace binding (Tekton) the report step gets.
+fn token_secret(secret: &str) -> Value {
+    json!({
+        "name": "heal-report-token",
+        "secret": {
+            "secretName": secret,
+            "optional": true,
+            "items": [{"key": "token", "path": "token"}],
+        },
+    })
+}
+
+fn token_env() -> Value {
+    json!([{"name": "HEAL_REPORT_TOKEN_FILE", "value": REPORT_TOKEN_FILE}])
+}
+
+/// Argo: the index of the exit handler in `spec.templates`.
+fn argo_exit_index(wf: &Value) -> usize {
+    let exit = wf["spec"]["onExit"].as_str().unwrap();
+    wf["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|t| t["name"] == exit)
+        .unwrap()
+}
+
+#[test]
+fn only_the_report_step_mounts_healds_token_secret_and_is_told_where_it_is() {
+    let plan = crash_loop_plan();
+    let wf = render_ok(&plan, Engine::Argo, &opts()).value;
+    let ei = argo_exit_index(&wf);
+    let exit = &wf["spec"]["templates"][ei];
+    assert_eq!(exit["volumes"], json!([token_secret("heald-token")]));
+    assert_eq!(exit["container"]["env"], token_env());
+    let mounts = exit["container"]["volumeMounts"].as_array().unwrap();
+    assert!(
+        mounts.contains(
+            &json!({"name": "heal-report-token", "mountPath": REPORT_TOKEN_DIR, "readOnly": true})
+        ),
+        "{mounts:?}"
+    );
+    assert_eq!(REPORT_TOKEN_FILE, format!("{REPORT_TOKEN_DIR}/token"));
+    // Nothing else: one Secret, one environment, and no step mounts the token.
+    assert_eq!(
+        key_paths(&wf, "secret"),
+        [format!("spec.templates[{ei}].volumes[0].secret")]
+    );
+    assert_eq!(
+        key_paths(&wf, "env"),
+        [format!("spec.templates[{ei}].container.env")]
+    );
+    assert!(key_paths(&wf, "secretKeyRef").is_empty());
+    for (name, t) in argo_step_templates(&wf) {
+        assert!(t.get("volumes").is_none(), "step {name} has volumes");
+        let mounts = t["container"]["volumeMounts"].to_string();
+        assert!(
+            !mounts.contains("heal-report-token"),
+            "step {name}: {mounts}"
+        );
+    }
+    assert!(!wf["spec"]["volumes"].to_string().contains("secret"));
+
+    for o in [opts(), embed_opts()] {
+        let pr = render_ok(&plan, Engine::Tekton, &o).value;
+        let spec = &pr["spec"];
+        assert_eq!(spec["workspaces"], json!([token_secret("heald-token")]));
+        assert_eq!(
+            spec["pipelineSpec"]["workspaces"][0]["name"],
+            "heal-report-token"
+        );
+        let report = &spec["pipelineSpec"]["finally"][0];
+        assert_eq!(
+            report["workspaces"],
+            json!([{"name": "heal-report-token", "workspace": "heal-report-token"}])
+        );
+        for t in spec["pipelineSpec"]["tasks"].as_array().unwrap() {
+            assert!(t.get("workspaces").is_none(), "step {} binds it", t["name"]);
+        }
+        assert_eq!(
+            spec["taskRunSpecs"],
+            json!([{"pipelineTaskName": "heal-report", "podTemplate": {"env": token_env()}}])
+        );
+        assert_eq!(key_paths(&pr, "secret"), ["spec.workspaces[0].secret"]);
+        assert_eq!(
+            key_paths(&pr, "env"),
+            ["spec.taskRunSpecs[0].podTemplate.env"]
+        );
+        assert!(key_paths(&pr, "secretKeyRef").is_empty());
+        if o.tekton_embed_task {
+            let decl = &report["taskSpec"]["workspaces"][0];
+            assert_eq!(decl["mountPath"], REPORT_TOKEN_DIR);
+            assert_eq!(decl["readOnly"], true);
+            assert_eq!(decl["optional"], true);
+        }
+    }
+}
+
+#[test]
+fn a_step_with_its_own_service_account_and_the_report_token_share_tekton_task_run_specs() {
+    let mut plan = node_drain_plan();
+    plan.report_url = Some("https://heald.example.com/v1/reports".into());
+    let pr = render_ok(&plan, Engine::Tekton, &opts()).value;
+    assert_eq!(
+        pr["spec"]["taskRunSpecs"],
+        json!([
+            {"pipelineTaskName": "drain", "serviceAccountName": "heal-node-drainer"},
+            {"pipelineTaskName": "heal-report", "podTemplate": {"env": token_env()}},
+        ])
+    );
+    assert_schema_valid("the PipelineRun with both", &pr);
+}
+
+#[test]
+fn a_run_without_a_report_url_or_without_a_token_secret_mounts_no_secret() {
+    let no_url = node_drain_plan();
+    assert!(no_url.report_url.is_none());
+    let no_secret = RenderOptions {
+        report_token_secret: None,
+        ..opts()
+    };
+    for (plan, o) in [
+        (no_url, opts()),
+        (node_drain_plan(), no_secret.clone()),
+        (crash_loop_plan(), no_secret),
+    ] {
+        for engine in [Engine::Argo, Engine::Tekton] {
+            let r = render_ok(&plan, engine, &o);
+            assert!(key_paths(&r.value, "secret").is_empty(), "{engine}");
+            assert!(key_paths(&r.value, "env").is_empty(), "{engine}");
+            assert!(!r.yaml.contains("HEAL_REPORT_TOKEN_FILE"), "{engine}");
+            assert!(r.value["spec"].get("workspaces").is_none(), "{engine}");
+        }
+    }
+}
+
+#[test]
+fn the_token_secret_name_comes_from_the_render_options() {
+    let o = RenderOptions {
+        report_token_secret: Some("team-a.heald-token".into()),
+        ..opts()
+    };
+    let plan = crash_loop_plan();
+    let wf = render_ok(&plan, Engine::Argo, &o).value;
+    let ei = argo_exit_index(&wf);
+    assert_eq!(
+        wf["spec"]["templates"][ei]["volumes"],
+        json!([token_secret("team-a.heald-token")])
+    );
+    assert_schema_valid("Argo with another Secret", &wf);
+    let pr = render_ok(&plan, Engine::Tekton, &o).value;
+    assert_eq!(
+        pr["spec"]["workspaces"],
+        json!([token_secret("team-a.heald-token")])
+    );
+    // A manifest made for one Secret does not pass the checks for another.
+    let err = check_manifest(&plan, Engine::Argo, &wf, &opts())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("volumes"), "{err}");
+    assert!(err.contains("reportTokenSecret"), "{err}");
+
+    for bad in ["Heald_Token", "", "a..b", "token\nkind: Secret"] {
+        let o = RenderOptions {
+            report_token_secret: Some(bad.into()),
+            ..opts()
+        };
+        let err = Renderer::new(o).unwrap_err().to_string();
+        assert!(
+            err.starts_with("render option reportTokenSecret:"),
+            "{bad:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn the_report_token_secret_is_the_one_heald_reads_its_own_token_from() {
+    assert_eq!(
+        RenderOptions::default().report_token_secret.as_deref(),
+        Some(DEFAULT_REPORT_TOKEN_SECRET)
+    );
+    let deploy = |file: &str| -> Value {
+        heal::yaml::from_str(
+            &std::fs::read_to_string(crate_dir().join("deploy").join(file)).unwrap(),
+        )
+        .unwrap()
+    };
+    let deployment = deploy("deployment.yaml");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["secret"]["secretName"] == DEFAULT_REPORT_TOKEN_SECRET)
+        .expect("heald mounts the heald-token Secret");
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == volume["name"])
+        .expect("and mounts it");
+    // heald reads the same key, `token`, that the report step reads.
+    let config = deploy("heald.yaml");
+    assert_eq!(
+        config["tokenFile"],
+        format!("{}/token", mount["mountPath"].as_str().unwrap())
+    );
+}
+
+/// What a tampering does, the change, and the place the rejection must name.
+type Tamper = (&'static str, Box<dyn Fn(&mut Value)>, &'static str);
+
+#[test]
+fn a_rendered_manifest_that_hands_a_secret_or_settings_to_anything_but_the_report_is_rejected() {
+    let o = opts();
+    let wf = render_ok(&crash_loop_plan(), Engine::Argo, &o).value;
+    let ei = argo_exit_index(&wf);
+    let argo: Vec<Tamper> = vec![
+        (
+            "a Secret volume on the Workflow",
+            Box::new(|v| {
+                v["spec"]["volumes"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(token_secret("heald-token"));
+            }),
+            "spec.volumes[1]",
+        ),
+        (
+            "the token volume on a step",
+            Box::new(|v| {
+                v["spec"]["templates"][1]["volumes"] = json!([token_secret("heald-token")])
+            }),
+            "spec.templates[1].volumes",
+        ),
+        (
+            "a step mounting the token",
+            Box::new(|v| {
+                v["spec"]["templates"][1]["container"]["volumeMounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "heal-report-token", "mountPath": "/t"}));
+            }),
+            "spec.templates[1].container.volumeMounts[1]",
+        ),
+        (
+            "a step reading a Secret into its environment",
+            Box::new(|v| {
+                v["spec"]["templates"][1]["container"]["env"] = json!([{"name": "T", "valueFrom": {"secretKeyRef": {"name": "heald-token", "key": "token"}}}]);
+            }),
+            "spec.templates[1].container.env",
+        ),
+        (
+            "a step with a plain variable",
+            Box::new(|v| {
+                v["spec"]["templates"][1]["container"]["env"] =
+                    json!([{"name": "HEAL_MAX", "value": "100"}]);
+            }),
+            "spec.templates[1].container.env",
+        ),
+        (
+            "a writable token mount",
+            Box::new(move |v| {
+                v["spec"]["templates"][ei]["container"]["volumeMounts"][1]["readOnly"] =
+                    json!(false);
+            }),
+            "volumeMounts[1]",
+        ),
+        (
+            "a required Secret",
+            Box::new(move |v| {
+                v["spec"]["templates"][ei]["volumes"][0]["secret"]["optional"] = json!(false);
+            }),
+            "volumes",
+        ),
+        (
+            "another Secret",
+            Box::new(move |v| {
+                v["spec"]["templates"][ei]["volumes"][0]["secret"]["secretName"] =
+                    json!("argo-admin");
+            }),
+            "volumes",
+        ),
+        (
+            "no token variable",
+            Box::new(move |v| {
+                v["spec"]["templates"][ei]["container"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("env");
+            }),
+            "container.env",
+        ),
+        (
+            "no token mount",
+            Box::new(move |v| {
+                v["spec"]["templates"][ei]["container"]["volumeMounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .pop();
+            }),
+            "container.volumeMounts",
+        ),
+        (
+            "an envFrom on the report",
+            Box::new(move |v| {
+                v["spec"]["templates"][ei]["container"]["envFrom"] =
+                    json!([{"secretRef": {"name": "heald-token"}}]);
+            }),
+            "envFrom",
+        ),
+        (
+            "a sidecar of the report mounting the token",
+            Box::new(move |v| {
+                v["spec"]["templates"][ei]["sidecars"] = json!([{"name": "s", "image": "ghcr.io/heal-project/heal:0.1.0", "volumeMounts": [{"name": "heal-report-token", "mountPath": "/t"}]}]);
+            }),
+            "sidecars[0].volumeMounts",
+        ),
+    ];
+    for (what, alter, at) in argo {
+        let err = tampered(Engine::Argo, &o, alter);
+        assert!(
+            err.starts_with("the rendered argo manifest is rejected at") && err.contains(at),
+            "{what}: {err}"
+        );
+    }
+
+    for o in [opts(), embed_opts()] {
+        let tekton: Vec<Tamper> = vec![
+            (
+                "a step binding the token workspace",
+                Box::new(|v| {
+                    v["spec"]["pipelineSpec"]["tasks"][0]["workspaces"] =
+                        json!([{"name": "heal-report-token", "workspace": "heal-report-token"}]);
+                }),
+                "tasks[0].workspaces",
+            ),
+            (
+                "the token variable on a step",
+                Box::new(|v| {
+                    v["spec"]["taskRunSpecs"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"pipelineTaskName": "scale-up", "podTemplate": {"env": token_env()}}));
+                }),
+                "taskRunSpecs[1].podTemplate",
+            ),
+            (
+                "variables for every task",
+                Box::new(|v| {
+                    v["spec"]["taskRunTemplate"]["podTemplate"]["env"] =
+                        json!([{"name": "HEAL_MAX", "value": "9"}]);
+                }),
+                "taskRunTemplate.podTemplate.env",
+            ),
+            (
+                "a Secret volume for every task",
+                Box::new(|v| {
+                    v["spec"]["taskRunTemplate"]["podTemplate"]["volumes"] =
+                        json!([token_secret("heald-token")]);
+                }),
+                "taskRunTemplate.podTemplate.volumes",
+            ),
+            (
+                "no token variable on the report",
+                Box::new(|v| {
+                    v["spec"].as_object_mut().unwrap().remove("taskRunSpecs");
+                }),
+                "spec.taskRunSpecs",
+            ),
+            (
+                "another Secret",
+                Box::new(|v| {
+                    v["spec"]["workspaces"][0]["secret"]["secretName"] = json!("tekton-admin");
+                }),
+                "spec.workspaces",
+            ),
+            (
+                "a second workspace binding",
+                Box::new(|v| {
+                    v["spec"]["workspaces"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"name": "x", "emptyDir": {}}));
+                }),
+                "spec.workspaces",
+            ),
+            (
+                "the report running as another account",
+                Box::new(|v| {
+                    v["spec"]["taskRunSpecs"][0]["serviceAccountName"] = json!("cluster-admin");
+                }),
+                "serviceAccountName",
+            ),
+        ];
+        for (what, alter, at) in tekton {
+            let err = tampered(Engine::Tekton, &o, alter);
+            assert!(
+                err.starts_with("the rendered tekton manifest is rejected at") && err.contains(at),
+                "{what} (embedded: {}): {err}",
+                o.tekton_embed_task
+            );
+        }
+    }
+    let o = embed_opts();
+    for (what, alter, at) in [
+        (
+            "an embedded step mounting a volume",
+            Box::new(|v: &mut Value| {
+                v["spec"]["pipelineSpec"]["tasks"][0]["taskSpec"]["steps"][0]["volumeMounts"] =
+                    json!([{"name": "heal-report-token", "mountPath": "/t"}]);
+            }) as Box<dyn Fn(&mut Value)>,
+            "steps[0].volumeMounts",
+        ),
+        (
+            "a writable token workspace",
+            Box::new(|v: &mut Value| {
+                v["spec"]["pipelineSpec"]["finally"][0]["taskSpec"]["workspaces"][0]["readOnly"] =
+                    json!(false);
+            }),
+            "taskSpec.workspaces[0].readOnly",
+        ),
+        (
+            "a report Task without the workspace",
+            Box::new(|v: &mut Value| {
+                v["spec"]["pipelineSpec"]["finally"][0]["taskSpec"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("workspaces");
+            }),
+            "finally[0].taskSpec.workspaces",
+        ),
+    ] {
+        let err = tampered(Engine::Tekton, &o, alter);
+        assert!(err.contains(at), "{what}: {err}");
+    }
+}
+
+#[test]
+fn a_user_report_template_without_the_token_mount_is_refused_naming_the_option() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_default_templates(dir.path());
+    let path = dir.path().join("argo/report-template.yaml.hbs");
+    let text = std::fs::read_to_string(&path).unwrap();
+    // The template as it was before the token: every `report.token` block dropped.
+    let mut old = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line == "{{#if report.token}}" {
+            skipping = true;
+        } else if skipping && line == "{{/if}}" {
+            skipping = false;
+        } else if !skipping {
+            old.push_str(line);
+            old.push('\n');
+        }
+    }
+    std::fs::write(&path, old).unwrap();
+    let o = RenderOptions {
+        templates_dir: Some(dir.path().to_path_buf()),
+        ..opts()
+    };
+    let err = render(&crash_loop_plan(), Engine::Argo, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(".volumes: is missing"), "{err}");
+    assert!(err.contains("reportTokenSecret"), "{err}");
+    // For a heald that takes unauthenticated reports, the old template still does.
+    let o = RenderOptions {
+        report_token_secret: None,
+        ..o
+    };
+    render_ok(&crash_loop_plan(), Engine::Argo, &o);
+}
+
+// ---------------------------------------------------------------------------------------
 // User templates
 
 fn copy_default_templates(to: &Path) {
@@ -1355,6 +1866,7 @@ fn the_shipped_heal_task_takes_an_args_array_and_writes_the_outcome_result() {
     let embedded = &pr["spec"]["pipelineSpec"]["tasks"][0]["taskSpec"];
     assert_eq!(embedded["params"], task["spec"]["params"]);
     assert_eq!(embedded["results"], task["spec"]["results"]);
+    assert_eq!(embedded["workspaces"], task["spec"]["workspaces"]);
     let mut shipped_step = task["spec"]["steps"][0].clone();
     shipped_step["image"] = json!(crash_loop_plan().image);
     assert_eq!(embedded["steps"][0], shipped_step);

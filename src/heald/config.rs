@@ -139,6 +139,10 @@ pub struct Args {
     /// http://heald.heal-system:8080/v1/reports
     #[arg(long, env = "HEALD_REPORT_URL", value_name = "URL")]
     pub report_url: Option<String>,
+    /// Secret (key `token`) the runs' report step mounts to send heald its token: the one
+    /// --token-file comes from, in the runs' namespace [default: heald-token]
+    #[arg(long, env = "HEALD_REPORT_TOKEN_SECRET", value_name = "NAME")]
+    pub report_token_secret: Option<String>,
     /// Alertmanager base URL for silences, e.g. http://alertmanager.monitoring:9093
     #[arg(long, env = "HEALD_ALERTMANAGER_URL", value_name = "URL")]
     pub alertmanager_url: Option<String>,
@@ -229,6 +233,7 @@ pub struct FileConfig {
     pub image: Option<String>,
     pub service_account: Option<String>,
     pub report_url: Option<String>,
+    pub report_token_secret: Option<String>,
     pub alertmanager_url: Option<String>,
     pub argo_server_url: Option<String>,
     pub argo_server_token_file: Option<PathBuf>,
@@ -316,6 +321,8 @@ pub struct Config {
     pub service_account: String,
     /// `/v1/reports` URL for the runs' report step.
     pub report_url: Option<String>,
+    /// Secret with heald's token that the report step mounts; `None` without a token.
+    pub report_token_secret: Option<String>,
     /// Alertmanager base URL (no trailing slash).
     pub alertmanager_url: Option<String>,
     /// Argo Server base URL (no trailing slash), for REST submission.
@@ -374,6 +381,7 @@ impl std::fmt::Debug for Config {
             .field("image", &self.image)
             .field("service_account", &self.service_account)
             .field("report_url", &self.report_url)
+            .field("report_token_secret", &self.report_token_secret)
             .field("alertmanager_url", &self.alertmanager_url)
             .field("argo_server_url", &self.argo_server_url)
             .field(
@@ -398,6 +406,15 @@ pub fn default_image() -> String {
 }
 
 impl Config {
+    /// How heald renders runs: its templates, and the Secret the report step mounts.
+    pub fn render_options(&self) -> crate::render::RenderOptions {
+        crate::render::RenderOptions {
+            templates_dir: self.templates.clone(),
+            report_token_secret: self.report_token_secret.clone(),
+            ..crate::render::RenderOptions::default()
+        }
+    }
+
     /// Validate parsed flags, reading `--config`, the token file and the TLS files' presence.
     pub fn from_args(args: Args) -> Result<Config, ConfigError> {
         let file = match &args.config {
@@ -537,6 +554,17 @@ impl Config {
             .or(f.report_url)
             .map(|u| url("--report-url", &u))
             .transpose()?;
+        let report_token_secret = a
+            .report_token_secret
+            .or(f.report_token_secret)
+            .unwrap_or_else(|| crate::render::DEFAULT_REPORT_TOKEN_SECRET.into());
+        if report_token_secret.len() > 253 || !report_token_secret.split('.').all(is_dns_label) {
+            return Err(invalid(
+                "--report-token-secret",
+                format!("{report_token_secret:?} is not a valid Secret name"),
+            ));
+        }
+        let report_token_secret = token.as_ref().map(|_| report_token_secret);
         let alertmanager_url = a
             .alertmanager_url
             .or(f.alertmanager_url)
@@ -665,6 +693,7 @@ impl Config {
             image,
             service_account,
             report_url,
+            report_token_secret,
             alertmanager_url,
             argo_server_url,
             argo_server_token,
@@ -859,6 +888,28 @@ mod tests {
         assert_eq!(c.engine, Engine::Argo);
         assert_eq!(c.run_namespace, "heal-system");
         assert!(!format!("{c:?}").contains("0123456789abcdef0123"));
+    }
+
+    #[test]
+    fn runs_mount_the_token_secret_heald_is_told_unless_heald_takes_no_token() {
+        let d = dir();
+        let c = Config::from_args(args(&d, &[])).unwrap();
+        assert_eq!(
+            c.render_options().report_token_secret.as_deref(),
+            Some("heald-token")
+        );
+        let c = Config::from_args(args(&d, &["--report-token-secret", "team-a-token"])).unwrap();
+        assert_eq!(
+            c.render_options().report_token_secret.as_deref(),
+            Some("team-a-token")
+        );
+        assert!(
+            err(&d, &["--report-token-secret", "Bad_Name"]).starts_with("--report-token-secret:")
+        );
+        let policies = d.path().join("policies").display().to_string();
+        let open = Args::try_parse_from(["heald", "--insecure-no-auth", "--policies", &policies]);
+        let c = Config::from_args(open.unwrap()).unwrap();
+        assert_eq!(c.render_options().report_token_secret, None);
     }
 
     #[test]

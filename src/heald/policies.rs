@@ -38,17 +38,26 @@ pub enum ReloadError {
 #[derive(Debug)]
 pub struct PolicyStore {
     paths: Vec<PathBuf>,
-    templates: Option<PathBuf>,
+    render: RenderOptions,
     current: RwLock<Arc<Loaded>>,
 }
 
 impl PolicyStore {
     /// Load the files for the first time; any error is fatal at start-up.
     pub fn load(paths: &[PathBuf], templates: Option<&Path>) -> Result<PolicyStore, ReloadError> {
-        let loaded = load(paths, templates)?;
+        let render = RenderOptions {
+            templates_dir: templates.map(Path::to_path_buf),
+            ..RenderOptions::default()
+        };
+        PolicyStore::load_with(paths, render)
+    }
+
+    /// [`PolicyStore::load`] with these render options (`templates_dir` is reloaded too).
+    pub fn load_with(paths: &[PathBuf], render: RenderOptions) -> Result<PolicyStore, ReloadError> {
+        let loaded = load(paths, &render)?;
         Ok(PolicyStore {
             paths: paths.to_vec(),
-            templates: templates.map(Path::to_path_buf),
+            render,
             current: RwLock::new(Arc::new(loaded)),
         })
     }
@@ -65,11 +74,11 @@ impl PolicyStore {
     /// set is in use; `Ok(false)`: nothing changed; `Err`: the new files are rejected and
     /// the old set stays.
     pub fn reload(&self) -> Result<bool, ReloadError> {
-        let digest = digest(&self.paths, self.templates.as_deref())?;
+        let digest = digest(&self.paths, self.render.templates_dir.as_deref())?;
         if digest == self.current().digest {
             return Ok(false);
         }
-        let loaded = load(&self.paths, self.templates.as_deref())?;
+        let loaded = load(&self.paths, &self.render)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaded);
         Ok(true)
     }
@@ -84,17 +93,14 @@ fn policy_errors(e: crate::policy::LoadErrors) -> ReloadError {
     )
 }
 
-fn load(paths: &[PathBuf], templates: Option<&Path>) -> Result<Loaded, ReloadError> {
+fn load(paths: &[PathBuf], render: &RenderOptions) -> Result<Loaded, ReloadError> {
     let files = read_policy_files(paths).map_err(policy_errors)?;
     let set = PolicySet::parse(&files).map_err(policy_errors)?;
-    let renderer = Renderer::new(RenderOptions {
-        templates_dir: templates.map(Path::to_path_buf),
-        ..RenderOptions::default()
-    })?;
+    let renderer = Renderer::new(render.clone())?;
     Ok(Loaded {
         set,
         renderer,
-        digest: digest(paths, templates)?,
+        digest: digest(paths, render.templates_dir.as_deref())?,
     })
 }
 

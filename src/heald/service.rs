@@ -123,7 +123,7 @@ fn init_logging(format: LogFormat) {
 /// Start heald with a validated configuration and run until shut down; returns the exit
 /// code (0 after a clean drain, 130 when a second signal aborted it).
 pub async fn serve(config: Config) -> Result<i32, ServeError> {
-    let policies = PolicyStore::load(&config.policies, config.templates.as_deref())?;
+    let policies = PolicyStore::load_with(&config.policies, config.render_options())?;
     let kube = Kube::connect(
         &ConnectOptions {
             kubeconfig: config.kubeconfig.clone(),

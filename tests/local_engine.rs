@@ -361,6 +361,31 @@ async fn a_failing_step_stops_its_dependants_but_the_other_branch_runs_and_the_f
     assert_eq!(am.bodies("/notify").len(), 1, "escalated once");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_engine_local_as_heald_default_policies_that_name_no_engine_run_in_heald() {
+    let server = server();
+    let spec = format!("  steps:\n{}", mark("a", &[]));
+    let f = Files::new(&policy("http://127.0.0.1:9/notify", &spec));
+    let h = Heald::start(&server, &f, &["--engine", "local"]).await;
+    let d = h.decide(&webhook(&[alert()])).await;
+    assert_eq!(d[0]["engine"], "local", "{d:?}");
+    eventually(&server, "the outcome", || reported(&server).then_some(())).await;
+    assert_eq!(marks(&server.requests()), ["a"]);
+    // heald reports local runs itself; `heal report` has nothing to add.
+    let report = json!({"engine": "local", "runName": run(), "namespace": NS,
+        "status": "Succeeded", "correlationId": d[0]["correlationId"]});
+    let (status, _, v) = call(
+        &h.app,
+        "POST",
+        "/v1/reports",
+        Some(TOKEN),
+        Some("application/json"),
+        report.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 400, "{v}");
+}
+
 // ----- retries and the deadline -----
 
 fn flaky_scale(retries: u32) -> String {

@@ -403,7 +403,7 @@ pub async fn handle_match(
                             crate::heald::local::start(state, obj, false);
                         }
                         None => {
-                            tracing::warn!(run = %plan.run_name, "the created local run was not returned; the tracker starts it")
+                            tracing::warn!(run = %plan.run_name, "the created local run was not returned; the tracker resumes it once its heartbeat is stale")
                         }
                     }
                 }

@@ -290,15 +290,13 @@ impl LocalRun {
 
     /// Whether the replica `me` (`INSTANCE/BOOT`) may take the run over at `now`: nobody
     /// holds it, an earlier life of the same instance held it (heald restarted), or the
-    /// holder has not written for `stale`.
+    /// holder (`me` included: a run this process created but does not execute) has not
+    /// written for `stale`.
     pub fn may_take_over(&self, me: &str, now: Timestamp, stale: Duration) -> bool {
         let Some(holder) = &self.holder else {
             return true;
         };
-        if holder == me {
-            return true;
-        }
-        if instance_of(holder) == instance_of(me) {
+        if holder != me && instance_of(holder) == instance_of(me) {
             return true;
         }
         let stale = SignedDuration::from_secs(i64::try_from(stale.as_secs()).unwrap_or(0));
@@ -710,6 +708,10 @@ mod tests {
         assert!(
             run.may_take_over("heald-a/3333", soon, stale),
             "a restarted heald-a"
+        );
+        assert!(
+            !run.may_take_over("heald-a/1111", soon, stale),
+            "the replica that is starting it"
         );
         assert_eq!(
             crate::heald::runs::engine_of(&cm),

@@ -1622,6 +1622,31 @@ fn a_rendered_manifest_that_hands_a_secret_or_settings_to_anything_but_the_repor
 }
 
 #[test]
+fn labels_annotations_and_node_selectors_named_like_env_or_secret_are_still_allowed() {
+    let plan = crash_loop_plan();
+    for (engine, o) in [
+        (Engine::Argo, opts()),
+        (Engine::Tekton, opts()),
+        (Engine::Tekton, embed_opts()),
+    ] {
+        let mut v = render_ok(&plan, engine, &o).value;
+        v["metadata"]["labels"]["env"] = json!("prod");
+        v["metadata"]["annotations"]["secret"] = json!("none here");
+        match engine {
+            Engine::Argo => {
+                v["spec"]["podMetadata"]["labels"]["env"] = json!("prod");
+                v["spec"]["templates"][1]["nodeSelector"] = json!({"env": "prod"});
+            }
+            _ => {
+                v["spec"]["taskRunTemplate"]["podTemplate"]["nodeSelector"] =
+                    json!({"env": "prod"});
+            }
+        }
+        check_manifest(&plan, engine, &v, &o).unwrap_or_else(|e| panic!("{engine}: {e}"));
+    }
+}
+
+#[test]
 fn a_user_report_template_without_the_token_mount_is_refused_naming_the_option() {
     let dir = tempfile::tempdir().unwrap();
     copy_default_templates(dir.path());

@@ -309,7 +309,10 @@ impl<'a> Checker<'a> {
                     {
                         return Err(self.err(p, sensitive_key_message(k)));
                     }
-                    self.walk_sensitive(val, &p, allowed)?;
+                    // Label, annotation and node-selector keys are data (`env: prod`).
+                    if !matches!(k.as_str(), "labels" | "annotations" | "nodeSelector") {
+                        self.walk_sensitive(val, &p, allowed)?;
+                    }
                 }
             }
             Value::Array(items) => {

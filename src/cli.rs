@@ -711,7 +711,15 @@ fn report_spec(r: &ReportArgs, common: &Common) -> Result<crate::report_http::Re
         }
     };
     let token = match (&r.token_file, std::env::var("HEAL_REPORT_TOKEN")) {
-        (Some(p), _) => Some(read_secret(p)?),
+        // The report must go out even when the token Secret is missing: heald may refuse it
+        // (then Alertmanager is told), but the outcome is never silently dropped.
+        (Some(p), _) => match read_secret(p) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(error = %e, "no report token; reporting without one");
+                None
+            }
+        },
         (None, Ok(t)) if !t.is_empty() => Some(t),
         _ => None,
     };

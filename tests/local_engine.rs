@@ -386,6 +386,50 @@ async fn with_engine_local_as_heald_default_policies_that_name_no_engine_run_in_
     assert_eq!(status.as_u16(), 400, "{v}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_run_whose_end_was_not_handled_is_handled_by_the_next_pass_and_never_dropped() {
+    let server = server();
+    let am = Receiver::start().await;
+    let spec = format!("  engine: local\n  steps:\n{}", mark("a", &[]));
+    let f = Files::new(&policy(&format!("{}/notify", am.url), &spec));
+    let h = Heald::start(&server, &f, &[]).await;
+    h.decide(&webhook(&[alert()])).await;
+    eventually(&server, "the run to end", || {
+        h.state.local.is_empty().then_some(())
+    })
+    .await;
+    assert!(reported(&server));
+    // heald stopped after writing the outcome but before claiming it.
+    let unclaim = |cm: &mut Value| {
+        let labels = cm["metadata"]["labels"].as_object_mut().unwrap();
+        labels.remove("heal.dev/reported");
+        labels.remove("heal.dev/outcome");
+    };
+    server.modify(CM.0, CM.1, NS, &run(), unclaim);
+    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert_eq!(
+        state(&server)["metadata"]["labels"]["heal.dev/outcome"],
+        "succeeded"
+    );
+    // A run whose state cannot be read is reported as failed, with the reason.
+    server.modify(CM.0, CM.1, NS, &run(), |cm| {
+        unclaim(cm);
+        cm["data"] = json!({"plan.json": "{not a plan"});
+    });
+    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert_eq!(
+        state(&server)["metadata"]["labels"]["heal.dev/outcome"],
+        "failed"
+    );
+    let notes = am.bodies("/notify");
+    assert_eq!(notes.len(), 1);
+    assert!(
+        notes[0]["message"].as_str().unwrap().contains("plan.json"),
+        "{}",
+        notes[0]["message"]
+    );
+}
+
 // ----- retries and the deadline -----
 
 fn flaky_scale(retries: u32) -> String {

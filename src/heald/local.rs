@@ -39,7 +39,7 @@ use crate::heald::local_run::{
     LocalRun, StepPhase, StepStatus, backoff, blocked, config_map, cut, holder_patch, outcome,
     outcome_patch, possibly_started, ready, recorded_outcome, repeatable, steps_patch,
 };
-use crate::heald::runs::{RunOutcome, collection_path, object_path};
+use crate::heald::runs::{RunOutcome, collection_path, object_path, run_object_type};
 use crate::heald::state::State;
 use crate::heald::track::{Ending, Pass, finish};
 use crate::heald::{MANAGED_BY, REPORTED_LABEL};
@@ -612,10 +612,19 @@ pub async fn pass(st: &Arc<State>, namespace: &str, out: &mut Pass) -> Result<()
         return Ok(());
     };
     let selector = format!("{MANAGED_BY}=heald,heal.dev/engine=local,!{REPORTED_LABEL}");
-    for obj in k8s.list(&collection, &selector).await? {
-        let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else {
+    for mut obj in k8s.list(&collection, &selector).await? {
+        // Items of a built-in type's list carry no apiVersion and kind.
+        let (api_version, kind) = run_object_type(Kind::Local);
+        obj["apiVersion"] = json!(api_version);
+        obj["kind"] = json!(kind);
+        let Some(name) = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
             continue;
         };
+        let name = name.as_str();
         if st.local.is_running(namespace, name) {
             out.in_flight += 1;
             continue;

@@ -444,7 +444,11 @@ pub async fn handle_match(
                 release(state, &lease, &plan.run_name, RunEnd::Abandoned).await;
                 let msg = e.to_string();
                 escalate_not_started(state, policy, alert, &plan, engine, &msg);
-                err(msg)
+                let v = Verdict {
+                    decision: Decision::Error,
+                    reason: msg,
+                };
+                Ok(record(&plan, engine, v))
             }
             Err(SubmitError::Unavailable(msg)) => {
                 release(state, &lease, &plan.run_name, RunEnd::Abandoned).await;

@@ -1,0 +1,374 @@
+//! heald over loopback HTTP: webhook answer latency (p50, p99, p999) and throughput for
+//! repeated and for new alerts, and resident memory idle, after 100,000 repeated alerts and
+//! after 100,000 new ones (each a run created in the test API server).
+//!
+//! `cargo bench --bench heald` (or `scripts/bench`). heald is the release binary; the load
+//! generator (a Rust client with keep-alive connections) and the test API server share the
+//! machine with it, so the absolute numbers are a floor for what a dedicated heald does.
+//! `HEAL_BENCH_NEW_ALERTS` changes the size of the last phase (default 100000).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+#[path = "../tests/heald_support/mod.rs"]
+mod heald_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use heald_support::*;
+use serde_json::Value;
+use support::apiserver::ApiServer;
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    // Nearest rank: the smallest sample with at least p of the samples at or below it.
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One measured phase.
+struct Phase {
+    name: String,
+    deliveries: usize,
+    alerts: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    errors: usize,
+}
+
+impl Phase {
+    fn row(&mut self) -> String {
+        self.latencies.sort();
+        let secs = self.elapsed.as_secs_f64();
+        format!(
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            self.name,
+            self.alerts,
+            self.deliveries as f64 / secs,
+            self.alerts as f64 / secs,
+            ms(percentile(&self.latencies, 0.50)),
+            ms(percentile(&self.latencies, 0.99)),
+            ms(percentile(&self.latencies, 0.999)),
+            ms(self.latencies.last().copied().unwrap_or_default()),
+            self.errors,
+        )
+    }
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: String) -> (bool, Duration) {
+    let t = Instant::now();
+    let ok = client
+        .post(url)
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false);
+    (ok, t.elapsed())
+}
+
+type Bodies = Arc<dyn Fn(usize) -> String + Send + Sync>;
+
+/// `rate` deliveries per second for `duration`, each sent on time whatever the answers do
+/// (an open-loop load, as Alertmanager's notifications arrive).
+async fn paced(
+    name: &str,
+    url: &str,
+    body: Bodies,
+    per: usize,
+    rate: f64,
+    duration: Duration,
+) -> Phase {
+    let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let mut n = 0usize;
+    while start.elapsed() < duration {
+        let due = start + interval.mul_f64(n as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let (client, url, text) = (client.clone(), url.to_string(), body(n));
+        tasks.push(tokio::spawn(
+            async move { post(&client, &url, text).await },
+        ));
+        n += 1;
+    }
+    let mut phase = Phase {
+        name: name.to_string(),
+        deliveries: n,
+        alerts: n * per,
+        elapsed: Duration::ZERO,
+        latencies: Vec::with_capacity(n),
+        errors: 0,
+    };
+    for t in tasks {
+        let (ok, d) = t.await.unwrap();
+        phase.latencies.push(d);
+        phase.errors += usize::from(!ok);
+    }
+    phase.elapsed = start.elapsed();
+    phase
+}
+
+/// `workers` clients sending back to back, until `duration` is over or `limit` deliveries
+/// were sent (a closed-loop load: throughput).
+async fn flood(
+    name: &str,
+    url: &str,
+    body: Bodies,
+    per: usize,
+    workers: usize,
+    duration: Duration,
+    limit: usize,
+) -> Phase {
+    let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+    let counter = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|_| {
+            let (client, url, counter, body) = (
+                client.clone(),
+                url.to_string(),
+                counter.clone(),
+                body.clone(),
+            );
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                while start.elapsed() < duration {
+                    let i = counter.fetch_add(1, Ordering::Relaxed);
+                    if i >= limit {
+                        break;
+                    }
+                    let (ok, d) = post(&client, &url, body(i)).await;
+                    lat.push(d);
+                    errors += usize::from(!ok);
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut phase = Phase {
+        name: name.to_string(),
+        deliveries: 0,
+        alerts: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+        errors: 0,
+    };
+    for t in tasks {
+        let (lat, errors) = t.await.unwrap();
+        phase.deliveries += lat.len();
+        phase.latencies.extend(lat);
+        phase.errors += errors;
+    }
+    phase.alerts = phase.deliveries * per;
+    phase.elapsed = start.elapsed();
+    phase
+}
+
+/// `per` new alerts per delivery, distinct for every (`tag`, delivery index).
+fn new_alerts(tag: &'static str, per: usize) -> Bodies {
+    Arc::new(move |i| {
+        let alerts: Vec<Value> = (0..per)
+            .map(|k| web_down(&format!("{tag}-{i}-{k}"), "2026-08-20T10:00:00Z"))
+            .collect();
+        webhook(&alerts).to_string()
+    })
+}
+
+fn main() {
+    let new_total: usize = std::env::var("HEAL_BENCH_NEW_ALERTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let server = ApiServer::start();
+    server.register_argo_workflows();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    // Tracking would list every run each period; this measures intake alone.
+    let p = Proc::start(
+        &server,
+        &f,
+        &["--track-interval", "1h", "--log-format", "json"],
+    );
+    let pid = p.child.id();
+    std::thread::sleep(Duration::from_secs(1));
+    let idle = rss_kib(pid);
+    let url = format!("{}/v1/alerts", p.web);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Ten alerts, submitted once; every later delivery of them is a repeat.
+    let ten: Vec<Value> = (0..10)
+        .map(|i| web_down(&format!("bench-{i}"), "2026-08-20T10:00:00Z"))
+        .collect();
+    let group_of_ten = webhook(&ten).to_string();
+    let singles: Vec<String> = ten
+        .iter()
+        .map(|a| webhook(std::slice::from_ref(a)).to_string())
+        .collect();
+    let repeated_ten: Bodies = Arc::new(move |_| group_of_ten.clone());
+    let repeated_one: Bodies = Arc::new(move |i| singles[i % singles.len()].clone());
+
+    let mut rows = Vec::new();
+    let mut repeated_alerts = 0;
+    let mut after_repeated = 0;
+    let mut after_new = 0;
+    let mut new_phase = None;
+    rt.block_on(async {
+        let warm = flood(
+            "warm-up",
+            &url,
+            repeated_ten.clone(),
+            10,
+            1,
+            Duration::from_millis(500),
+            usize::MAX,
+        )
+        .await;
+        assert_eq!(warm.errors, 0, "heald answers the warm-up");
+        let secs = Duration::from_secs(10);
+        let five = Duration::from_secs(5);
+        for mut phase in [
+            paced(
+                "repeated, 1 alert/delivery, 500 deliveries/s",
+                &url,
+                repeated_one.clone(),
+                1,
+                500.0,
+                secs,
+            )
+            .await,
+            paced(
+                "repeated, 10 alerts/delivery, 500 deliveries/s",
+                &url,
+                repeated_ten.clone(),
+                10,
+                500.0,
+                secs,
+            )
+            .await,
+            flood(
+                "repeated, 10 alerts/delivery, 32 clients flat out",
+                &url,
+                repeated_ten.clone(),
+                10,
+                32,
+                five,
+                usize::MAX,
+            )
+            .await,
+        ] {
+            repeated_alerts += phase.alerts;
+            rows.push(phase.row());
+        }
+        after_repeated = rss_kib(pid);
+        for mut phase in [
+            paced(
+                "new, 1 alert/delivery, 100 deliveries/s",
+                &url,
+                new_alerts("paced", 1),
+                1,
+                100.0,
+                secs,
+            )
+            .await,
+            flood(
+                "new, 1 alert/delivery, 16 clients flat out",
+                &url,
+                new_alerts("single", 1),
+                1,
+                16,
+                five,
+                usize::MAX,
+            )
+            .await,
+        ] {
+            rows.push(phase.row());
+        }
+        // The memory phase: `new_total` new alerts, the request log emptied as it goes.
+        let mut total = Phase {
+            name: format!("new, 10 alerts/delivery, 16 clients flat out ({new_total} alerts)"),
+            deliveries: 0,
+            alerts: 0,
+            elapsed: Duration::ZERO,
+            latencies: Vec::new(),
+            errors: 0,
+        };
+        let chunk = 1_000; // deliveries of 10 alerts
+        let mut sent = 0;
+        while sent * 10 < new_total {
+            let n = chunk.min(new_total / 10 - sent);
+            let base = sent;
+            let bodies: Bodies = Arc::new(move |i| new_alerts("storm", 10)(base + i));
+            let part = flood("", &url, bodies, 10, 16, Duration::from_secs(600), n).await;
+            total.deliveries += part.deliveries;
+            total.alerts += part.alerts;
+            total.elapsed += part.elapsed;
+            total.errors += part.errors;
+            total.latencies.extend(part.latencies);
+            sent += n;
+            server.clear_requests();
+        }
+        after_new = rss_kib(pid);
+        new_phase = Some(total);
+    });
+    if let Some(mut p) = new_phase {
+        rows.push(p.row());
+    }
+
+    println!(
+        "heald webhook over loopback (release build; load generator and test API server on the same machine)\n"
+    );
+    println!(
+        "| load | alerts | deliveries/s | alerts/s | p50 ms | p99 ms | p999 ms | max ms | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!("\n| heald resident memory | MiB |\n|---|---|");
+    println!("| idle, after start-up | {:.1} |", mib(idle));
+    println!(
+        "| after {repeated_alerts} repeated alerts | {:.1} |",
+        mib(after_repeated)
+    );
+    println!(
+        "| after {new_total} more new alerts (as many runs created) | {:.1} |",
+        mib(after_new)
+    );
+    let log = std::fs::metadata(&p.log).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "\n(heald wrote {:.1} MiB of JSON log lines)",
+        log as f64 / 1_048_576.0
+    );
+}

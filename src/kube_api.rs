@@ -153,6 +153,18 @@ impl Kube {
         // Retries are ours: bounded by the deadline, and they decide the exit code.
         config.default_retry = false;
         config.read_timeout = None;
+        // kube-client panics on a bearer token that cannot be an HTTP header value (a stray
+        // newline or control character): refuse it here, without echoing it.
+        if let Some(token) = &config.auth_info.token {
+            use secrecy::ExposeSecret;
+            if http::HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())).is_err() {
+                return Err(ApiError::Config(
+                    "the kubeconfig user's token is not a valid HTTP header value (does it hold a \
+                     newline or a control character?)"
+                        .into(),
+                ));
+            }
+        }
         let default_namespace = config.default_namespace.clone();
         let client = kube::Client::try_from(config)
             .map_err(|e| ApiError::Config(format!("cannot build a Kubernetes client: {e}")))?;

@@ -10,7 +10,7 @@ mod invariants;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
-use heal::address::{Address, TypeRef};
+use heal::address::Address;
 use heal::alert::{Alert, Webhook};
 use heal::matcher::{MatchType, Matchers};
 use invariants::{EXAMPLE_ALERTNAMES, EXAMPLE_LABELS, RenderCheck, sample_alert};
@@ -98,16 +98,6 @@ proptest! {
         prop_assert_eq!(&again, &a, "{} printed as {}", text, a);
         invariants::address(&text);
     }
-}
-
-#[test]
-fn a_pinned_api_version_is_kept_when_an_address_is_printed() {
-    let a: Address = "rollouts.v1alpha1.argoproj.io/web".parse().unwrap();
-    assert_eq!(a.to_string(), "rollouts.v1alpha1.argoproj.io/web");
-    let TypeRef::Discover { version, .. } = a.type_ref else {
-        panic!("a custom resource needs discovery")
-    };
-    assert_eq!(version.as_deref(), Some("v1alpha1"));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -215,9 +215,6 @@ async fn slow_alertmanager(delay: Duration) -> String {
 }
 
 #[test]
-#[ignore = "bug: killed after taking a target's Lease and before creating the run, heald \
-            leaves the Lease held by a run that does not exist; the redelivered alert is \
-            answered `duplicate` (src/heald/decide.rs rule 1) and never gets a run"]
 fn heald_killed_between_taking_the_lease_and_creating_the_run_still_gives_the_alert_its_run() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let am = rt.block_on(slow_alertmanager(Duration::from_millis(1500)));

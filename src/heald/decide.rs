@@ -4,6 +4,7 @@
 //! performs the decision), so every rule here is tested without Kubernetes. Pure.
 
 use std::fmt;
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Serialize, Serializer};
@@ -101,6 +102,12 @@ pub struct Observed<'a> {
     pub lease: Option<&'a LeaseState>,
     /// This replica already created or saw this run.
     pub run_known: bool,
+    /// The run object was looked up and does not exist (the API server answered 404).
+    pub run_absent: bool,
+    /// How long the engine keeps a run after it ends, at least (Argo's TTL, heald's Tekton
+    /// retention); `None` when runs stay until someone deletes them (local runs). A run
+    /// absent sooner than that after its hold was taken was never created.
+    pub run_kept_for: Option<Duration>,
     /// The rate limiters' answer if a run were submitted now.
     pub rate: Result<(), RateScope>,
     /// heald runs with `--dry-run`.
@@ -128,10 +135,33 @@ fn human(d: SignedDuration) -> String {
     crate::duration::format(std::time::Duration::from_secs(secs))
 }
 
+/// Whether the target's hold by `run` is stale: the Lease says `run` holds the target, but
+/// the run was never created (heald stopped, or the API server failed, between taking the
+/// Lease and creating the run, and the hold could not be dropped). It is stale only when
+/// the run is absent and could not have run and been deleted since the hold was taken.
+pub fn stale_hold(seen: &Observed<'_>) -> bool {
+    let Some(lease) = seen.lease else {
+        return false;
+    };
+    let run = seen.run_name;
+    if !seen.run_absent || !lease.holds(run, seen.now) || lease.last_run.as_deref() != Some(run) {
+        return false;
+    }
+    match (seen.run_kept_for, lease.last_run_at) {
+        (None, _) => true,
+        (Some(kept), Some(taken)) => {
+            let kept = SignedDuration::from_secs(i64::try_from(kept.as_secs()).unwrap_or(0));
+            seen.now < taken + kept
+        }
+        (Some(_), None) => false,
+    }
+}
+
 /// Decide for one alert and one policy that matched it (status included). Rules, first
 /// that applies wins:
 /// 1. duplicate: the run of this alert episode is known, holds the target, or was the
-///    target's last run;
+///    target's last run, unless its hold is [stale](stale_hold): then the hold is
+///    ignored and the run is created after all;
 /// 2. circuit-open: the policy's failure budget is spent within its window;
 /// 3. locked: as many runs as `concurrencyPerTarget` hold the target;
 /// 4. cooldown: the last success is more recent than the cooldown;
@@ -143,8 +173,9 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>) -> Verdict {
     if seen.run_known {
         return verdict(Decision::Duplicate, format!("run {run} already exists"));
     }
-    if let Some(lease) = seen.lease {
-        if lease.active_holders(seen.now).any(|h| h.run == run) {
+    let stale = stale_hold(seen);
+    if let Some(lease) = seen.lease.filter(|_| !stale) {
+        if lease.holds(run, seen.now) {
             return verdict(
                 Decision::Duplicate,
                 format!("run {run} is already in progress"),
@@ -156,6 +187,8 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>) -> Verdict {
                 format!("run {run} already ran for this alert"),
             );
         }
+    }
+    if let Some(lease) = seen.lease {
         if let Some(budget) = policy.guards.failure_budget {
             let failed = lease.failures_within(seen.now, budget.window);
             if failed >= budget.failures as usize {
@@ -173,6 +206,7 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>) -> Verdict {
         let holders: Vec<&str> = lease
             .active_holders(seen.now)
             .map(|h| h.run.as_str())
+            .filter(|h| *h != run)
             .collect();
         let limit = policy.guards.concurrency_per_target.max(1) as usize;
         if holders.len() >= limit {
@@ -219,6 +253,15 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>) -> Verdict {
         return verdict(
             Decision::DryRun,
             format!("heald runs with --dry-run: run {run} rendered, not submitted"),
+        );
+    }
+    if stale {
+        return verdict(
+            Decision::Submitted,
+            format!(
+                "run {run} created (the target's Lease named it, but it had never been \
+                 created: the stale hold was taken over)"
+            ),
         );
     }
     verdict(Decision::Submitted, format!("run {run} created"))
@@ -281,6 +324,8 @@ spec:
             run_name: "heal-restart-web-aaaa",
             lease,
             run_known: false,
+            run_absent: false,
+            run_kept_for: Some(Duration::from_secs(3600)),
             rate: Ok(()),
             dry_run: false,
         }
@@ -319,6 +364,56 @@ spec:
         let mut known = seen(None);
         known.run_known = true;
         assert_eq!(decide(&policy(), &known).decision, Decision::Duplicate);
+    }
+
+    #[test]
+    fn a_hold_for_a_run_that_was_never_created_is_taken_over() {
+        let mut l = lease();
+        l.acquire(
+            "heal-restart-web-aaaa",
+            t("2026-01-01T11:59:00Z"),
+            Duration::from_secs(600),
+        );
+        let mut s = seen(Some(&l));
+        assert_eq!(
+            decide(&policy(), &s).decision,
+            Decision::Duplicate,
+            "without looking the run up, the hold stands"
+        );
+        s.run_absent = true;
+        let v = decide(&policy(), &s);
+        assert_eq!(v.decision, Decision::Submitted, "{}", v.reason);
+        assert!(v.reason.contains("stale hold"), "{}", v.reason);
+    }
+
+    #[test]
+    fn an_absent_run_that_may_have_run_and_been_deleted_stays_a_duplicate() {
+        let mut l = lease();
+        l.acquire(
+            "heal-restart-web-aaaa",
+            t("2026-01-01T11:00:00Z"),
+            Duration::from_secs(7200),
+        );
+        let mut s = seen(Some(&l));
+        s.run_absent = true;
+        s.run_kept_for = Some(Duration::from_secs(1800));
+        assert_eq!(
+            decide(&policy(), &s).decision,
+            Decision::Duplicate,
+            "an hour after the hold was taken, a run kept 30m after its end may be gone"
+        );
+        s.run_kept_for = None;
+        assert_eq!(decide(&policy(), &s).decision, Decision::Submitted);
+        // A run that ended and released its hold is a duplicate, absent or not.
+        l.release(
+            "heal-restart-web-aaaa",
+            RunEnd::Failure,
+            t("2026-01-01T11:30:00Z"),
+            Duration::from_secs(3600),
+        );
+        let mut s = seen(Some(&l));
+        s.run_absent = true;
+        assert_eq!(decide(&policy(), &s).decision, Decision::Duplicate);
     }
 
     #[test]

@@ -17,17 +17,19 @@ use crate::alert::Alert;
 use crate::heald::alertmanager_http::{create_silence, expire_silence, silence_body};
 use crate::heald::decide::{Decision, Observed, RateScope, Verdict, decide};
 use crate::heald::engines::SubmitError;
-use crate::heald::kube_io::{EventTarget, KubeIoError};
+use crate::heald::kube_io::{EventTarget, K8s, KubeIoError};
 use crate::heald::lease::{LeaseState, RunEnd, lease_name};
 use crate::heald::notify_http::Notification;
 use crate::heald::policies::Loaded;
 use crate::heald::remediations::Entry;
-use crate::heald::runs::{RunOutcome, run_object_type};
+use crate::heald::runs::{RunInfo, RunOutcome, object_path, run_object_type};
 use crate::heald::state::State;
 use crate::heald::track::{alert_link, escalate};
 use crate::heald::{
-    ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION, SILENCE_ANNOTATION,
+    ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION, REPORTED_LABEL,
+    SILENCE_ANNOTATION,
 };
+use crate::kube_api::ApiError;
 use crate::plan::Plan;
 use crate::policy::{self, Policy};
 use crate::render::Engine;
@@ -289,17 +291,46 @@ pub async fn handle_match(
             Err(e) => return err(e.to_string()),
         };
         let now = Timestamp::now();
-        let verdict = decide(
-            policy,
-            &Observed {
-                now,
-                run_name: &plan.run_name,
-                lease: current.as_ref(),
-                run_known: false,
-                rate: state.limiter.check(ns_bucket, Instant::now()),
-                dry_run: state.config.dry_run,
-            },
-        );
+        let mut seen = Observed {
+            now,
+            run_name: &plan.run_name,
+            lease: current.as_ref(),
+            run_known: false,
+            run_absent: false,
+            run_kept_for: run_kept_for(state, loaded, engine),
+            rate: state.limiter.check(ns_bucket, Instant::now()),
+            dry_run: state.config.dry_run,
+        };
+        let mut verdict = decide(policy, &seen);
+        // The Lease says this run holds the target: make sure the run exists. A heald that
+        // stopped (or lost the API server) between taking the Lease and creating the run
+        // leaves a hold no run will ever release.
+        if verdict.decision == Decision::Duplicate
+            && current
+                .as_ref()
+                .is_some_and(|l| l.holds(&plan.run_name, now))
+        {
+            match find_run(k8s, &run_engines(policy, engine), &plan).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    seen.run_absent = true;
+                    verdict = decide(policy, &seen);
+                    if verdict.decision == Decision::Submitted {
+                        tracing::warn!(
+                            correlation_id = %plan.correlation_id,
+                            run = %plan.run_name,
+                            lease,
+                            "the target's Lease is held for a run that was never created; taking the hold over"
+                        );
+                    }
+                }
+                Err(e) if e.is_transient() => return Err(unavailable(e)),
+                Err(e) => {
+                    tracing::warn!(correlation_id = %plan.correlation_id, run = %plan.run_name, error = %e,
+                        "cannot tell whether the run holding the target exists; answering duplicate");
+                }
+            }
+        }
         match verdict.decision {
             Decision::Submitted => {}
             Decision::DryRun => {
@@ -433,7 +464,15 @@ pub async fn handle_match(
             }
             Err(SubmitError::AlreadyExists(what)) => {
                 state.known.insert(&plan.run_name);
-                release(state, &lease, &plan.run_name, RunEnd::Existing).await;
+                // A run heald is still following keeps the hold (the tracker releases it
+                // when the run ends); one that ended, or is not heald's, leaves it free.
+                let in_flight = match find_run(k8s, &[engine], &plan).await {
+                    Ok(Some((_, obj))) => run_in_flight(&obj),
+                    _ => false,
+                };
+                if !in_flight {
+                    release(state, &lease, &plan.run_name, RunEnd::Existing).await;
+                }
                 let v = Verdict {
                     decision: Decision::Duplicate,
                     reason: format!("{what}: this alert episode already has its run"),
@@ -462,6 +501,64 @@ pub async fn handle_match(
     Err(Unavailable(format!(
         "Lease {lease} kept changing under heald; retry"
     )))
+}
+
+/// The engines this alert episode's run may be on: the policy's, and the local engine
+/// when the policy falls back to it.
+pub fn run_engines(policy: &Policy, engine: Engine) -> Vec<Engine> {
+    let mut out = vec![engine];
+    if engine != Engine::Local && policy.fallback == Some(Engine::Local) {
+        out.push(Engine::Local);
+    }
+    out
+}
+
+/// Look the plan's run up on each of `engines`; `None` when it exists on none of them.
+pub async fn find_run(
+    k8s: &K8s,
+    engines: &[Engine],
+    plan: &Plan,
+) -> Result<Option<(Engine, Value)>, ApiError> {
+    for &engine in engines {
+        let Some(path) = object_path(engine, &plan.run_namespace, &plan.run_name) else {
+            continue;
+        };
+        if let Some(mut obj) = k8s.get_opt(&path).await? {
+            // A built-in type's object may come without its type.
+            let (api_version, kind) = run_object_type(engine);
+            obj["apiVersion"] = json!(api_version);
+            obj["kind"] = json!(kind);
+            return Ok(Some((engine, obj)));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `obj` is a run heald created and has not handled the end of yet.
+fn run_in_flight(obj: &Value) -> bool {
+    RunInfo::from_object(obj).is_some()
+        && obj
+            .pointer(&format!(
+                "/metadata/labels/{}",
+                REPORTED_LABEL.replace('/', "~1")
+            ))
+            .is_none()
+}
+
+/// How long `engine` keeps a run after it ended, at least: Argo's TTL, heald's Tekton
+/// retention; `None` for local runs, which stay until someone deletes them.
+fn run_kept_for(state: &State, loaded: &Loaded, engine: Engine) -> Option<Duration> {
+    match engine {
+        Engine::Argo => {
+            let o = loaded.renderer.options();
+            let secs = o
+                .ttl_after_completion_seconds
+                .min(o.ttl_after_failure_seconds);
+            Some(Duration::from_secs(u64::from(secs)))
+        }
+        Engine::Tekton => Some(state.config.tekton_retention),
+        Engine::Local => None,
+    }
 }
 
 /// Escalate a run that could not be started at all (its engine is missing or refused it,

@@ -67,6 +67,9 @@ pub enum RunEnd {
     Abandoned,
     /// It existed already (an earlier delivery created it): only the hold is dropped.
     Existing,
+    /// heald cancelled it because its alert resolved: the hold is dropped, and neither a
+    /// success (no cooldown) nor a failure (no step towards the circuit) is counted.
+    Cancelled,
 }
 
 /// The guard state of one policy and target.
@@ -281,6 +284,11 @@ impl LeaseState {
         self.holders.iter().filter(move |h| h.until > now)
     }
 
+    /// Whether `run` holds the target at `now`.
+    pub fn holds(&self, run: &str, now: Timestamp) -> bool {
+        self.active_holders(now).any(|h| h.run == run)
+    }
+
     /// Failures within `window` before `now`.
     pub fn failures_within(&self, now: Timestamp, window: Duration) -> usize {
         let since = now - seconds(window);
@@ -323,7 +331,7 @@ impl LeaseState {
                     self.last_run_at = None;
                 }
             }
-            RunEnd::Existing => {}
+            RunEnd::Existing | RunEnd::Cancelled => {}
         }
         held
     }

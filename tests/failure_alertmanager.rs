@@ -298,9 +298,6 @@ fn while_alertmanager_is_down_heald_keeps_answering_webhooks_and_starting_runs()
 }
 
 #[test]
-#[ignore = "bug: the success silence is tried 4 times over about 1.5 s (src/heald/track.rs \
-            `finish`, create_silence(.., 4)) after the run is already claimed as reported, so \
-            an Alertmanager outage longer than that loses it for good"]
 fn a_run_that_succeeds_while_alertmanager_is_down_is_silenced_once_alertmanager_is_back() {
     let Some(bin) = alertmanager_binary() else {
         return;
@@ -332,9 +329,6 @@ fn a_run_that_succeeds_while_alertmanager_is_down_is_silenced_once_alertmanager_
 }
 
 #[test]
-#[ignore = "bug: heald replaces the in-progress silence by its id; an Alertmanager that lost \
-            it (restarted without its data) answers 404 \"silence not found\" and heald gives \
-            up instead of creating a new silence (src/heald/track.rs `finish`)"]
 fn a_run_that_succeeds_after_alertmanager_lost_its_silences_is_still_silenced() {
     let Some(bin) = alertmanager_binary() else {
         return;

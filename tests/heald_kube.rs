@@ -478,6 +478,165 @@ async fn a_failed_run_escalates_to_the_notifier_with_its_steps_and_leaves_the_al
     assert!(lease["metadata"]["annotations"]["heal.dev/failures"].is_string());
 }
 
+/// A stand-in Alertmanager that answers every silence request with `status`, and a
+/// replace (a silence with an `id`) with 404 "silence not found" as an Alertmanager that
+/// lost its silences does.
+async fn forgetful_alertmanager(status: std::sync::Arc<std::sync::Mutex<u16>>) -> Receiver {
+    let received: Received = Default::default();
+    let r = received.clone();
+    let s = status.clone();
+    let app = axum::Router::new().fallback(move |req: axum::http::Request<axum::body::Body>| {
+        let (r, s) = (r.clone(), s.clone());
+        async move {
+            let path = req.uri().path().to_string();
+            let bytes = axum::body::to_bytes(req.into_body(), usize::MAX)
+                .await
+                .unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            r.lock().unwrap().push((path, body.clone()));
+            let code = *s.lock().unwrap();
+            if code != 200 {
+                return (
+                    axum::http::StatusCode::from_u16(code).unwrap(),
+                    axum::Json(json!("down")),
+                );
+            }
+            if body.get("id").is_some() {
+                return (
+                    axum::http::StatusCode::NOT_FOUND,
+                    axum::Json(json!("silence not found")),
+                );
+            }
+            (
+                axum::http::StatusCode::OK,
+                axum::Json(json!({"silenceID": "silence-2"})),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Receiver {
+        url,
+        received,
+        status,
+        auth: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_success_silence_alertmanager_could_not_take_is_kept_on_the_run_and_delivered_by_a_later_pass()
+ {
+    let server = server();
+    let am = Receiver::start().await;
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let h = Heald::start(&server, &f, &["--alertmanager-url", &am.url]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    h.decide(&webhook(std::slice::from_ref(&a))).await;
+    let run = run_name("restart-web", &a);
+    // Alertmanager goes away, then comes back having lost its silences.
+    let status = std::sync::Arc::new(std::sync::Mutex::new(503u16));
+    let forgetful = forgetful_alertmanager(status.clone()).await;
+    let h = Heald::start(&server, &f, &["--alertmanager-url", &forgetful.url]).await;
+    set_phase(&server, &run, "Succeeded");
+    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
+    assert_eq!(wf["metadata"]["labels"]["heal.dev/reported"], "true");
+    assert_eq!(
+        wf["metadata"]["labels"]["heal.dev/silence"], "pending",
+        "the undelivered silence is recorded on the run: {wf}"
+    );
+    let pending: Value = serde_json::from_str(
+        wf["metadata"]["annotations"]["heal.dev/silence-pending"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pending["op"], "create");
+    assert_eq!(pending["silence"]["id"], "silence-1", "{pending}");
+    assert_eq!(forgetful.bodies("/api/v2/silences").len(), 1, "one attempt");
+
+    *status.lock().unwrap() = 200;
+    track::pass(&h.state).await.unwrap();
+    assert_eq!(
+        forgetful.bodies("/api/v2/silences").len(),
+        1,
+        "not before its backoff"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Another replica (or this one restarted) finds it by label and delivers it.
+    let other = Heald::start(&server, &f, &["--alertmanager-url", &forgetful.url]).await;
+    track::pass(&other.state).await.unwrap();
+    let sent = forgetful.bodies("/api/v2/silences");
+    assert_eq!(
+        sent.len(),
+        3,
+        "a replace answered 404, then a new silence: {sent:?}"
+    );
+    assert_eq!(sent[1]["id"], "silence-1");
+    assert_eq!(sent[2].get("id"), None);
+    assert!(sent[2]["comment"].as_str().unwrap().contains("succeeded"));
+    assert_eq!(
+        sent[2]["endsAt"], sent[0]["endsAt"],
+        "it ends when it would have"
+    );
+    let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
+    assert_eq!(
+        wf["metadata"]["labels"].get("heal.dev/silence"),
+        None,
+        "{wf}"
+    );
+    assert_eq!(
+        wf["metadata"]["annotations"].get("heal.dev/silence-pending"),
+        None
+    );
+    assert_eq!(
+        wf["metadata"]["annotations"]["heal.dev/silence-id"],
+        "silence-2"
+    );
+    track::pass(&h.state).await.unwrap();
+    track::pass(&other.state).await.unwrap();
+    assert_eq!(
+        forgetful.bodies("/api/v2/silences").len(),
+        3,
+        "delivered once"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_runs_in_progress_silence_is_expired_once_alertmanager_answers_again() {
+    let server = server();
+    let am = Receiver::start().await;
+    let notifier = Receiver::start().await;
+    let f = Files::new(&policies(&format!("{}/notify", notifier.url)));
+    let h = Heald::start(&server, &f, &["--alertmanager-url", &am.url]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    h.decide(&webhook(std::slice::from_ref(&a))).await;
+    let run = run_name("restart-web", &a);
+    *am.status.lock().unwrap() = 503;
+    set_phase(&server, &run, "Failed");
+    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert_eq!(
+        notifier.bodies("/notify").len(),
+        1,
+        "escalated at once all the same"
+    );
+    let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
+    assert_eq!(wf["metadata"]["labels"]["heal.dev/silence"], "pending");
+    *am.status.lock().unwrap() = 200;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    track::pass(&h.state).await.unwrap();
+    assert_eq!(
+        am.bodies("/api/v2/silence/silence-1").len(),
+        2,
+        "expired on the retry"
+    );
+    let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
+    assert_eq!(wf["metadata"]["labels"].get("heal.dev/silence"), None);
+}
+
 #[tokio::test]
 async fn a_notifier_that_fails_at_first_gets_the_notification_on_a_retry() {
     let server = server();

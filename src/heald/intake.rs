@@ -388,7 +388,6 @@ pub async fn handle_match(
         );
         let started = Instant::now();
         let mut engine = engine;
-        let mut verdict = verdict;
         let mut submitted = submitter.submit(&run).await;
         if let Err(e @ (SubmitError::EngineMissing(_) | SubmitError::Rejected(_))) = &submitted
             && engine != Engine::Local

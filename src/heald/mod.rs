@@ -4,7 +4,8 @@
 //!
 //! Pure parts (no I/O): [`config`] parsing and validation, [`decide`] (the decision for one
 //! alert from what was read), [`lease`] (the Lease document holding locks, cooldowns and
-//! failure counts), [`ratelimit`] (token buckets), [`runs`] (reading a run's outcome),
+//! failure counts), [`pending`] (Alertmanager deliveries a run still owes),
+//! [`ratelimit`] (token buckets), [`runs`] (reading a run's outcome),
 //! [`local_run`] (a local-engine run's ConfigMap and the scheduling of its steps),
 //! [`remediations`] (the recent-decisions ring buffer) and [`metrics`].
 //! Parts that talk to the outside say so: [`kube_io`] (Leases, runs and Events through
@@ -25,6 +26,7 @@ pub mod local;
 pub mod local_run;
 pub mod metrics;
 pub mod notify_http;
+pub mod pending;
 pub mod policies;
 pub mod ratelimit;
 pub mod remediations;

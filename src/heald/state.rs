@@ -14,6 +14,7 @@ use crate::heald::engines::{ArgoServerEngine, Engine, KubeEngine};
 use crate::heald::kube_io::K8s;
 use crate::heald::local::{LocalEngine, LocalRuns};
 use crate::heald::metrics::Metrics;
+use crate::heald::pending::Sweeps;
 use crate::heald::policies::PolicyStore;
 use crate::heald::ratelimit::SubmitLimiter;
 use crate::heald::remediations::{History, KeyedLocks, KnownRuns};
@@ -50,6 +51,8 @@ pub struct State {
     pub plan_defaults: PlanDefaults,
     /// Local-engine runs executing in this replica, and this replica's holder identity.
     pub local: LocalRuns,
+    /// When the tracker looks for silences still owed to Alertmanager.
+    pub sweeps: Sweeps,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
 }
@@ -130,6 +133,7 @@ impl State {
             http,
             plan_defaults,
             local,
+            sweeps: Sweeps::default(),
             ready: AtomicBool::new(true),
             shutdown,
             engines,

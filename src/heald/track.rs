@@ -18,10 +18,16 @@ use http::Method;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use crate::heald::alertmanager_http::{create_silence, expire_silence, silence_body};
+use crate::heald::alertmanager_http::{
+    DeliveryError, create_silence, expire_silence, silence_body,
+};
 use crate::heald::kube_io::{EventTarget, KubeIoError, truncate};
 use crate::heald::lease::RunEnd;
 use crate::heald::notify_http::{Notification, notify};
+use crate::heald::pending::{
+    PENDING, PENDING_LABEL, PendingSilence, SilenceWork, clear_patch, silence_at, without_id,
+};
+use crate::heald::policies::Loaded;
 use crate::heald::remediations::Entry;
 use crate::heald::runs::{
     RunInfo, RunOutcome, RunState, argo_step_results, collection_path, object_path,
@@ -30,6 +36,7 @@ use crate::heald::runs::{
 use crate::heald::state::State;
 use crate::heald::{MANAGED_BY, OUTCOME_LABEL, REPORTED_LABEL, RESULTS_ANNOTATION};
 use crate::kube_api::MERGE_PATCH;
+use crate::policy::Policy;
 use crate::render::Engine as Kind;
 
 /// Longest step-results JSON kept on a run.
@@ -78,6 +85,7 @@ pub async fn pass(st: &Arc<State>) -> Result<Pass, KubeIoError> {
         return Ok(Pass::default());
     };
     let mut out = Pass::default();
+    let sweep = st.sweeps.start_pass();
     let unreported = format!("{MANAGED_BY}=heald,!{REPORTED_LABEL}");
     let grace =
         SignedDuration::from_secs(i64::try_from(st.config.deadline_grace.as_secs()).unwrap_or(0));
@@ -130,6 +138,25 @@ pub async fn pass(st: &Arc<State>) -> Result<Pass, KubeIoError> {
         }
         crate::heald::local::pass(st, &ns, &mut out).await?;
         out.pruned += prune_tekton(st, &ns).await.unwrap_or(0);
+    }
+    if let Some(token) = sweep {
+        let mut found = 0;
+        let mut failed = false;
+        for ns in run_namespaces(st) {
+            for kind in [Kind::Argo, Kind::Tekton, Kind::Local] {
+                match sweep_pending(st, kind, &ns).await {
+                    Ok(n) => found += n,
+                    Err(e) => {
+                        failed = true;
+                        tracing::warn!(namespace = %ns, engine = %kind, error = %e,
+                            "could not look for silences still owed to Alertmanager");
+                    }
+                }
+            }
+        }
+        if !failed {
+            st.sweeps.swept(token, found);
+        }
     }
     st.metrics
         .runs_in_flight
@@ -184,7 +211,12 @@ async fn stop(st: &State, info: &RunInfo) {
 
 /// Claim the run's end (label it reported, with its resourceVersion as precondition, and
 /// keep the step results on it). `Ok(false)`: another replica or report already did.
-async fn claim(st: &State, obj: &Value, ending: &Ending) -> Result<Option<RunInfo>, KubeIoError> {
+async fn claim(
+    st: &State,
+    obj: &Value,
+    ending: &Ending,
+    owed: Option<&PendingSilence>,
+) -> Result<Option<RunInfo>, KubeIoError> {
     let Some(k8s) = &st.k8s else {
         return Ok(None);
     };
@@ -215,6 +247,9 @@ async fn claim(st: &State, obj: &Value, ending: &Ending) -> Result<Option<RunInf
                 patch["metadata"]["annotations"] = json!({RESULTS_ANNOTATION: text});
             }
         }
+        if let Some(owed) = owed {
+            merge_into(&mut patch["metadata"], owed.record_patch());
+        }
         if k8s
             .patch_if_unchanged(&path, &info.resource_version, patch)
             .await?
@@ -239,11 +274,15 @@ async fn claim(st: &State, obj: &Value, ending: &Ending) -> Result<Option<RunInf
 /// escalate, record metrics, history, a log line and an Event. `Ok(false)` when someone
 /// else handled it.
 pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, KubeIoError> {
-    let Some(info) = claim(st, obj, &ending).await? else {
-        return Ok(false);
-    };
     let now = Timestamp::now();
     let current = st.policies.current();
+    let owed = RunInfo::from_object(obj).and_then(|info| {
+        let policy = current.set.policy(&info.policy)?;
+        owed_to_alertmanager(st, &current, policy, &info, ending.outcome, now)
+    });
+    let Some(info) = claim(st, obj, &ending, owed.as_ref()).await? else {
+        return Ok(false);
+    };
     let policy = current.set.policy(&info.policy);
     if let (Some(k8s), Some(lease)) = (&st.k8s, &info.lease) {
         let end = if ending.outcome.is_success() {
@@ -321,39 +360,8 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
         tracing::warn!(run = %info.name, policy = %info.policy, "the policy is no longer loaded: no silence, no notification");
         return Ok(true);
     };
-    let am = st.config.alertmanager_url.as_deref();
-    let success_silence = policy.on_success.silence.filter(|_| !info.dry_run);
-    match (am, ending.outcome.is_success(), success_silence) {
-        (Some(am), true, Some(duration)) => {
-            let comment = format!(
-                "heal run {} ({}) succeeded; policy {}; correlation id {}",
-                info.name, engine, info.policy, info.correlation_id
-            );
-            let mut body = silence_body(&info.alert_labels, now, duration, &comment);
-            // Replace the in-progress silence rather than adding a second one.
-            if let Some(id) = &info.silence_id {
-                body["id"] = json!(id);
-            }
-            match create_silence(&st.http, am, &body, 4).await {
-                Ok(id) => {
-                    st.metrics.delivery("silence", true);
-                    tracing::info!(correlation_id = %info.correlation_id, run = %info.name, silence = %id, "silenced the alert");
-                }
-                Err(e) => {
-                    st.metrics.delivery("silence", false);
-                    tracing::warn!(correlation_id = %info.correlation_id, run = %info.name, error = %e, "could not create the silence");
-                }
-            }
-        }
-        (Some(am), _, _) => {
-            // A failure (or a success the policy does not silence): the alert fires again.
-            if let Some(id) = &info.silence_id
-                && let Err(e) = expire_silence(&st.http, am, id).await
-            {
-                tracing::warn!(correlation_id = %info.correlation_id, run = %info.name, silence = %id, error = %e, "could not expire the in-progress silence");
-            }
-        }
-        (None, _, _) => {}
+    if let Some(owed) = &owed {
+        deliver(st, &info, owed).await;
     }
     if !ending.outcome.is_success() {
         let n = Notification {
@@ -375,6 +383,245 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
         escalate(st, &current.set, policy, &n).await;
     }
     Ok(true)
+}
+
+/// Merge the JSON object `extra` into `target` (objects merged key by key).
+fn merge_into(target: &mut Value, extra: Value) {
+    match (target, extra) {
+        (Value::Object(t), Value::Object(e)) => {
+            for (k, v) in e {
+                merge_into(t.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (t, e) => *t = e,
+    }
+}
+
+/// What Alertmanager must be told about a run that ended with `outcome` at `now`: on
+/// success, if the policy asks for it, the success silence (replacing the in-progress one);
+/// otherwise the in-progress silence is expired. `None`: nothing (no Alertmanager, or no
+/// silence either way).
+fn owed_to_alertmanager(
+    st: &State,
+    loaded: &Loaded,
+    policy: &Policy,
+    info: &RunInfo,
+    outcome: RunOutcome,
+    now: Timestamp,
+) -> Option<PendingSilence> {
+    st.config.alertmanager_url.as_ref()?;
+    let success_silence = policy.on_success.silence.filter(|_| !info.dry_run);
+    match (outcome.is_success(), success_silence) {
+        (true, Some(duration)) => {
+            if info.alert_labels.is_empty() {
+                tracing::warn!(correlation_id = %info.correlation_id, run = %info.name,
+                    "the alert's labels are unknown: no success silence");
+                return None;
+            }
+            let comment = format!(
+                "heal run {} ({}) succeeded; policy {}; correlation id {}",
+                info.name,
+                info.engine.as_str(),
+                info.policy,
+                info.correlation_id
+            );
+            let mut body = silence_body(&info.alert_labels, now, duration, &comment);
+            // Replace the in-progress silence rather than adding a second one.
+            if let Some(id) = &info.silence_id {
+                body["id"] = json!(id);
+            }
+            let until = body
+                .get("endsAt")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(now);
+            Some(PendingSilence::first(
+                SilenceWork::Create { silence: body },
+                now,
+                until,
+            ))
+        }
+        _ => {
+            // A failure (or a success the policy does not silence): the alert fires again
+            // once the in-progress silence, which lasts until the run's deadline, is gone.
+            let id = info.silence_id.clone()?;
+            let lasts = Duration::from_secs(
+                info.deadline_seconds.unwrap_or(3600)
+                    + loaded.renderer.options().report_timeout_seconds,
+            ) + st.config.deadline_grace;
+            let until = info.created.unwrap_or(now)
+                + SignedDuration::from_secs(i64::try_from(lasts.as_secs()).unwrap_or(0));
+            Some(PendingSilence::first(
+                SilenceWork::Expire { id },
+                now,
+                until,
+            ))
+        }
+    }
+}
+
+/// Try once to deliver what a run owes Alertmanager; clear it from the run when delivered
+/// (or when trying again cannot help), leave it for a later pass otherwise.
+async fn deliver(st: &State, info: &RunInfo, owed: &PendingSilence) {
+    let (Some(am), Some(k8s), Some(path)) = (
+        st.config.alertmanager_url.as_deref(),
+        &st.k8s,
+        object_path(info.engine, &info.namespace, &info.name),
+    ) else {
+        return;
+    };
+    let cid = info.correlation_id.as_str();
+    let run = info.name.as_str();
+    let now = Timestamp::now();
+    let (kind, result) = match &owed.work {
+        _ if owed.pointless(now) => {
+            tracing::warn!(
+                correlation_id = cid,
+                run,
+                attempts = owed.attempts,
+                "gave up on Alertmanager: the silence would have ended by now"
+            );
+            if let Err(e) = k8s
+                .send(
+                    Method::PATCH,
+                    &path,
+                    Some(MERGE_PATCH),
+                    Some(&clear_patch(None)),
+                )
+                .await
+            {
+                tracing::warn!(correlation_id = cid, run, error = %e, "could not clear the pending silence");
+            }
+            return;
+        }
+        SilenceWork::Create { silence } => {
+            // A retry starts the silence when it is posted; it still ends as planned.
+            let body = if owed.attempts > 1 {
+                silence_at(silence, now)
+            } else {
+                silence.clone()
+            };
+            let mut result = create_silence(&st.http, am, &body, 1).await;
+            if let Err(DeliveryError::Status { status: 404, .. }) = &result
+                && body.get("id").is_some()
+            {
+                tracing::info!(
+                    correlation_id = cid,
+                    run,
+                    "Alertmanager no longer has the in-progress silence; creating a new one"
+                );
+                result = create_silence(&st.http, am, &without_id(&body), 1).await;
+            }
+            ("silence", result.map(Some))
+        }
+        SilenceWork::Expire { id } => (
+            "silence-expiry",
+            expire_silence(&st.http, am, id).await.map(|()| None),
+        ),
+    };
+    let clear = match result {
+        Ok(id) => {
+            st.metrics.delivery(kind, true);
+            match &id {
+                Some(id) => {
+                    tracing::info!(correlation_id = cid, run, silence = %id, "silenced the alert")
+                }
+                None => {
+                    tracing::info!(correlation_id = cid, run, "expired the in-progress silence")
+                }
+            }
+            clear_patch(id.as_deref())
+        }
+        Err(e) if e.is_transient() => {
+            st.metrics.delivery(kind, false);
+            st.sweeps.note_pending();
+            tracing::warn!(correlation_id = cid, run, attempts = owed.attempts, error = %e,
+                next_at = %owed.next_at, "could not reach Alertmanager; trying again later");
+            return;
+        }
+        Err(e) => {
+            st.metrics.delivery(kind, false);
+            tracing::warn!(correlation_id = cid, run, error = %e,
+                "Alertmanager refused the silence; not trying again");
+            clear_patch(None)
+        }
+    };
+    if let Err(e) = k8s
+        .send(Method::PATCH, &path, Some(MERGE_PATCH), Some(&clear))
+        .await
+    {
+        // Left pending: a later pass delivers it again (replacing the silence by its id).
+        tracing::warn!(correlation_id = cid, run, error = %e, "could not mark the silence delivered");
+        st.sweeps.note_pending();
+    }
+}
+
+/// Deliver the Alertmanager work that runs of `kind` in `namespace` still owe and whose
+/// next attempt is due; each attempt is first claimed on the run (its attempt count and
+/// next due time, under its resourceVersion), so one replica makes it. Returns how many
+/// runs owed one when the look started.
+async fn sweep_pending(st: &State, kind: Kind, namespace: &str) -> Result<usize, KubeIoError> {
+    let (Some(k8s), Some(collection)) = (&st.k8s, collection_path(kind, namespace)) else {
+        return Ok(0);
+    };
+    let selector = format!("{MANAGED_BY}=heald,{PENDING_LABEL}={PENDING}");
+    let mut owed = 0;
+    for mut obj in k8s.list(&collection, &selector).await? {
+        // Items of a built-in type's list carry no apiVersion and kind.
+        let (api_version, object_kind) = run_object_type(kind);
+        obj["apiVersion"] = json!(api_version);
+        obj["kind"] = json!(object_kind);
+        let Some(info) = RunInfo::from_object(&obj) else {
+            continue;
+        };
+        let Some(path) = object_path(kind, namespace, &info.name) else {
+            continue;
+        };
+        let pending = match PendingSilence::from_object(&obj) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                tracing::warn!(run = %info.name, error = %e, "dropping an unreadable pending silence");
+                let _ = k8s
+                    .send(
+                        Method::PATCH,
+                        &path,
+                        Some(MERGE_PATCH),
+                        Some(&clear_patch(None)),
+                    )
+                    .await;
+                continue;
+            }
+            None => {
+                let _ = k8s
+                    .send(
+                        Method::PATCH,
+                        &path,
+                        Some(MERGE_PATCH),
+                        Some(&clear_patch(None)),
+                    )
+                    .await;
+                continue;
+            }
+        };
+        let now = Timestamp::now();
+        if !pending.due(now) && !pending.pointless(now) {
+            owed += 1;
+            continue;
+        }
+        let attempt = pending.retried(now);
+        let patch = json!({"metadata": attempt.record_patch()});
+        if !k8s
+            .patch_if_unchanged(&path, &info.resource_version, patch)
+            .await?
+        {
+            // Another replica is trying it (or the run changed): look again next pass.
+            owed += 1;
+            continue;
+        }
+        deliver(st, &info, &attempt).await;
+        owed += 1;
+    }
+    Ok(owed)
 }
 
 /// Where a notification points to: the alert in Alertmanager, when heald knows it.

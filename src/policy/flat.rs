@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::load::{IntOrString, Issue, at, check_label_name, duration, issue, k};
 use super::{
-    Action, Guards, OnFailure, OnSuccess, Policy, Source, StatusFilter, Step, TargetSpec,
-    ValueSource,
+    Action, Guards, OnFailure, OnResolved, OnSuccess, Policy, Source, StatusFilter, Step,
+    TargetSpec, ValueSource,
 };
 use crate::matcher::{MatchType, Matcher, Matchers};
 use crate::yaml::Segment;
@@ -255,6 +255,7 @@ pub(super) fn convert(
         continue_matching: false,
         on_success: OnSuccess::default(),
         on_failure: OnFailure::default(),
+        on_resolved: OnResolved::default(),
         flat: Some(FlatCondition {
             metric: c.metric.clone(),
             operator: c.operator.clone(),

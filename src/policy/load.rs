@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    API_VERSION, Action, FailureBudget, Guards, Notifier, NotifierKind, OnFailure, OnSuccess,
-    Piece, Policy, PolicySet, Source, StatusFilter, Step, TargetField, TargetSpec, Template,
-    UrlSource, ValueSource, flat,
+    API_VERSION, Action, FailureBudget, Guards, Notifier, NotifierKind, OnFailure, OnResolved,
+    OnSuccess, Piece, Policy, PolicySet, Source, StatusFilter, Step, TargetField, TargetSpec,
+    Template, UrlSource, ValueSource, flat,
 };
 use crate::address::{self, TypeRef};
 use crate::matcher::Matchers;
@@ -480,6 +480,7 @@ struct RawSpec {
     on_success: RawOnSuccess,
     #[serde(default)]
     on_failure: RawOnFailure,
+    on_resolved: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -781,6 +782,27 @@ fn add_policy(doc: &Doc, raw: RawPolicyDoc, ctx: &mut Ctx) {
             &mut issues,
         )
     });
+    let on_resolved = match s.on_resolved.as_deref() {
+        None | Some("nothing") => OnResolved::Nothing,
+        Some("cancel") => OnResolved::Cancel,
+        Some(other) => {
+            issues.push(issue(
+                &at(&spec_path, &[k("onResolved")]),
+                format!("unknown onResolved {other:?}"),
+                "write `onResolved: cancel` to cancel an unfinished run when its alert \
+                 resolves, or leave it out (`nothing`, the default)",
+            ));
+            OnResolved::Nothing
+        }
+    };
+    if on_resolved == OnResolved::Cancel && status != StatusFilter::Firing {
+        issues.push(issue(
+            &at(&spec_path, &[k("onResolved")]),
+            "onResolved: cancel needs a policy that answers firing alerts only: this one \
+             answers resolved alerts with a run of its own",
+            "remove `match.status`, or remove `onResolved`",
+        ));
+    }
 
     if !issues.is_empty() {
         ctx.errors
@@ -821,6 +843,7 @@ fn add_policy(doc: &Doc, raw: RawPolicyDoc, ctx: &mut Ctx) {
         on_failure: OnFailure {
             notify: s.on_failure.notify,
         },
+        on_resolved,
         flat: None,
     };
     if let Some(deadline) = policy.timeout {

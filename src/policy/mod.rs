@@ -134,6 +134,8 @@ pub struct Policy {
     pub on_success: OnSuccess,
     /// What to do when it fails.
     pub on_failure: OnFailure,
+    /// What to do when the alert resolves while its run has not finished.
+    pub on_resolved: OnResolved,
     /// For policies in the older flat format: the condition the alert is generated from.
     pub flat: Option<FlatCondition>,
 }
@@ -342,6 +344,17 @@ pub struct OnSuccess {
 pub struct OnFailure {
     /// Notifiers to escalate to, by name.
     pub notify: Vec<String>,
+}
+
+/// What heald does when an alert resolves while the run it started has not finished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnResolved {
+    /// Nothing: the run goes on to its end (the default).
+    #[default]
+    Nothing,
+    /// Cancel the run: Argo `spec.shutdown: Stop` (running steps finish, the exit handler
+    /// reports), Tekton `spec.status: Cancelled`, the local engine starts no further step.
+    Cancel,
 }
 
 /// Kinds of notifier.

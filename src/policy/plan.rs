@@ -724,4 +724,37 @@ spec:
             .to_string();
         assert!(e.contains("p.yaml:13:13") && e.contains("jenkins"), "{e}");
     }
+
+    #[test]
+    fn a_policy_may_ask_to_cancel_its_run_when_the_alert_resolves() {
+        let with = |line: &str| POLICY.replace("  steps:\n", &format!("  {line}\n  steps:\n"));
+        let p = PolicySet::from_yaml("p.yaml", &with("onResolved: cancel")).unwrap();
+        assert_eq!(p.policies[0].on_resolved, crate::policy::OnResolved::Cancel);
+        assert_eq!(
+            policy().on_resolved,
+            crate::policy::OnResolved::Nothing,
+            "nothing unless asked for"
+        );
+        let e = PolicySet::from_yaml("p.yaml", &with("onResolved: stop"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("p.yaml:13:15: unknown onResolved \"stop\""),
+            "{e}"
+        );
+        assert!(e.contains("onResolved: cancel"), "{e}");
+        let both = POLICY
+            .replace(
+                "    alertname: HighCpuUsage\n",
+                "    alertname: HighCpuUsage\n    status: any\n",
+            )
+            .replace("  steps:\n", "  onResolved: cancel\n  steps:\n");
+        let e = PolicySet::from_yaml("p.yaml", &both)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("onResolved: cancel needs a policy that answers firing alerts only"),
+            "{e}"
+        );
+    }
 }

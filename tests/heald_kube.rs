@@ -887,3 +887,188 @@ async fn an_alert_storm_of_1000_deliveries_for_50_alerts_to_two_replicas_creates
     expected.sort();
     assert_eq!(names, expected);
 }
+
+// ----- resolved alerts -----
+
+/// The test policies with `onResolved: cancel` on both.
+fn cancelling_policies(notifier_url: &str) -> String {
+    policies(notifier_url).replace("  steps:\n", "  onResolved: cancel\n  steps:\n")
+}
+
+#[tokio::test]
+async fn a_resolved_alert_stops_its_unfinished_argo_workflow_and_the_end_is_reported_cancelled() {
+    let server = server();
+    let am = Receiver::start().await;
+    let f = Files::new(&cancelling_policies(&format!("{}/notify", am.url)));
+    let h = Heald::start(&server, &f, &["--alertmanager-url", &am.url]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    assert_eq!(
+        decision(&h.decide(&webhook(std::slice::from_ref(&a))).await),
+        "submitted"
+    );
+    let run = run_name("restart-web", &a);
+    set_phase(&server, &run, "Running");
+    server.clear_requests();
+    let d = h.decide(&webhook(&[resolved(a.clone())])).await;
+    assert_eq!(decision(&d), "resolved", "{d:?}");
+    let reason = d[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("cancelled run {run}")) && reason.contains("shutdown: Stop"),
+        "{reason}"
+    );
+    assert_eq!(d[0]["run"], json!(run));
+    assert_eq!(d[0]["engine"], "argo");
+    let path = format!("/apis/argoproj.io/v1alpha1/namespaces/{NS}/workflows/{run}");
+    let patches = server.requests_matching("PATCH", &path);
+    assert_eq!(patches.len(), 1, "{}", server.log_text());
+    assert_eq!(
+        patches[0].content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    let why = format!(
+        "alert WebDown ({}) resolved before the run finished",
+        a["fingerprint"].as_str().unwrap()
+    );
+    assert_eq!(
+        patches[0].body,
+        Some(json!({
+            "metadata": {"annotations": {"heal.dev/cancelled": why}},
+            "spec": {"shutdown": "Stop"},
+        }))
+    );
+    // A repeat of the resolved notification asks nothing more.
+    let again = h.decide(&webhook(&[resolved(a.clone())])).await;
+    assert!(
+        again[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("already being cancelled"),
+        "{again:?}"
+    );
+    assert_eq!(server.requests_matching("PATCH", &path).len(), 1);
+
+    // Argo stops it: the workflow fails with "Stopped with strategy 'Stop'".
+    server.modify(WF.0, WF.1, NS, &run, |o| {
+        o["status"] = json!({"phase": "Failed", "message": "Stopped with strategy 'Stop'"});
+    });
+    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
+    assert_eq!(wf["metadata"]["labels"]["heal.dev/outcome"], "cancelled");
+    assert!(
+        am.bodies("/notify").is_empty(),
+        "a cancellation is no failure to escalate"
+    );
+    assert_eq!(
+        am.bodies("/api/v2/silence/silence-1").len(),
+        1,
+        "the in-progress silence is expired"
+    );
+    let lease = lease_of(&server, "restart-web", "web");
+    assert_eq!(lease["metadata"]["annotations"]["heal.dev/holders"], "[]");
+    assert!(
+        lease["metadata"]["annotations"]
+            .get("heal.dev/failures")
+            .is_none(),
+        "not counted towards the circuit: {lease}"
+    );
+    let outcomes: Vec<_> = h
+        .state
+        .history
+        .recent(10)
+        .into_iter()
+        .filter(|e| e.kind == "outcome")
+        .collect();
+    assert_eq!(outcomes[0].result, "cancelled");
+    assert!(
+        outcomes[0]
+            .reason
+            .contains("resolved before the run finished"),
+        "{}",
+        outcomes[0].reason
+    );
+}
+
+#[tokio::test]
+async fn a_resolved_alert_cancels_its_unfinished_tekton_pipelinerun() {
+    let server = server();
+    let f = Files::new(&cancelling_policies("http://127.0.0.1:9/notify"));
+    let h = Heald::start(&server, &f, &[]).await;
+    let a = alert(
+        "ApiSlow",
+        &[("namespace", "shop"), ("deployment", "api")],
+        "2026-08-20T10:00:00Z",
+    );
+    assert_eq!(
+        decision(&h.decide(&webhook(std::slice::from_ref(&a))).await),
+        "submitted"
+    );
+    let run = run_name("scale-api", &a);
+    server.clear_requests();
+    let d = h.decide(&webhook(&[resolved(a.clone())])).await;
+    assert_eq!(decision(&d), "resolved");
+    assert!(
+        d[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("spec.status: Cancelled"),
+        "{d:?}"
+    );
+    let path = format!("/apis/tekton.dev/v1/namespaces/{NS}/pipelineruns/{run}");
+    let patch = server.assert_requested("PATCH", &path);
+    assert_eq!(
+        patch.body.as_ref().unwrap()["spec"],
+        json!({"status": "Cancelled"})
+    );
+    assert!(
+        patch.body.as_ref().unwrap()["metadata"]["annotations"]["heal.dev/cancelled"].is_string()
+    );
+    server.modify(PR.0, PR.1, NS, &run, |o| {
+        o["status"] = json!({"conditions": [{"type": "Succeeded", "status": "False",
+            "reason": "Cancelled", "message": "PipelineRun was cancelled"}]});
+    });
+    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    let pr = server.get(PR.0, PR.1, NS, &run).unwrap();
+    assert_eq!(pr["metadata"]["labels"]["heal.dev/outcome"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_resolved_alert_leaves_a_finished_run_and_policies_without_on_resolved_alone() {
+    let server = server();
+    let f = Files::new(&cancelling_policies("http://127.0.0.1:9/notify"));
+    let h = Heald::start(&server, &f, &[]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    h.decide(&webhook(std::slice::from_ref(&a))).await;
+    let run = run_name("restart-web", &a);
+    set_phase(&server, &run, "Succeeded");
+    server.clear_requests();
+    let d = h.decide(&webhook(&[resolved(a.clone())])).await;
+    assert_eq!(decision(&d), "resolved");
+    assert!(
+        d[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("had already ended"),
+        "{d:?}"
+    );
+    let never = web_down("other", "2026-08-20T10:00:00Z");
+    let d = h.decide(&webhook(&[resolved(never)])).await;
+    assert!(
+        d[0]["reason"].as_str().unwrap().contains("never created"),
+        "{d:?}"
+    );
+    server.assert_not_requested("PATCH", "/workflows/");
+
+    // Without `onResolved`, a resolved alert does nothing to a running run.
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let plain = Heald::start(&server, &f, &[]).await;
+    let b = web_down("web", "2026-08-20T12:00:00Z");
+    plain.decide(&webhook(std::slice::from_ref(&b))).await;
+    server.clear_requests();
+    let d = plain.decide(&webhook(&[resolved(b)])).await;
+    assert_eq!(d[0]["reason"], "the alert resolved; nothing to do");
+    assert!(
+        server.resource_requests().is_empty(),
+        "{}",
+        server.log_text()
+    );
+}

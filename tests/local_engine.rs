@@ -696,7 +696,9 @@ fn a_step_interrupted_by_a_restart_that_could_apply_twice_is_reported_instead_of
         st["message"].as_str().unwrap().starts_with("interrupted"),
         "{st}"
     );
-    let notes = r.am.bodies("/notify");
+    let notes = wait_for("the escalation", Duration::from_secs(20), || {
+        Some(r.am.bodies("/notify")).filter(|n| !n.is_empty())
+    });
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0]["steps"]["done"]["phase"], "Skipped");
 }
@@ -730,7 +732,10 @@ fn a_resumed_run_past_its_deadline_times_out_without_starting_anything() {
         "{settle}"
     );
     assert_eq!(step(&r.server, "done").unwrap()["phase"], "Skipped");
-    let notes = r.am.bodies("/notify");
+    // The outcome is recorded first; the escalation follows.
+    let notes = wait_for("the escalation", Duration::from_secs(20), || {
+        Some(r.am.bodies("/notify")).filter(|n| !n.is_empty())
+    });
     assert_eq!(notes[0]["outcome"], "timed-out");
     assert_eq!(
         state(&r.server)["metadata"]["labels"]["heal.dev/outcome"],
@@ -863,4 +868,128 @@ async fn without_the_argo_crds_a_policy_without_fallback_escalates_and_leaves_th
         .pop()
         .unwrap();
     assert_eq!(lease["metadata"]["annotations"]["heal.dev/holders"], "[]");
+}
+
+// ----- cancellation -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolved_alert_cancels_a_local_run_which_finishes_its_running_step_and_starts_no_other()
+{
+    let server = server();
+    let am = Receiver::start().await;
+    let spec = format!(
+        "  engine: local\n  onResolved: cancel\n  steps:\n{}{}",
+        wait_step("settle", "Settled", &[]),
+        mark("after", &["settle"]),
+    );
+    let f = Files::new(&policy(&format!("{}/notify", am.url), &spec));
+    let h = Heald::start(&server, &f, &[]).await;
+    let d = h.decide(&webhook(&[alert()])).await;
+    assert_eq!(d[0]["decision"], "submitted", "{d:?}");
+    eventually(&server, "the wait step to be waiting", || {
+        (server.requests_matching("GET", WEB).len() >= 2).then_some(())
+    })
+    .await;
+    // The resolved notification reaches another replica, which does not execute the run.
+    let other = Heald::start(&server, &f, &[]).await;
+    server.clear_requests();
+    let d = other.decide(&webhook(&[resolved(alert())])).await;
+    assert_eq!(d[0]["decision"], "resolved", "{d:?}");
+    assert_eq!(d[0]["engine"], "local");
+    let reason = d[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("cancelled run {}", run())) && reason.contains("no further step"),
+        "{reason}"
+    );
+    let path = format!("/api/v1/namespaces/{NS}/configmaps/{}", run());
+    let patch = server.assert_requested("PATCH", &path);
+    let body = patch.body.unwrap();
+    assert_eq!(
+        body["metadata"]["annotations"]["heal.dev/cancelled"],
+        json!(format!(
+            "alert WebDown ({}) resolved before the run finished",
+            alert()["fingerprint"].as_str().unwrap()
+        ))
+    );
+    assert!(
+        body["metadata"]["resourceVersion"].is_string(),
+        "written under the run's resourceVersion: {body}"
+    );
+    assert!(body.get("data").is_none(), "{body}");
+
+    // The running step finishes; the one after it never starts.
+    set_condition(&server, "Settled");
+    eventually(&server, "the outcome", || reported(&server).then_some(())).await;
+    assert!(
+        marks(&server.requests()).is_empty(),
+        "no step after the cancellation"
+    );
+    assert_eq!(step(&server, "settle").unwrap()["phase"], "Succeeded");
+    let after = step(&server, "after").unwrap();
+    assert_eq!(after["phase"], "Skipped", "{after}");
+    assert!(
+        after["message"].as_str().unwrap().contains("cancelled"),
+        "{after}"
+    );
+    let cm = state(&server);
+    assert_eq!(cm["metadata"]["labels"]["heal.dev/outcome"], "cancelled");
+    let outcome: Value =
+        serde_json::from_str(cm["data"]["outcome.json"].as_str().unwrap()).unwrap();
+    assert_eq!(outcome["outcome"], "cancelled");
+    assert!(
+        am.bodies("/notify").is_empty(),
+        "a cancellation is not escalated"
+    );
+    let web = server.get(DEPLOY.0, DEPLOY.1, "shop", "web").unwrap();
+    assert!(
+        web["metadata"]["annotations"]
+            .get("heal.dev/step-after")
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_run_cancelled_in_the_replica_executing_it_stops_retrying_at_once() {
+    let server = server();
+    // The scale subresource answers 503 until the test stops it: the step retries.
+    server.inject(
+        Fault::on("PATCH", "/deployments/web/scale")
+            .always()
+            .service_unavailable(),
+    );
+    let spec = format!(
+        "{}{}",
+        flaky_scale(5).replace("  steps:\n", "  onResolved: cancel\n  steps:\n"),
+        mark("after", &["scale"]),
+    );
+    let f = Files::new(&policy("http://127.0.0.1:9/notify", &spec));
+    let h = Heald::start(&server, &f, &["--local-retry-backoff", "30s"]).await;
+    h.decide(&webhook(&[alert()])).await;
+    eventually(&server, "the first attempt to fail", || {
+        step(&server, "scale").filter(|s| s["phase"] == "Retrying")
+    })
+    .await;
+    let started = Instant::now();
+    let d = h.decide(&webhook(&[resolved(alert())])).await;
+    assert_eq!(d[0]["decision"], "resolved", "{d:?}");
+    eventually(&server, "the outcome", || reported(&server).then_some(())).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the backoff of 30s was cut short: {:?}",
+        started.elapsed()
+    );
+    let scale = step(&server, "scale").unwrap();
+    assert_eq!(scale["phase"], "Failed", "{scale}");
+    assert!(
+        scale["message"]
+            .as_str()
+            .unwrap()
+            .contains("not retried: the run was cancelled"),
+        "{scale}"
+    );
+    assert_eq!(step(&server, "after").unwrap()["phase"], "Skipped");
+    assert_eq!(
+        state(&server)["metadata"]["labels"]["heal.dev/outcome"],
+        "cancelled"
+    );
 }

@@ -22,16 +22,16 @@ use crate::heald::lease::{LeaseState, RunEnd, lease_name};
 use crate::heald::notify_http::Notification;
 use crate::heald::policies::Loaded;
 use crate::heald::remediations::Entry;
-use crate::heald::runs::{RunInfo, RunOutcome, object_path, run_object_type};
+use crate::heald::runs::{RunInfo, RunOutcome, cancel_patch, object_path, run_object_type};
 use crate::heald::state::State;
 use crate::heald::track::{alert_link, escalate};
 use crate::heald::{
     ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION, REPORTED_LABEL,
     SILENCE_ANNOTATION,
 };
-use crate::kube_api::ApiError;
+use crate::kube_api::{ApiError, MERGE_PATCH};
 use crate::plan::Plan;
-use crate::policy::{self, Policy};
+use crate::policy::{self, OnResolved, Policy};
 use crate::render::Engine;
 
 /// Longest JSON of alert labels kept on a run (for the silence after success).
@@ -120,23 +120,160 @@ pub async fn handle_alert(
     let mut out = Vec::with_capacity(matches.len());
     for m in matches {
         let rec = match m.decision {
-            policy::Decision::Resolved => DecisionRecord {
-                fingerprint: alert.fingerprint.clone(),
-                alertname: alert.name().to_string(),
-                policy: Some(m.policy.name.clone()),
-                decision: Decision::Resolved,
-                engine: None,
-                namespace: None,
-                run: None,
-                correlation_id: None,
-                reason: "the alert resolved; nothing to do".into(),
-            },
+            policy::Decision::Resolved => handle_resolved(state, m.policy, alert).await?,
             policy::Decision::Matched => handle_match(state, loaded, m.policy, alert).await?,
         };
         note(state, &rec);
         out.push(rec);
     }
     Ok(out)
+}
+
+/// A resolved alert that a firing-only policy answered: nothing to do, unless the policy
+/// says `onResolved: cancel` and the run of this alert episode has not finished; then it is
+/// cancelled (Argo `spec.shutdown: Stop`, Tekton `spec.status: Cancelled`, a local run
+/// starts no further step) and its end is reported `cancelled`.
+pub async fn handle_resolved(
+    state: &Arc<State>,
+    policy: &Policy,
+    alert: &Alert,
+) -> Result<DecisionRecord, Unavailable> {
+    let mut rec = DecisionRecord {
+        fingerprint: alert.fingerprint.clone(),
+        alertname: alert.name().to_string(),
+        policy: Some(policy.name.clone()),
+        decision: Decision::Resolved,
+        engine: None,
+        namespace: None,
+        run: None,
+        correlation_id: None,
+        reason: "the alert resolved; nothing to do".into(),
+    };
+    if policy.on_resolved != OnResolved::Cancel {
+        return Ok(rec);
+    }
+    let Some(k8s) = &state.k8s else {
+        return Err(Unavailable("heald has no Kubernetes connection".into()));
+    };
+    let engine = policy.engine.unwrap_or(state.config.engine);
+    let starts_at = alert.starts_at_rfc3339();
+    let run = policy::run_name(&policy.name, &alert.fingerprint, &starts_at);
+    let namespace = policy
+        .run_namespace
+        .clone()
+        .unwrap_or_else(|| state.plan_defaults.run_namespace.clone());
+    rec.engine = Some(engine.as_str().into());
+    rec.namespace = Some(namespace.clone());
+    rec.run = Some(run.clone());
+    rec.correlation_id = Some(policy::correlation_id(
+        &policy.name,
+        &alert.fingerprint,
+        &starts_at,
+    ));
+    // One decision at a time per run in this replica (a firing delivery may be starting it).
+    let _deciding = state.deciding.lock(&run).await;
+    let found = match find_run(k8s, &run_engines(policy, engine), &namespace, &run).await {
+        Ok(f) => f,
+        Err(e) if e.is_transient() => return Err(unavailable(e)),
+        Err(e) => {
+            rec.decision = Decision::Error;
+            rec.reason = format!("the alert resolved, but run {run} cannot be read: {e}");
+            return Ok(rec);
+        }
+    };
+    let Some((engine, obj)) = found else {
+        rec.reason = format!("the alert resolved; run {run} was never created: nothing to cancel");
+        return Ok(rec);
+    };
+    rec.engine = Some(engine.as_str().into());
+    let finished = matches!(
+        crate::heald::runs::state(engine, &obj),
+        crate::heald::runs::RunState::Finished(..)
+    );
+    if !run_in_flight(&obj) || finished {
+        rec.reason = format!("the alert resolved; run {run} had already ended: nothing to cancel");
+        return Ok(rec);
+    }
+    if let Some(why) = RunInfo::from_object(&obj).and_then(|i| i.cancelled) {
+        rec.reason = format!("the alert resolved; run {run} is already being cancelled ({why})");
+        return Ok(rec);
+    }
+    let why = format!(
+        "alert {} ({}) resolved before the run finished",
+        alert.name(),
+        alert.fingerprint
+    );
+    match cancel_run(state, k8s, engine, &obj, &why).await {
+        Ok(true) => {
+            let how = match engine {
+                Engine::Argo => "spec.shutdown: Stop",
+                Engine::Tekton => "spec.status: Cancelled",
+                Engine::Local => "no further step starts",
+            };
+            rec.reason =
+                format!("the alert resolved; cancelled run {run}, which had not finished ({how})");
+            Ok(rec)
+        }
+        Ok(false) => {
+            rec.reason =
+                format!("the alert resolved; run {run} ended meanwhile: nothing to cancel");
+            Ok(rec)
+        }
+        Err(e) if e.is_transient() => Err(unavailable(e)),
+        Err(e) => {
+            rec.decision = Decision::Error;
+            rec.reason = format!("the alert resolved, but run {run} could not be cancelled: {e}");
+            Ok(rec)
+        }
+    }
+}
+
+/// Cancel the unfinished run `obj` of `engine` (see [`cancel_patch`]). A local run's
+/// annotation is written under its resourceVersion, so a run that ended meanwhile is left
+/// alone; the replica executing it stops scheduling steps at once when it is this one,
+/// else at its next write. `Ok(false)`: the run is gone or ended meanwhile.
+async fn cancel_run(
+    state: &State,
+    k8s: &K8s,
+    engine: Engine,
+    obj: &Value,
+    why: &str,
+) -> Result<bool, ApiError> {
+    let str_at = |o: &Value, p: &str| o.pointer(p).and_then(Value::as_str).map(str::to_string);
+    let namespace = str_at(obj, "/metadata/namespace").unwrap_or_default();
+    let name = str_at(obj, "/metadata/name").unwrap_or_default();
+    let Some(path) = object_path(engine, &namespace, &name) else {
+        return Ok(false);
+    };
+    let patch = cancel_patch(engine, why);
+    if engine != Engine::Local {
+        return match k8s
+            .send(http::Method::PATCH, &path, Some(MERGE_PATCH), Some(&patch))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        };
+    }
+    let mut current = obj.clone();
+    for _ in 0..5 {
+        if crate::heald::local_run::recorded_outcome(&current).is_some() {
+            return Ok(false);
+        }
+        let rv = str_at(&current, "/metadata/resourceVersion").unwrap_or_default();
+        if k8s.patch_if_unchanged(&path, &rv, patch.clone()).await? {
+            state.local.cancel(&namespace, &name, why);
+            return Ok(true);
+        }
+        match k8s.get_opt(&path).await? {
+            Some(fresh) => current = fresh,
+            None => return Ok(false),
+        }
+    }
+    Err(ApiError::Timeout(Some(format!(
+        "local run {namespace}/{name} kept changing; could not cancel it"
+    ))))
 }
 
 /// Count, log and remember a decision.
@@ -310,7 +447,14 @@ pub async fn handle_match(
                 .as_ref()
                 .is_some_and(|l| l.holds(&plan.run_name, now))
         {
-            match find_run(k8s, &run_engines(policy, engine), &plan).await {
+            match find_run(
+                k8s,
+                &run_engines(policy, engine),
+                &plan.run_namespace,
+                &plan.run_name,
+            )
+            .await
+            {
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     seen.run_absent = true;
@@ -465,10 +609,11 @@ pub async fn handle_match(
                 state.known.insert(&plan.run_name);
                 // A run heald is still following keeps the hold (the tracker releases it
                 // when the run ends); one that ended, or is not heald's, leaves it free.
-                let in_flight = match find_run(k8s, &[engine], &plan).await {
-                    Ok(Some((_, obj))) => run_in_flight(&obj),
-                    _ => false,
-                };
+                let in_flight =
+                    match find_run(k8s, &[engine], &plan.run_namespace, &plan.run_name).await {
+                        Ok(Some((_, obj))) => run_in_flight(&obj),
+                        _ => false,
+                    };
                 if !in_flight {
                     release(state, &lease, &plan.run_name, RunEnd::Existing).await;
                 }
@@ -512,14 +657,15 @@ pub fn run_engines(policy: &Policy, engine: Engine) -> Vec<Engine> {
     out
 }
 
-/// Look the plan's run up on each of `engines`; `None` when it exists on none of them.
+/// Look run `namespace/name` up on each of `engines`; `None` when it exists on none of them.
 pub async fn find_run(
     k8s: &K8s,
     engines: &[Engine],
-    plan: &Plan,
+    namespace: &str,
+    name: &str,
 ) -> Result<Option<(Engine, Value)>, ApiError> {
     for &engine in engines {
-        let Some(path) = object_path(engine, &plan.run_namespace, &plan.run_name) else {
+        let Some(path) = object_path(engine, namespace, name) else {
             continue;
         };
         if let Some(mut obj) = k8s.get_opt(&path).await? {

@@ -29,7 +29,7 @@ use std::time::Duration;
 use http::Method;
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
@@ -112,11 +112,21 @@ impl Engine for LocalEngine {
     }
 }
 
+/// Tells a local run's execution that it is cancelled, and why.
+type CancelSender = Arc<watch::Sender<Option<String>>>;
+
+/// A local run executing in this replica.
+#[derive(Debug)]
+struct Executing {
+    abort: Option<AbortHandle>,
+    cancel: CancelSender,
+}
+
 /// The local runs executing in this replica, and who this replica is.
 #[derive(Debug)]
 pub struct LocalRuns {
     holder: String,
-    running: Mutex<HashMap<String, Option<AbortHandle>>>,
+    running: Mutex<HashMap<String, Executing>>,
     idle: tokio::sync::Notify,
 }
 
@@ -141,7 +151,7 @@ impl LocalRuns {
         &self.holder
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<AbortHandle>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Executing>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -160,18 +170,37 @@ impl LocalRuns {
         self.lock().is_empty()
     }
 
-    fn claim(&self, k: &str) -> bool {
+    fn claim(&self, k: &str) -> Option<CancelSender> {
         let mut m = self.lock();
         if m.contains_key(k) {
-            return false;
+            return None;
         }
-        m.insert(k.to_string(), None);
-        true
+        let cancel = Arc::new(watch::Sender::new(None));
+        m.insert(
+            k.to_string(),
+            Executing {
+                abort: None,
+                cancel: Arc::clone(&cancel),
+            },
+        );
+        Some(cancel)
     }
 
     fn set_handle(&self, k: &str, handle: AbortHandle) {
         if let Some(slot) = self.lock().get_mut(k) {
-            *slot = Some(handle);
+            slot.abort = Some(handle);
+        }
+    }
+
+    /// Tell the run, if it executes here, that it is cancelled: it starts no further step
+    /// and retries none. Returns whether it executes here.
+    pub fn cancel(&self, namespace: &str, name: &str, why: &str) -> bool {
+        match self.lock().get(&key(namespace, name)) {
+            Some(e) => {
+                signal_cancel(&e.cancel, why);
+                true
+            }
+            None => false,
         }
     }
 
@@ -203,11 +232,22 @@ impl LocalRuns {
     /// Stop every run executing here; their names (`namespace/name`).
     fn abort_all(&self) -> Vec<String> {
         let m = self.lock();
-        for h in m.values().flatten() {
+        for h in m.values().filter_map(|e| e.abort.as_ref()) {
             h.abort();
         }
         m.keys().cloned().collect()
     }
+}
+
+/// Record the cancellation once (a second one keeps the first reason).
+fn signal_cancel(cancel: &CancelSender, why: &str) {
+    cancel.send_if_modified(|c| {
+        if c.is_some() {
+            return false;
+        }
+        *c = Some(why.to_string());
+        true
+    });
 }
 
 /// Removes a run from the registry when its task ends, however it ends.
@@ -234,14 +274,14 @@ pub fn start(st: &Arc<State>, obj: &Value, resumed: bool) -> bool {
         }
     };
     let k = key(&run.namespace, &run.name);
-    if !st.local.claim(&k) {
+    let Some(cancel) = st.local.claim(&k) else {
         return false;
-    }
+    };
     let slot = Slot {
         st: Arc::clone(st),
         key: k.clone(),
     };
-    let handle = tokio::spawn(execute(Arc::clone(st), run, resumed, slot));
+    let handle = tokio::spawn(execute(Arc::clone(st), run, resumed, slot, cancel));
     st.local.set_handle(&k, handle.abort_handle());
     true
 }
@@ -263,6 +303,7 @@ struct Store {
     holder: String,
     dirty: BTreeMap<String, StepStatus>,
     beat_due: bool,
+    cancel: CancelSender,
 }
 
 impl Store {
@@ -307,6 +348,10 @@ impl Store {
                     if recorded_outcome(&fresh).is_some() {
                         return Err(WriteError::Lost("the run has ended".into()));
                     }
+                    // What changed it may be a cancellation (the alert resolved).
+                    if let Some(why) = &run.cancelled {
+                        signal_cancel(&self.cancel, why);
+                    }
                     self.resource_version = run.resource_version;
                 }
                 Err(e) if e.is_not_found() => {
@@ -340,6 +385,7 @@ struct StepCtx {
     backoff: Duration,
     correlation_id: String,
     progress: mpsc::UnboundedSender<(String, StepStatus)>,
+    cancel: watch::Receiver<Option<String>>,
 }
 
 /// Run one step to its end: attempts until exit 0, a final failure, no retries left, or
@@ -405,8 +451,20 @@ async fn run_step(ctx: StepCtx, step: PlanStep, prior: Option<StepStatus>) -> St
                     return status;
                 }
                 status.phase = StepPhase::Retrying;
-                let _ = ctx.progress.send((step.name.clone(), status));
-                tokio::time::sleep(wait).await;
+                let _ = ctx.progress.send((step.name.clone(), status.clone()));
+                let mut cancel = ctx.cancel.clone();
+                let cancelled = tokio::select! {
+                    _ = tokio::time::sleep(wait) => None,
+                    Ok(why) = cancel.wait_for(Option::is_some) => why.clone(),
+                };
+                if let Some(why) = cancelled {
+                    status.phase = StepPhase::Failed;
+                    status.message = cut(format!(
+                        "{}; not retried: the run was cancelled ({why})",
+                        status.message
+                    ));
+                    return status;
+                }
             }
             Exit::Transient => {
                 status.timed_out = by_run_deadline && Instant::now() + STEP_GRACE >= ctx.deadline;
@@ -426,7 +484,7 @@ async fn run_step(ctx: StepCtx, step: PlanStep, prior: Option<StepStatus>) -> St
 }
 
 /// Execute a local run to its end and hand the outcome to [`finish`].
-async fn execute(st: Arc<State>, run: LocalRun, resumed: bool, _slot: Slot) {
+async fn execute(st: Arc<State>, run: LocalRun, resumed: bool, _slot: Slot, cancel: CancelSender) {
     let Some(k8s) = st.k8s.clone() else {
         return;
     };
@@ -446,7 +504,12 @@ async fn execute(st: Arc<State>, run: LocalRun, resumed: bool, _slot: Slot) {
         holder: st.local.holder().to_string(),
         dirty: BTreeMap::new(),
         beat_due: false,
+        cancel: Arc::clone(&cancel),
     };
+    if let Some(why) = &run.cancelled {
+        signal_cancel(&cancel, why);
+    }
+    let mut cancel_rx = cancel.subscribe();
     let mut steps = run.steps.clone();
     if resumed {
         let interrupted: Vec<&PlanStep> = possibly_started(&plan, &steps)
@@ -476,6 +539,7 @@ async fn execute(st: Arc<State>, run: LocalRun, resumed: bool, _slot: Slot) {
         backoff: st.config.local_retry_backoff,
         correlation_id: cid.clone(),
         progress: tx,
+        cancel: cancel.subscribe(),
     };
     let mut tasks: JoinSet<StepStatus> = JoinSet::new();
     let mut names: HashMap<tokio::task::Id, String> = HashMap::new();
@@ -531,11 +595,17 @@ async fn execute(st: Arc<State>, run: LocalRun, resumed: bool, _slot: Slot) {
                 retry_write = true;
             }
         }
+        // Read after the write: a cancellation by another replica shows up as a conflict.
+        let cancelled = cancel.borrow().is_some();
         if !retry_write {
-            let start: Vec<PlanStep> = ready(&plan, &steps, &running)
-                .into_iter()
-                .cloned()
-                .collect();
+            let start: Vec<PlanStep> = if cancelled {
+                Vec::new()
+            } else {
+                ready(&plan, &steps, &running)
+                    .into_iter()
+                    .cloned()
+                    .collect()
+            };
             for step in start {
                 let prior = steps.get(&step.name).cloned();
                 running.insert(step.name.clone());
@@ -565,24 +635,63 @@ async fn execute(st: Arc<State>, run: LocalRun, resumed: bool, _slot: Slot) {
                 steps.insert(name, status);
             }
             _ = beat.tick() => store.beat_due = true,
+            _ = cancel_rx.changed(), if !cancelled => {}
             _ = tokio::time::sleep(Duration::from_secs(1)), if retry_write => {}
         }
     }
-    let (result, message) = outcome(&plan, &steps).unwrap_or_else(|| {
+    let cancelled = cancel.borrow().clone();
+    if let Some(why) = &cancelled {
+        for step in &plan.steps {
+            if steps.get(&step.name).is_none_or(|s| !s.phase.is_final()) {
+                let status = StepStatus::skipped(
+                    format!("not started: the run was cancelled ({why})"),
+                    Timestamp::now(),
+                );
+                store.mark(&step.name, &status);
+                steps.insert(step.name.clone(), status);
+            }
+        }
+    }
+    let (mut result, mut message) = outcome(&plan, &steps).unwrap_or_else(|| {
         (
             RunOutcome::Failed,
             "the run's steps could not all be scheduled".to_string(),
         )
     });
+    let all_succeeded = plan.steps.iter().all(|s| {
+        steps
+            .get(&s.name)
+            .is_some_and(|st| st.phase == StepPhase::Succeeded)
+    });
+    if let Some(why) = cancelled
+        && !all_succeeded
+    {
+        let ran = steps.values().filter(|s| s.attempts > 0).count();
+        result = RunOutcome::Cancelled;
+        message = format!(
+            "cancelled: {why}; {ran} of {} steps ran, no further step was started",
+            plan.steps.len()
+        );
+        tracing::info!(correlation_id = %cid, run = %run.name, "local run cancelled: {why}");
+    }
     let reports: BTreeMap<String, Value> = steps
         .iter()
         .map(|(name, s)| (name.clone(), s.report()))
         .collect();
     let obj = loop {
-        match store
-            .write(outcome_patch(result, &message, Timestamp::now()))
-            .await
-        {
+        // The steps a cancellation left unstarted are recorded with the outcome.
+        let mut patch = outcome_patch(result, &message, Timestamp::now());
+        if !store.dirty.is_empty() {
+            let steps = steps_patch(&store.dirty, &store.holder, Timestamp::now());
+            if let (Some(data), Some(more)) = (
+                patch.get_mut("data").and_then(Value::as_object_mut),
+                steps.get("data").and_then(Value::as_object),
+            ) {
+                data.extend(more.clone());
+            }
+            patch["metadata"] = steps["metadata"].clone();
+        }
+        match store.write(patch).await {
             Ok(obj) => break obj,
             Err(WriteError::Lost(why)) => {
                 tracing::warn!(correlation_id = %cid, run = %run.name, "could not record the outcome: {why}");

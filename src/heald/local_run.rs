@@ -191,6 +191,9 @@ pub struct LocalRun {
     pub heartbeat: Option<Timestamp>,
     /// How the run ended, once it has.
     pub outcome: Option<(RunOutcome, String)>,
+    /// Why it was cancelled, when it was (annotation `heal.dev/cancelled`): start no
+    /// further step.
+    pub cancelled: Option<String>,
 }
 
 fn str_at<'v>(obj: &'v Value, pointer: &str) -> Option<&'v str> {
@@ -209,13 +212,7 @@ fn annotation(key: &str) -> String {
 }
 
 fn outcome_from_str(s: &str) -> Option<RunOutcome> {
-    [
-        RunOutcome::Succeeded,
-        RunOutcome::Failed,
-        RunOutcome::TimedOut,
-    ]
-    .into_iter()
-    .find(|o| o.as_str() == s)
+    RunOutcome::from_name(s)
 }
 
 /// The outcome recorded in a local run's ConfigMap, if the run has ended. An outcome that
@@ -277,6 +274,9 @@ impl LocalRun {
                 .map(str::to_string),
             heartbeat: time(&annotation(HEARTBEAT_ANNOTATION)),
             outcome: recorded_outcome(obj),
+            cancelled: str_at(obj, &annotation(crate::heald::CANCELLED_ANNOTATION))
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
             name,
         })
     }

@@ -58,3 +58,5 @@ pub const DEADLINE_ANNOTATION: &str = "heal.dev/deadline-seconds";
 pub const SILENCE_ANNOTATION: &str = "heal.dev/silence-id";
 /// Annotation with the step results `heal report` sent (JSON, truncated).
 pub const RESULTS_ANNOTATION: &str = "heal.dev/results";
+/// Annotation heald sets on a run it cancelled because its alert resolved: the reason.
+pub const CANCELLED_ANNOTATION: &str = "heal.dev/cancelled";

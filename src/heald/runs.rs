@@ -12,7 +12,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::heald::{
-    ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION, SILENCE_ANNOTATION,
+    ALERT_LABELS_ANNOTATION, CANCELLED_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION,
+    SILENCE_ANNOTATION,
 };
 use crate::kube_api::enc;
 use crate::render::Engine;
@@ -26,6 +27,9 @@ pub enum RunOutcome {
     Failed,
     /// The run did not finish (or never started) before its deadline.
     TimedOut,
+    /// heald cancelled the run because its alert resolved (the policy's
+    /// `onResolved: cancel`).
+    Cancelled,
 }
 
 impl RunOutcome {
@@ -35,12 +39,32 @@ impl RunOutcome {
             RunOutcome::Succeeded => "succeeded",
             RunOutcome::Failed => "failed",
             RunOutcome::TimedOut => "timed-out",
+            RunOutcome::Cancelled => "cancelled",
         }
+    }
+
+    /// Every outcome.
+    pub const ALL: [RunOutcome; 4] = [
+        RunOutcome::Succeeded,
+        RunOutcome::Failed,
+        RunOutcome::TimedOut,
+        RunOutcome::Cancelled,
+    ];
+
+    /// The outcome with this wire name.
+    pub fn from_name(name: &str) -> Option<RunOutcome> {
+        RunOutcome::ALL.into_iter().find(|o| o.as_str() == name)
     }
 
     /// Whether the remedy worked.
     pub fn is_success(self) -> bool {
         self == RunOutcome::Succeeded
+    }
+
+    /// Whether the remedy failed (or ran out of time): the failure counts towards the
+    /// circuit and the policy's notifiers are told.
+    pub fn is_failure(self) -> bool {
+        matches!(self, RunOutcome::Failed | RunOutcome::TimedOut)
     }
 }
 
@@ -167,6 +191,21 @@ pub fn state(engine: Engine, obj: &Value) -> RunState {
     }
 }
 
+/// The merge patch that cancels an unfinished run, saying why: Argo `spec.shutdown: Stop`
+/// (no new steps; running ones finish and the exit handler reports), Tekton
+/// `spec.status: Cancelled`; a local run only gets the annotation, which the replica
+/// executing it reads before it starts another step.
+pub fn cancel_patch(engine: Engine, reason: &str) -> Value {
+    let mut patch =
+        serde_json::json!({"metadata": {"annotations": {CANCELLED_ANNOTATION: reason}}});
+    match engine {
+        Engine::Argo => patch["spec"] = serde_json::json!({"shutdown": "Stop"}),
+        Engine::Tekton => patch["spec"] = serde_json::json!({"status": "Cancelled"}),
+        Engine::Local => {}
+    }
+    patch
+}
+
 /// What heald needs to know about a run it created, read from the object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunInfo {
@@ -198,6 +237,8 @@ pub struct RunInfo {
     pub silence_id: Option<String>,
     /// Whether the steps ran with `--dry-run`.
     pub dry_run: bool,
+    /// Why heald cancelled the run, when it did (annotation [`CANCELLED_ANNOTATION`]).
+    pub cancelled: Option<String>,
 }
 
 impl RunInfo {
@@ -250,6 +291,7 @@ impl RunInfo {
             deadline_seconds,
             silence_id: Some(annotation(SILENCE_ANNOTATION)).filter(|s| !s.is_empty()),
             dry_run: label("heal.dev/dry-run") == Some("true"),
+            cancelled: Some(annotation(CANCELLED_ANNOTATION)).filter(|s| !s.is_empty()),
         })
     }
 

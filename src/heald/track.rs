@@ -274,6 +274,7 @@ async fn claim(
 /// escalate, record metrics, history, a log line and an Event. `Ok(false)` when someone
 /// else handled it.
 pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, KubeIoError> {
+    let ending = cancelled_ending(obj, ending);
     let now = Timestamp::now();
     let current = st.policies.current();
     let owed = RunInfo::from_object(obj).and_then(|info| {
@@ -285,10 +286,10 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
     };
     let policy = current.set.policy(&info.policy);
     if let (Some(k8s), Some(lease)) = (&st.k8s, &info.lease) {
-        let end = if ending.outcome.is_success() {
-            RunEnd::Success
-        } else {
-            RunEnd::Failure
+        let end = match ending.outcome {
+            RunOutcome::Succeeded => RunEnd::Success,
+            RunOutcome::Cancelled => RunEnd::Cancelled,
+            RunOutcome::Failed | RunOutcome::TimedOut => RunEnd::Failure,
         };
         let window = policy
             .and_then(|p| p.guards.failure_budget)
@@ -335,10 +336,10 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
         reason: reason.clone(),
     });
     if let Some(k8s) = &st.k8s {
-        let (kind, reason_word) = if ending.outcome.is_success() {
-            ("Normal", "RemediationSucceeded")
-        } else {
-            ("Warning", "RemediationFailed")
+        let (kind, reason_word) = match ending.outcome {
+            RunOutcome::Succeeded => ("Normal", "RemediationSucceeded"),
+            RunOutcome::Cancelled => ("Normal", "RemediationCancelled"),
+            RunOutcome::Failed | RunOutcome::TimedOut => ("Warning", "RemediationFailed"),
         };
         let (api_version, object_kind) = run_object_type(info.engine);
         k8s.event(
@@ -360,10 +361,7 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
         tracing::warn!(run = %info.name, policy = %info.policy, "the policy is no longer loaded: no silence, no notification");
         return Ok(true);
     };
-    if let Some(owed) = &owed {
-        deliver(st, &info, owed).await;
-    }
-    if !ending.outcome.is_success() {
+    if ending.outcome.is_failure() {
         let n = Notification {
             api_version: "heal.dev/v1alpha1",
             kind: "RemediationFailed",
@@ -382,7 +380,28 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
         };
         escalate(st, &current.set, policy, &n).await;
     }
+    // After the humans are told: Alertmanager may take a while to answer.
+    if let Some(owed) = &owed {
+        deliver(st, &info, owed).await;
+    }
     Ok(true)
+}
+
+/// A run heald cancelled (because its alert resolved) that did not succeed ended
+/// cancelled, however the engine words it (Argo: failed, "Stopped with strategy 'Stop'";
+/// Tekton: `Cancelled`; the exit handler's report: failed; the deadline: timed out).
+fn cancelled_ending(obj: &Value, mut ending: Ending) -> Ending {
+    if matches!(ending.outcome, RunOutcome::Failed | RunOutcome::TimedOut)
+        && let Some(why) = RunInfo::from_object(obj).and_then(|i| i.cancelled)
+    {
+        ending.outcome = RunOutcome::Cancelled;
+        ending.message = if ending.message.is_empty() {
+            format!("cancelled: {why}")
+        } else {
+            format!("cancelled: {why} ({})", ending.message)
+        };
+    }
+    ending
 }
 
 /// Merge the JSON object `extra` into `target` (objects merged key by key).

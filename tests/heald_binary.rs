@@ -400,9 +400,12 @@ fn end_to_end_alertmanager_alerts_become_runs_and_a_success_becomes_a_silence() 
 // ----- deploy/ -----
 
 fn kustomize() -> Option<Vec<Value>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    kustomize_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy"))
+}
+
+fn kustomize_dir(dir: &Path) -> Option<Vec<Value>> {
     let out = match Command::new("kubectl")
-        .args(["kustomize", root.join("deploy").to_str().unwrap()])
+        .args(["kustomize", dir.to_str().unwrap()])
         .output()
     {
         Ok(o) => o,
@@ -535,4 +538,105 @@ fn the_deploy_base_ships_policies_and_settings_heald_accepts() {
     let hook = &receiver["receivers"][1]["webhook_configs"][0];
     assert!(hook["url"].as_str().unwrap().ends_with("/v1/alerts"));
     assert_eq!(hook["http_config"]["authorization"]["type"], "Bearer");
+}
+
+/// `path` relative to `from` (kustomize refuses absolute paths to other kustomizations).
+fn relative(path: &Path, from: &Path) -> String {
+    let (path, from) = (path.canonicalize().unwrap(), from.canonicalize().unwrap());
+    let common = path
+        .components()
+        .zip(from.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let ups = from.components().count() - common;
+    let mut rel: Vec<String> = vec!["..".to_string(); ups];
+    rel.extend(
+        path.components()
+            .skip(common)
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    rel.join("/")
+}
+
+#[test]
+fn the_local_engine_component_lets_heald_keep_runs_in_config_maps_and_act_per_namespace() {
+    // An overlay of deploy/ with the component, as the component's comment shows.
+    let overlay = tempfile::tempdir().unwrap();
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let rel = relative(&deploy, overlay.path());
+    std::fs::write(
+        overlay.path().join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\
+             resources: [{rel}]\ncomponents: [{rel}/local-engine]\n"
+        ),
+    )
+    .unwrap();
+    let Some(docs) = kustomize_dir(overlay.path()) else {
+        return;
+    };
+    find(&docs, "Deployment", "heald");
+    let runs = find(&docs, "ClusterRole", "heald-local-runs");
+    assert_eq!(
+        runs["rules"],
+        json!([{"apiGroups": [""], "resources": ["configmaps"],
+                "verbs": ["get", "list", "create", "patch"]}]),
+        "heald creates, reads, lists and patches its local runs, and deletes nothing"
+    );
+    let binding = find(&docs, "RoleBinding", "heald-local-runs");
+    assert_eq!(binding["metadata"]["namespace"], NS);
+    assert_eq!(binding["roleRef"]["name"], "heald-local-runs");
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "heald", "namespace": NS}])
+    );
+    // The per-action roles of argo/ (and tekton/) are bound to heald itself, per namespace.
+    let actions: Vec<&Value> = docs
+        .iter()
+        .filter(|d| {
+            d["kind"] == "RoleBinding"
+                && d["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("heald-local-")
+                && d["metadata"]["name"] != "heald-local-runs"
+        })
+        .collect();
+    let mut roles: Vec<&str> = actions
+        .iter()
+        .map(|b| b["roleRef"]["name"].as_str().unwrap())
+        .collect();
+    roles.sort();
+    assert_eq!(
+        roles,
+        [
+            "heal-delete-pods",
+            "heal-events",
+            "heal-patch",
+            "heal-restart",
+            "heal-scale",
+            "heal-wait"
+        ]
+    );
+    let argo_roles = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("argo/rbac-actions.yaml"),
+    )
+    .unwrap();
+    for b in &actions {
+        assert_eq!(b["roleRef"]["kind"], "ClusterRole");
+        assert!(
+            argo_roles.contains(&format!("name: {}", b["roleRef"]["name"].as_str().unwrap())),
+            "{b}"
+        );
+        assert_eq!(b["metadata"]["namespace"], "default");
+        assert_eq!(b["subjects"][0]["name"], "heald");
+        assert_eq!(b["subjects"][0]["namespace"], NS);
+    }
+    // Only the node actions, cluster-scoped by nature, are bound cluster-wide.
+    let cluster: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRoleBinding")
+        .collect();
+    assert_eq!(cluster.len(), 1);
+    assert_eq!(cluster[0]["roleRef"]["name"], "heal-nodes");
 }

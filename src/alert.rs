@@ -314,6 +314,11 @@ fn kv(v: &Value, path: &str) -> Result<LabelSet, AlertError> {
         .collect()
 }
 
+/// Whether `t` is Go's zero time, 0001-01-01T00:00:00Z, however it was written.
+fn is_zero_time(t: &Timestamp) -> bool {
+    t.as_second() == -62_135_596_800 && t.subsec_nanosecond() == 0
+}
+
 fn timestamp(v: &Value, path: &str) -> Result<Timestamp, AlertError> {
     let s = string(v, path)?;
     s.parse::<Timestamp>()
@@ -341,7 +346,8 @@ fn parse_alert(v: &Value, path: &str, strict: bool) -> Result<Alert, AlertError>
     let ends_at = match get("endsAt")? {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s == ZERO_TIME => None,
-        Some(v) => Some(timestamp(v, &join(path, "endsAt"))?),
+        // The zero time written another way (`z`, a fraction, an offset) is still unset.
+        Some(v) => Some(timestamp(v, &join(path, "endsAt"))?).filter(|t| !is_zero_time(t)),
     };
     let status = match get("status")? {
         None => Status::Firing,

@@ -9,7 +9,9 @@ mod invariants;
 use std::path::PathBuf;
 
 use heal::address::{Address, AddressError, TypeRef};
+use heal::alert::Webhook;
 use invariants::{RenderCheck, sample_alert};
+use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------
 // address target, finding 1: crash-50e552e131033fe6ddcd54e2cdcaddfead1171b0
@@ -99,4 +101,40 @@ fn an_alert_whose_fingerprint_holds_a_nul_is_refused_by_every_engine() {
     assert_eq!(s.matched, 1, "{s:?}");
     assert_eq!(s.rendered, 0, "{s:?}");
     assert_eq!(s.renders_refused, 4, "{s:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// webhook target, finding 1: crash-5caee02b64fdbbbd54bca6d4da2bb38cbc72ef9b
+//
+// `"endsAt": "0001-01-01T00:00:00z"` (lower-case z) is Go's zero time, which Alertmanager
+// sends while an alert fires, but only the exact text `0001-01-01T00:00:00Z` was read as
+// "not ended": the alert got an end time in year 1, and the parsed webhook no longer read
+// back the same once serialised. The zero instant is now unset however it is written.
+
+fn webhook_with_ends_at(ends_at: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/alerts/oom-killed.json");
+    let mut body: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    body["alerts"][0]["endsAt"] = json!(ends_at);
+    serde_json::to_vec(&body).unwrap()
+}
+
+#[test]
+fn the_zero_end_time_written_any_way_means_the_alert_has_not_ended() {
+    for ends_at in [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00z",
+        "0001-01-01T00:00:00.000Z",
+        "0001-01-01T01:00:00+01:00",
+    ] {
+        let body = webhook_with_ends_at(ends_at);
+        let w = Webhook::parse(&body).unwrap();
+        assert_eq!(w.alerts[0].ends_at, None, "endsAt {ends_at}");
+        invariants::webhook(&body);
+    }
+    // A real end time is kept.
+    let w = Webhook::parse(&webhook_with_ends_at("2026-08-20T10:05:00Z")).unwrap();
+    assert_eq!(
+        w.alerts[0].ends_at.map(|t| t.to_string()).as_deref(),
+        Some("2026-08-20T10:05:00Z")
+    );
 }

@@ -425,6 +425,28 @@ mod tests {
     }
 
     #[test]
+    fn a_cancellation_stops_each_engine_its_own_way_and_says_why() {
+        let argo = cancel_patch(Engine::Argo, "alert resolved");
+        assert_eq!(
+            argo,
+            json!({"metadata": {"annotations": {"heal.dev/cancelled": "alert resolved"}},
+                   "spec": {"shutdown": "Stop"}})
+        );
+        assert_eq!(
+            cancel_patch(Engine::Tekton, "x")["spec"],
+            json!({"status": "Cancelled"})
+        );
+        assert_eq!(cancel_patch(Engine::Local, "x").get("spec"), None);
+        let names: Vec<&str> = RunOutcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(names, ["succeeded", "failed", "timed-out", "cancelled"]);
+        assert_eq!(
+            RunOutcome::from_name("cancelled"),
+            Some(RunOutcome::Cancelled)
+        );
+        assert!(!RunOutcome::Cancelled.is_success() && !RunOutcome::Cancelled.is_failure());
+    }
+
+    #[test]
     fn a_run_that_never_started_is_overdue_after_its_deadline() {
         let obj = json!({
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",

@@ -95,6 +95,18 @@ impl Expect {
     }
 }
 
+/// `url` without the `user:password@` part it may carry, for messages and logs.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// Options of `heal verify`.
 #[derive(Debug, Clone)]
 pub struct VerifySpec {
@@ -332,7 +344,7 @@ pub async fn verify(
             Value::Null,
             format!(
                 "Prometheus at {} stayed unavailable until the timeout: {e}",
-                spec.prometheus_url
+                redacted_url(&spec.prometheus_url)
             ),
             Exit::Transient,
         ),

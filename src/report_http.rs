@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::outcome::{Exit, HealResult, Outcome, Target};
+use crate::prometheus_http::redacted_url;
 
 /// The body of `POST /v1/reports`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,10 +70,17 @@ async fn post(
             let s = r.status();
             Err((
                 s.is_server_error() || s.as_u16() == 429,
-                format!("{url} answered {s}"),
+                format!("{} answered {s}", redacted_url(url)),
             ))
         }
-        Err(e) => Err((true, format!("{url}: {}", crate::kube_api::error_chain(&e)))),
+        Err(e) => Err((
+            true,
+            format!(
+                "{}: {}",
+                redacted_url(url),
+                crate::kube_api::error_chain(&e)
+            ),
+        )),
     }
 }
 
@@ -98,7 +106,10 @@ async fn post_retrying(
     match tokio::time::timeout_at(deadline, fut).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err((_, e))) => Err(e),
-        Err(_) => Err(format!("{url}: no answer before the deadline")),
+        Err(_) => Err(format!(
+            "{}: no answer before the deadline",
+            redacted_url(url)
+        )),
     }
 }
 

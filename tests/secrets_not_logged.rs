@@ -25,6 +25,8 @@ const KUBE_TOKEN: &str = "kube-Zq7xW4-5ecret-token-must-not-leak";
 const PROM_TOKEN: &str = "prom-Jk2pR9-5ecret-token-must-not-leak";
 /// heald's token, as `heal report` sends it.
 const REPORT_TOKEN: &str = "heald-Vb8nT3-5ecret-token-must-not-leak";
+/// A password written into a URL (`http://user:PASSWORD@host`).
+const URL_PASSWORD: &str = "pw-Tc5yD1-5ecret-password-must-not-leak";
 /// A wrong token someone sends to heald (a real secret of theirs, perhaps).
 const WRONG_TOKEN: &str = "wrong-Hm3sL6-5ecret-token-must-not-leak";
 
@@ -408,6 +410,46 @@ fn the_heald_token_of_heal_report_is_sent_but_never_printed() {
 }
 
 #[test]
+fn a_password_in_the_prometheus_heald_or_alertmanager_url_is_not_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = Answering::start(500, r#"{"status": "error", "error": "down"}"#);
+    let with_password = |url: &str| url.replacen("://", &format!("://heal:{URL_PASSWORD}@"), 1);
+    let closed = closed_port_url();
+    for url in [with_password(&failing.url), with_password(&closed)] {
+        for log in LOG_LEVELS {
+            let args = [
+                "verify",
+                "--query",
+                "up == 0",
+                "--prometheus-url",
+                &url,
+                "--interval",
+                "100ms",
+            ];
+            let run = heal(dir.path(), log, &args);
+            assert_clean(&format!("verify at {url}"), &run, URL_PASSWORD, &[3]);
+            let report = [
+                "report",
+                "--engine",
+                "argo",
+                "--run-name",
+                "heal-web-0123456789",
+                "-n",
+                "heal-system",
+                "--status",
+                "Failed",
+                "--report-url",
+                &format!("{url}/v1/reports"),
+                "--alertmanager-url",
+                &with_password(&closed),
+            ];
+            let run = heal(dir.path(), log, &report);
+            assert_clean(&format!("report to {url}"), &run, URL_PASSWORD, &[3]);
+        }
+    }
+}
+
+#[test]
 fn heald_logs_and_answers_never_contain_its_webhook_token_a_wrong_token_or_the_kube_token() {
     let server = ApiServer::start();
     server.register_argo_workflows();
@@ -513,4 +555,24 @@ fn heald_with_debug_log(server: &ApiServer, files: &Files) -> Proc {
     };
     p.wait_ready();
     p
+}
+
+#[test]
+fn urls_in_messages_lose_only_their_user_and_password() {
+    use heal::prometheus_http::redacted_url;
+    assert_eq!(
+        redacted_url("https://heal:s3cret@prometheus:9090/api?x=a@b"),
+        "https://***@prometheus:9090/api?x=a@b"
+    );
+    assert_eq!(
+        redacted_url("http://token@heald:8080"),
+        "http://***@heald:8080"
+    );
+    for plain in [
+        "http://prometheus:9090/api/v1/query?match=a@b",
+        "http://heald.heal-system.svc:8080/v1/reports",
+        "not a url",
+    ] {
+        assert_eq!(redacted_url(plain), plain);
+    }
 }

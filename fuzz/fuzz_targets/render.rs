@@ -61,5 +61,9 @@ fuzz_target!(|input: Input| {
     if input.resolved {
         alert.status = Status::Resolved;
     }
-    CHECK.check(&alert);
+    let summary = CHECK.check(&alert);
+    // `HEAL_FUZZ_STATS=1 .../render -runs=0 fuzz/corpus/render` tells how the corpus fares.
+    if std::env::var_os("HEAL_FUZZ_STATS").is_some() {
+        eprintln!("render-stats {summary:?}");
+    }
 });

@@ -12,6 +12,8 @@ use backon::{ExponentialBuilder, Retryable};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
+use crate::prometheus_http::redacted_url;
+
 /// An outbound delivery that did not happen.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DeliveryError {
@@ -72,14 +74,14 @@ pub async fn post_once(
         .send()
         .await
         .map_err(|e| DeliveryError::Transport {
-            url: url.to_string(),
+            url: redacted_url(url),
             message: error_chain(&e),
         })?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {
         return Err(DeliveryError::Status {
-            url: url.to_string(),
+            url: redacted_url(url),
             status: status.as_u16(),
             body: crate::heald::kube_io::truncate(text.trim(), 300),
         });
@@ -188,7 +190,7 @@ pub async fn expire_silence(
         .send()
         .await
         .map_err(|e| DeliveryError::Transport {
-            url: url.clone(),
+            url: redacted_url(&url),
             message: error_chain(&e),
         })?;
     let status = resp.status();
@@ -196,7 +198,7 @@ pub async fn expire_silence(
         return Ok(());
     }
     Err(DeliveryError::Status {
-        url,
+        url: redacted_url(&url),
         status: status.as_u16(),
         body: crate::heald::kube_io::truncate(resp.text().await.unwrap_or_default().trim(), 300),
     })

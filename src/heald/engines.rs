@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::heald::kube_io::K8s;
 use crate::heald::runs::collection_path;
 use crate::kube_api::{ApiError, JSON, enc};
+use crate::prometheus_http::redacted_url;
 use crate::render::Engine as Kind;
 
 /// A boxed future, so that [`Engine`] can be used as `Arc<dyn Engine>`.
@@ -172,13 +173,15 @@ impl Engine for ArgoServerEngine {
             let (ns, name) = name_of(run);
             let url = format!("{}/api/v1/workflows/{}", self.url, enc(&ns));
             let mut req = self.client.post(&url).json(&Self::request_body(run));
+            // For messages: without a password the URL may carry.
+            let shown = redacted_url(&url);
             if let Some(t) = &self.token {
                 req = req.bearer_auth(t);
             }
             let resp = req
                 .send()
                 .await
-                .map_err(|e| SubmitError::Unavailable(format!("{url}: {e}")))?;
+                .map_err(|e| SubmitError::Unavailable(format!("{shown}: {e}")))?;
             let status = resp.status();
             let body: Value = resp.json().await.unwrap_or(Value::Null);
             let message = body
@@ -192,12 +195,12 @@ impl Engine for ArgoServerEngine {
             }
             if status.is_server_error() || status.as_u16() == 429 {
                 return Err(SubmitError::Unavailable(format!(
-                    "{url} answered {status}: {message}"
+                    "{shown} answered {status}: {message}"
                 )));
             }
             if !status.is_success() {
                 return Err(SubmitError::Rejected(format!(
-                    "{url} answered {status}: {message}"
+                    "{shown} answered {status}: {message}"
                 )));
             }
             Ok(Submitted {

@@ -193,6 +193,11 @@ impl Kube {
         }
     }
 
+    /// The underlying client, for streaming requests (heald's watches).
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
     /// When the current action must be over.
     pub fn deadline(&self) -> Instant {
         self.deadline

@@ -1072,3 +1072,78 @@ async fn a_resolved_alert_leaves_a_finished_run_and_policies_without_on_resolved
         server.log_text()
     );
 }
+
+// ----- watching -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_end_is_handled_as_soon_as_the_watch_shows_it_without_waiting_for_a_pass() {
+    let server = server();
+    let am = Receiver::start().await;
+    let f = Files::new(&policies(&format!("{}/notify", am.url)));
+    // One pass at start, the next in an hour: only the watch can see the end in time.
+    let h = Heald::start(&server, &f, &["--track-interval", "1h"]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    h.decide(&webhook(std::slice::from_ref(&a))).await;
+    let run = run_name("restart-web", &a);
+    let tracker = tokio::spawn(track::run(std::sync::Arc::clone(&h.state)));
+    let path = format!("/apis/argoproj.io/v1alpha1/namespaces/{NS}/workflows");
+    let watch = wait_async("a watch on the workflows", || {
+        server
+            .requests_matching("GET", &path)
+            .into_iter()
+            .find(|r| r.param("watch") == Some("true"))
+    })
+    .await;
+    assert_eq!(
+        watch.param("labelSelector"),
+        Some("app.kubernetes.io/managed-by=heald,!heal.dev/reported")
+    );
+    let rv = watch
+        .param("resourceVersion")
+        .expect("starts where its list ended");
+    assert!(rv.parse::<u64>().is_ok(), "{rv}");
+    assert!(
+        server
+            .requests_matching(
+                "GET",
+                &format!("/apis/tekton.dev/v1/namespaces/{NS}/pipelineruns")
+            )
+            .iter()
+            .any(|r| r.param("watch") == Some("true")),
+        "Tekton runs are watched too"
+    );
+
+    set_phase(&server, &run, "Failed");
+    wait_async("the end to be handled", || {
+        server
+            .get(WF.0, WF.1, NS, &run)
+            .filter(|w| w["metadata"]["labels"]["heal.dev/reported"] == "true")
+    })
+    .await;
+    let notes = wait_async("the escalation", || {
+        Some(am.bodies("/notify")).filter(|n| !n.is_empty())
+    })
+    .await;
+    assert_eq!(notes[0]["run"], json!(run));
+
+    h.state.begin_shutdown();
+    tokio::time::timeout(Duration::from_secs(5), tracker)
+        .await
+        .expect("the tracker and its watches stop at shutdown")
+        .unwrap();
+}
+
+/// Poll `f` every 20 ms for up to 5 s.
+async fn wait_async<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

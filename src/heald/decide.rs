@@ -108,6 +108,9 @@ pub struct Observed<'a> {
     /// retention); `None` when runs stay until someone deletes them (local runs). A run
     /// absent sooner than that after its hold was taken was never created.
     pub run_kept_for: Option<Duration>,
+    /// How long a replica may take from taking the Lease to creating the run: a hold
+    /// younger than that may belong to a run being created right now.
+    pub creating_within: Duration,
     /// The rate limiters' answer if a run were submitted now.
     pub rate: Result<(), RateScope>,
     /// heald runs with `--dry-run`.
@@ -140,21 +143,37 @@ fn human(d: SignedDuration) -> String {
 /// Lease and creating the run, and the hold could not be dropped). It is stale only when
 /// the run is absent and could not have run and been deleted since the hold was taken.
 pub fn stale_hold(seen: &Observed<'_>) -> bool {
-    let Some(lease) = seen.lease else {
+    let Some(taken) = absent_holder_since(seen) else {
         return false;
     };
-    let run = seen.run_name;
-    if !seen.run_absent || !lease.holds(run, seen.now) || lease.last_run.as_deref() != Some(run) {
+    if seen.now < taken + signed(seen.creating_within) {
         return false;
     }
-    match (seen.run_kept_for, lease.last_run_at) {
-        (None, _) => true,
-        (Some(kept), Some(taken)) => {
-            let kept = SignedDuration::from_secs(i64::try_from(kept.as_secs()).unwrap_or(0));
-            seen.now < taken + kept
-        }
-        (Some(_), None) => false,
+    match seen.run_kept_for {
+        None => true,
+        Some(kept) => seen.now < taken + signed(kept),
     }
+}
+
+/// Whether the hold by this alert episode's absent run is so recent that the replica that
+/// took it may be creating the run right now: wait for the run, or ask for a retry.
+pub fn hold_being_created(seen: &Observed<'_>) -> bool {
+    absent_holder_since(seen).is_some_and(|taken| seen.now < taken + signed(seen.creating_within))
+}
+
+/// When the hold was taken, if the Lease says this alert episode's run holds the target
+/// and the run is known to be absent.
+fn absent_holder_since(seen: &Observed<'_>) -> Option<Timestamp> {
+    let lease = seen.lease?;
+    let run = seen.run_name;
+    if !seen.run_absent || !lease.holds(run, seen.now) || lease.last_run.as_deref() != Some(run) {
+        return None;
+    }
+    lease.last_run_at
+}
+
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::from_secs(i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4))
 }
 
 /// Decide for one alert and one policy that matched it (status included). Rules, first
@@ -326,6 +345,7 @@ spec:
             run_known: false,
             run_absent: false,
             run_kept_for: Some(Duration::from_secs(3600)),
+            creating_within: Duration::from_secs(20),
             rate: Ok(()),
             dry_run: false,
         }
@@ -384,6 +404,11 @@ spec:
         let v = decide(&policy(), &s);
         assert_eq!(v.decision, Decision::Submitted, "{}", v.reason);
         assert!(v.reason.contains("stale hold"), "{}", v.reason);
+        assert!(!hold_being_created(&s));
+        // Taken a moment ago: the replica that took it may be creating the run now.
+        s.creating_within = Duration::from_secs(90);
+        assert_eq!(decide(&policy(), &s).decision, Decision::Duplicate);
+        assert!(hold_being_created(&s));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::alert::Alert;
 use crate::heald::alertmanager_http::{create_silence, expire_silence, silence_body};
-use crate::heald::decide::{Decision, Observed, RateScope, Verdict, decide};
+use crate::heald::decide::{Decision, Observed, RateScope, Verdict, decide, hold_being_created};
 use crate::heald::engines::SubmitError;
 use crate::heald::kube_io::{EventTarget, K8s, KubeIoError};
 use crate::heald::lease::{LeaseState, RunEnd, lease_name};
@@ -435,6 +435,7 @@ pub async fn handle_match(
             run_known: false,
             run_absent: false,
             run_kept_for: run_kept_for(state, loaded, engine),
+            creating_within: creating_within(state),
             rate: state.limiter.check(ns_bucket, Instant::now()),
             dry_run: state.config.dry_run,
         };
@@ -458,6 +459,32 @@ pub async fn handle_match(
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     seen.run_absent = true;
+                    if hold_being_created(&seen) {
+                        // The replica that took the Lease (maybe another one) may be
+                        // creating the run now: wait for it a little, else ask for a retry.
+                        match wait_for_run(state, k8s, policy, engine, &plan, &seen).await {
+                            Ok(true) => {
+                                state.known.insert(&plan.run_name);
+                                return Ok(record(&plan, engine, verdict));
+                            }
+                            Ok(false)
+                                if hold_being_created(&Observed {
+                                    now: Timestamp::now(),
+                                    ..seen.clone()
+                                }) =>
+                            {
+                                return Err(Unavailable(format!(
+                                    "run {} holds its target but does not exist yet; the heald \
+                                     that took the Lease may still be creating it: retry",
+                                    plan.run_name
+                                )));
+                            }
+                            // Long enough: read the Lease again and take the hold over.
+                            Ok(false) => continue,
+                            Err(e) if e.is_transient() => return Err(unavailable(e)),
+                            Err(e) => return err(e.to_string()),
+                        }
+                    }
                     verdict = decide(policy, &seen);
                     if verdict.decision == Decision::Submitted {
                         tracing::warn!(
@@ -690,6 +717,55 @@ fn run_in_flight(obj: &Value) -> bool {
             .is_none()
 }
 
+/// Longest wait for the in-progress silence before the run is created.
+const PROGRESS_SILENCE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait, within one delivery, for a run whose hold was just taken.
+const WAIT_FOR_CREATION: Duration = Duration::from_secs(3);
+
+/// How long a replica may take from taking a target's Lease to creating the run: the
+/// in-progress silence, the create and a fallback create, plus a second for clock skew
+/// between replicas.
+fn creating_within(state: &State) -> Duration {
+    PROGRESS_SILENCE_TIMEOUT + state.config.api_timeout * 2 + Duration::from_secs(1)
+}
+
+/// Look for the run every 50 ms while its hold is young, at most [`WAIT_FOR_CREATION`]:
+/// whether it appeared.
+async fn wait_for_run(
+    state: &State,
+    k8s: &K8s,
+    policy: &Policy,
+    engine: Engine,
+    plan: &Plan,
+    seen: &Observed<'_>,
+) -> Result<bool, ApiError> {
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if find_run(
+            k8s,
+            &run_engines(policy, engine),
+            &plan.run_namespace,
+            &plan.run_name,
+        )
+        .await?
+        .is_some()
+        {
+            return Ok(true);
+        }
+        let now = Observed {
+            now: Timestamp::now(),
+            ..seen.clone()
+        };
+        if !hold_being_created(&now)
+            || started.elapsed() >= WAIT_FOR_CREATION
+            || state.is_shutting_down()
+        {
+            return Ok(false);
+        }
+    }
+}
+
 /// How long `engine` keeps a run after it ended, at least: Argo's TTL, heald's Tekton
 /// retention; `None` for local runs, which stay until someone deletes them.
 fn run_kept_for(state: &State, loaded: &Loaded, engine: Engine) -> Option<Duration> {
@@ -785,7 +861,7 @@ async fn progress_silence(
     );
     let body = silence_body(&alert.labels, Timestamp::now(), hold, &comment);
     let attempt = create_silence(&state.http, am, &body, 1);
-    match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+    match tokio::time::timeout(PROGRESS_SILENCE_TIMEOUT, attempt).await {
         Ok(Ok(id)) if !id.is_empty() => {
             state.metrics.delivery("silence", true);
             Some(id)

@@ -196,6 +196,92 @@ impl K8s {
         }
     }
 
+    /// List a collection with a label selector: its items and the list's
+    /// `metadata.resourceVersion` (where a watch starts); 404 (no CRD) is an empty list.
+    pub async fn list_from(
+        &self,
+        collection: &str,
+        selector: &str,
+    ) -> Result<(Vec<Value>, Option<String>), ApiError> {
+        let path = format!("{collection}?labelSelector={}", enc(selector));
+        match self.send(Method::GET, &path, None, None).await {
+            Ok(v) => Ok((
+                v.get("items")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+                v.pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
+            )),
+            Err(e) if e.is_not_found() => Ok((Vec::new(), None)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Open a watch on a collection (`?watch=true&labelSelector=...&resourceVersion=...`,
+    /// bookmarks allowed, closed by the server after `timeout_seconds`). The answer's
+    /// headers come within the per-call deadline; the events then arrive for as long as
+    /// the server keeps the stream open.
+    pub async fn watch(
+        &self,
+        collection: &str,
+        selector: &str,
+        resource_version: Option<&str>,
+        timeout_seconds: u64,
+    ) -> Result<WatchStream, ApiError> {
+        let deadline = Instant::now() + self.timeout;
+        if !self.qps.acquire(deadline).await {
+            return Err(ApiError::Timeout(Some(
+                "heald's Kubernetes request rate limit (--kube-qps) was reached".into(),
+            )));
+        }
+        let mut path = format!(
+            "{collection}?watch=true&allowWatchBookmarks=true&timeoutSeconds={timeout_seconds}\
+             &labelSelector={}",
+            enc(selector)
+        );
+        if let Some(rv) = resource_version {
+            path.push_str(&format!("&resourceVersion={}", enc(rv)));
+        }
+        let req = http::Request::builder()
+            .method(Method::GET)
+            .uri(&path)
+            .header(http::header::ACCEPT, JSON)
+            .body(kube::client::Body::from(Vec::new()))
+            .map_err(|e| ApiError::Decode(format!("cannot build request for {path}: {e}")))?;
+        let resp = tokio::time::timeout_at(deadline, self.kube.client().send(req))
+            .await
+            .map_err(|_| ApiError::Timeout(None))?
+            .map_err(|e| ApiError::Transport(crate::kube_api::error_chain(&e)))?;
+        let status = resp.status();
+        let body = resp.into_body();
+        if !status.is_success() {
+            let text = tokio::time::timeout_at(deadline, http_body_util::BodyExt::collect(body))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(|c| c.to_bytes().to_vec())
+                .unwrap_or_default();
+            let parsed: Value = serde_json::from_slice(&text).unwrap_or(Value::Null);
+            let field = |k: &str| parsed.get(k).and_then(Value::as_str).map(str::to_string);
+            return Err(ApiError::Status {
+                code: status.as_u16(),
+                reason: field("reason")
+                    .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_string()),
+                message: field("message")
+                    .unwrap_or_else(|| truncate(String::from_utf8_lossy(&text).trim(), 300)),
+                retry_after: None,
+                causes: Vec::new(),
+            });
+        }
+        Ok(WatchStream {
+            body,
+            buf: Vec::new(),
+        })
+    }
+
     /// Merge-patch an object with its `resourceVersion` as a precondition: `Ok(false)` when
     /// someone changed it first (409) or it is gone (404).
     pub async fn patch_if_unchanged(
@@ -249,6 +335,63 @@ impl K8s {
             .await
         {
             tracing::warn!(correlation_id = on.correlation_id, run = on.name, error = %e, "could not record event");
+        }
+    }
+}
+
+/// Longest watch event heald reads (a run object with its status).
+const MAX_WATCH_LINE: usize = 16 * 1024 * 1024;
+
+/// The events of an open watch, one JSON document per line.
+pub struct WatchStream {
+    body: kube::client::Body,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for WatchStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchStream").finish_non_exhaustive()
+    }
+}
+
+impl WatchStream {
+    /// The next event (`{"type": ..., "object": ...}`); `Ok(None)` when the server closed
+    /// the stream.
+    pub async fn next(&mut self) -> Result<Option<Value>, ApiError> {
+        loop {
+            if let Some(at) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=at).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return serde_json::from_slice(&line)
+                    .map(Some)
+                    .map_err(|e| ApiError::Decode(format!("watch event: {e}")));
+            }
+            if self.buf.len() > MAX_WATCH_LINE {
+                return Err(ApiError::Decode(format!(
+                    "a watch event is longer than {MAX_WATCH_LINE} bytes"
+                )));
+            }
+            match http_body_util::BodyExt::frame(&mut self.body).await {
+                None => {
+                    let rest = std::mem::take(&mut self.buf);
+                    if rest.iter().all(u8::is_ascii_whitespace) {
+                        return Ok(None);
+                    }
+                    return serde_json::from_slice(&rest)
+                        .map(Some)
+                        .map_err(|e| ApiError::Decode(format!("watch event: {e}")));
+                }
+                Some(Err(e)) => {
+                    return Err(ApiError::Transport(crate::kube_api::error_chain(&e)));
+                }
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+            }
         }
     }
 }

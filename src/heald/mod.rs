@@ -12,7 +12,8 @@
 //! [`Kube`](crate::kube_api::Kube)), [`engines`] (the one trait seam: Argo, Tekton, Argo
 //! Server), [`local`] (the local engine: heald runs the steps itself),
 //! [`alertmanager_http`] and [`notify_http`] (silences and notifiers), [`intake`]
-//! (performing decisions), [`track`] (following runs), [`server`] (the HTTP routers) and
+//! (performing decisions), [`track`] (following runs) and [`watch`] (watching them),
+//! [`server`] (the HTTP routers) and
 //! [`service`] (start-up, listeners, reload and shutdown).
 
 pub mod alertmanager_http;
@@ -35,6 +36,7 @@ pub mod server;
 pub mod service;
 pub mod state;
 pub mod track;
+pub mod watch;
 
 pub use config::{Args, Config, ConfigError};
 pub use decide::Decision;

@@ -1,6 +1,7 @@
 //! Following the runs heald created to their end, and handling each end exactly once.
 //!
-//! Every period heald lists, per engine and run namespace, the runs labelled
+//! Argo and Tekton runs are [watched](super::watch), so an end is handled when it happens;
+//! every period, as the resync, heald lists, per engine and run namespace, the runs labelled
 //! `app.kubernetes.io/managed-by=heald` that are not yet labelled `heal.dev/reported`
 //! (after a restart this finds every run still in flight), reads each one's outcome, and
 //! calls runs that overran their deadline (or never started) timed out. Local-engine runs
@@ -34,6 +35,7 @@ use crate::heald::runs::{
     run_object_type, state,
 };
 use crate::heald::state::State;
+use crate::heald::watch::Watchers;
 use crate::heald::{MANAGED_BY, OUTCOME_LABEL, REPORTED_LABEL, RESULTS_ANNOTATION};
 use crate::kube_api::MERGE_PATCH;
 use crate::policy::Policy;
@@ -67,7 +69,7 @@ pub struct Pass {
 }
 
 /// The run namespaces heald watches: the default and every policy's own.
-fn run_namespaces(st: &State) -> BTreeSet<String> {
+pub fn run_namespaces(st: &State) -> BTreeSet<String> {
     let mut set = BTreeSet::from([st.config.run_namespace.clone()]);
     for p in &st.policies.current().set.policies {
         if let Some(ns) = &p.run_namespace {
@@ -165,10 +167,13 @@ pub async fn pass(st: &Arc<State>) -> Result<Pass, KubeIoError> {
 }
 
 /// Track until shutdown: a pass at once (which picks up runs left by a previous heald),
-/// then one per `--track-interval`.
+/// then one per `--track-interval`, and meanwhile a [watch](crate::heald::watch) on the
+/// Argo and Tekton runs of each run namespace, which handles an end as soon as it happens.
 pub async fn run(st: Arc<State>) {
     let mut stop = st.shutdown_signal();
+    let mut watchers = Watchers::default();
     loop {
+        watchers.ensure(&st);
         match pass(&st).await {
             Ok(p) if p.finished > 0 || p.pruned > 0 => {
                 tracing::debug!(
@@ -181,9 +186,13 @@ pub async fn run(st: Arc<State>) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "tracking pass failed; trying again next period"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(st.config.track_interval) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(st.config.track_interval) => false,
+            _ = stop.wait_for(|s| *s) => true,
+        };
+        if stopping {
+            watchers.stopped().await;
+            return;
         }
     }
 }

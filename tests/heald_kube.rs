@@ -220,6 +220,122 @@ async fn a_run_that_already_exists_is_a_duplicate_and_the_target_is_left_free() 
     );
 }
 
+/// The `restart-web` Lease on `deployment/shop/web` held by `run` since `taken`, as a
+/// heald that stopped between taking it and creating the run leaves it.
+fn lease_held_by(run: &str, taken: jiff::Timestamp) -> Value {
+    let target = heal::plan::PlanTarget {
+        kind: "deployment".into(),
+        namespace: "shop".into(),
+        name: "web".into(),
+    };
+    let until = taken + jiff::SignedDuration::from_mins(20);
+    json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": heal::heald::lease::lease_name("restart-web", &target),
+            "namespace": NS,
+            "annotations": {
+                "heal.dev/policy": "restart-web",
+                "heal.dev/target": "deployment/shop/web",
+                "heal.dev/holders": json!([{"run": run, "until": until.to_string()}]).to_string(),
+                "heal.dev/last-run": run,
+                "heal.dev/last-run-at": taken.to_string(),
+            },
+        },
+        "spec": {"holderIdentity": run, "leaseDurationSeconds": 1200},
+    })
+}
+
+#[tokio::test]
+async fn a_lease_held_by_a_run_never_created_is_taken_over_once_no_replica_can_still_be_creating_it()
+ {
+    let server = server();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let h = Heald::start(&server, &f, &["--api-timeout", "1s"]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    let run = run_name("restart-web", &a);
+    server.insert(lease_held_by(&run, jiff::Timestamp::now()));
+    // Just taken: the replica that took it may be creating the run. Wait, then ask for a
+    // retry rather than answer `duplicate` (Alertmanager would not deliver it again).
+    let started = std::time::Instant::now();
+    let (status, answer) = h.alerts(&webhook(std::slice::from_ref(&a))).await;
+    assert_eq!(status.as_u16(), 503, "{answer}");
+    assert!(
+        answer.to_string().contains("may still be creating it"),
+        "{answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(server.names(WF.0, WF.1, NS).is_empty());
+    // Taken longer ago than a create can take (2s + 2 x --api-timeout + 1s): stale.
+    let lease = lease_of(&server, "restart-web", "web")["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.modify("coordination.k8s.io/v1", "leases", NS, &lease, |l| {
+        l["metadata"]["annotations"]["heal.dev/last-run-at"] =
+            json!((jiff::Timestamp::now() - jiff::SignedDuration::from_secs(6)).to_string());
+    });
+    server.clear_requests();
+    let d = h.decide(&webhook(std::slice::from_ref(&a))).await;
+    assert_eq!(decision(&d), "submitted", "{d:?}");
+    assert!(
+        d[0]["reason"].as_str().unwrap().contains("stale hold"),
+        "{d:?}"
+    );
+    assert_eq!(server.names(WF.0, WF.1, NS), [run.clone()]);
+    let put = server
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT" && r.path.contains("/leases/"))
+        .expect("the hold is taken over by replacing the Lease");
+    assert!(
+        put.body.as_ref().unwrap()["metadata"]["resourceVersion"].is_string(),
+        "under the Lease's resourceVersion, so two replicas cannot both: {:?}",
+        put.body
+    );
+    assert_eq!(
+        decision(&h.decide(&webhook(&[a])).await),
+        "duplicate",
+        "created once"
+    );
+}
+
+#[tokio::test]
+async fn a_redelivery_while_another_replica_creates_the_run_waits_for_it_and_is_a_duplicate() {
+    let server = server();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let h = Heald::start(&server, &f, &[]).await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    let run = run_name("restart-web", &a);
+    server.insert(lease_held_by(&run, jiff::Timestamp::now()));
+    let (replica, body) = (h.clone(), webhook(&[a]));
+    let decided = tokio::spawn(async move { replica.decide(&body).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The replica that took the Lease creates the run meanwhile.
+    server.insert(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "metadata": {"name": run, "namespace": NS,
+                     "labels": {"app.kubernetes.io/managed-by": "heald"}},
+        "spec": {"entrypoint": "main", "templates": []},
+    }));
+    let d = decided.await.unwrap();
+    assert_eq!(decision(&d), "duplicate", "{d:?}");
+    assert!(
+        server
+            .requests_matching(
+                "POST",
+                &format!("/apis/argoproj.io/v1alpha1/namespaces/{NS}/workflows")
+            )
+            .is_empty(),
+        "nothing created by this replica"
+    );
+}
+
 #[tokio::test]
 async fn with_an_argo_server_url_workflows_are_submitted_through_its_rest_api() {
     let server = server();

@@ -492,6 +492,12 @@ fn the_deploy_base_grants_heald_only_leases_runs_and_events_and_nothing_cluster_
         let verbs = r["verbs"].as_array().unwrap();
         assert!(!verbs.contains(&json!("*")) && !verbs.contains(&json!("escalate")));
     }
+    for rule in &runs["rules"].as_array().unwrap()[..2] {
+        assert!(
+            rule["verbs"].as_array().unwrap().contains(&json!("watch")),
+            "heald watches its runs: {rule}"
+        );
+    }
     let binding = find(&docs, "RoleBinding", "heald-runs");
     assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
     assert_eq!(binding["subjects"][0]["name"], "heald");

@@ -108,7 +108,7 @@ pub fn redacted_url(url: &str) -> String {
 }
 
 /// Options of `heal verify`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VerifySpec {
     /// PromQL expression.
     pub query: String,
@@ -122,6 +122,20 @@ pub struct VerifySpec {
     pub ca_file: Option<PathBuf>,
     /// Time between evaluations.
     pub interval: Duration,
+}
+
+// Hand-written so the bearer token can never reach a log line through `{:?}`.
+impl std::fmt::Debug for VerifySpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifySpec")
+            .field("query", &self.query)
+            .field("expect", &self.expect)
+            .field("prometheus_url", &redacted_url(&self.prometheus_url))
+            .field("bearer_token", &self.bearer_token.as_ref().map(|_| "***"))
+            .field("ca_file", &self.ca_file)
+            .field("interval", &self.interval)
+            .finish()
+    }
 }
 
 /// Why one evaluation failed.

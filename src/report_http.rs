@@ -42,7 +42,7 @@ pub fn normalise(status: &str) -> &'static str {
 }
 
 /// Options of `heal report`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReportSpec {
     /// The report.
     pub report: Report,
@@ -52,6 +52,22 @@ pub struct ReportSpec {
     pub token: Option<String>,
     /// Alertmanager base URL for the fallback.
     pub alertmanager_url: Option<String>,
+}
+
+// Hand-written so the token can never reach a log line through `{:?}`.
+impl std::fmt::Debug for ReportSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::prometheus_http::redacted_url;
+        f.debug_struct("ReportSpec")
+            .field("report", &self.report)
+            .field("report_url", &self.report_url.as_deref().map(redacted_url))
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field(
+                "alertmanager_url",
+                &self.alertmanager_url.as_deref().map(redacted_url),
+            )
+            .finish()
+    }
 }
 
 async fn post(

@@ -113,9 +113,7 @@ async fn paced(
             tokio::time::sleep(wait).await;
         }
         let (client, url, text) = (client.clone(), url.to_string(), body(n));
-        tasks.push(tokio::spawn(
-            async move { post(&client, &url, text).await },
-        ));
+        tasks.push(tokio::spawn(async move { post(&client, &url, text).await }));
         n += 1;
     }
     let mut phase = Phase {

@@ -287,7 +287,7 @@ async fn a_lease_held_by_a_run_never_created_is_taken_over_once_no_replica_can_s
         d[0]["reason"].as_str().unwrap().contains("stale hold"),
         "{d:?}"
     );
-    assert_eq!(server.names(WF.0, WF.1, NS), [run.clone()]);
+    assert_eq!(server.names(WF.0, WF.1, NS), std::slice::from_ref(&run));
     let put = server
         .requests()
         .into_iter()

@@ -1,9 +1,12 @@
 //! Performing the decision for each alert of a webhook: match policies, build and render
-//! the plan, read the target's Lease, [`decide`](super::decide::decide), then take the
+//! the plan, read the target's Lease, [`decide`], then take the
 //! rate-limit token, the Lease (409: another replica won; read again and decide again) and
-//! create the run (409: the alert episode already has its run). Each alert is handled in
-//! its own task, so an answer that is cut short (client gone, timeout) never leaves a Lease
-//! taken without its run.
+//! create the run (409: the alert episode already has its run). A Lease held for this
+//! alert episode's run when the run does not exist is waited for while the replica that
+//! took it may still be creating the run, and taken over once it cannot be. A resolved
+//! alert whose policy says `onResolved: cancel` cancels its unfinished run. Each alert is
+//! handled in its own task, so an answer that is cut short (client gone, timeout) never
+//! leaves a Lease taken without its run.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,7 +10,7 @@
 //! its dependants. Each step's status is written to the ConfigMap when it ends (with the
 //! resourceVersion last written as precondition, so a replica that lost the run stops
 //! writing), and dependants start only once it is written. When every step has ended, the
-//! outcome is written and handled by [`track::finish`], the same code that handles the end
+//! outcome is written and handled by [`track::finish`](super::track::finish), the same code that handles the end
 //! of an Argo or Tekton run: Lease release, cooldown or failure count, silence or
 //! escalation, metrics, history and Event.
 //!

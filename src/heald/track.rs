@@ -5,11 +5,14 @@
 //! `app.kubernetes.io/managed-by=heald` that are not yet labelled `heal.dev/reported`
 //! (after a restart this finds every run still in flight), reads each one's outcome, and
 //! calls runs that overran their deadline (or never started) timed out. Local-engine runs
-//! are found the same way (their ConfigMaps) and resumed when no replica executes them. A report posted by
-//! `heal report` ends a run at once. Handling an end starts by claiming it: a merge patch
-//! that sets `heal.dev/reported` with the run's `resourceVersion` as precondition, so of two
-//! replicas (or a report and the tracker) exactly one goes on to release the Lease, record
-//! the cooldown or failure, silence the alert or notify, count it, and record an Event.
+//! are found the same way (their ConfigMaps) and resumed when no replica executes them. A
+//! report posted by `heal report` ends a run at once. Handling an end starts by claiming
+//! it: a merge patch that sets `heal.dev/reported` with the run's `resourceVersion` as
+//! precondition, so of two replicas (or a report and the tracker) exactly one goes on to
+//! release the Lease, record the cooldown or failure, notify, count it, and record an
+//! Event. What Alertmanager must be told (the success silence, or expiring the
+//! in-progress one) is recorded in that same patch ([`pending`](super::pending)) and
+//! retried by later passes until it is delivered.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -711,7 +714,14 @@ async fn prune_tekton(st: &State, ns: &str) -> Result<usize, KubeIoError> {
         let Some(done) = done else {
             continue;
         };
-        if now.duration_since(done) < retention {
+        // A run that still owes Alertmanager a silence is kept until that is settled.
+        let owes = obj
+            .pointer(&format!(
+                "/metadata/labels/{}",
+                PENDING_LABEL.replace('/', "~1")
+            ))
+            .is_some();
+        if now.duration_since(done) < retention || owes {
             continue;
         }
         let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) else {

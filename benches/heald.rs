@@ -1,6 +1,7 @@
 //! heald over loopback HTTP: webhook answer latency (p50, p99, p999) and throughput for
-//! repeated and for new alerts, and resident memory idle, after 100,000 repeated alerts and
-//! after 100,000 new ones (each a run created in the test API server).
+//! repeated and for new alerts, and resident memory idle, after the repeated-alert phases
+//! (about 200,000 alerts) and every 20,000 of 100,000 new alerts (each a run created in the
+//! test API server).
 //!
 //! `cargo bench --bench heald` (or `scripts/bench`). heald is the release binary; the load
 //! generator (a Rust client with keep-alive connections) and the test API server share the
@@ -241,6 +242,7 @@ fn main() {
     let mut after_repeated = 0;
     let mut after_new = 0;
     let mut new_phase = None;
+    let mut milestones = Vec::new();
     rt.block_on(async {
         let warm = flood(
             "warm-up",
@@ -299,6 +301,15 @@ fn main() {
                 secs,
             )
             .await,
+            paced(
+                "new, 1 alert/delivery, 500 deliveries/s",
+                &url,
+                new_alerts("paced500", 1),
+                1,
+                500.0,
+                five,
+            )
+            .await,
             flood(
                 "new, 1 alert/delivery, 16 clients flat out",
                 &url,
@@ -335,6 +346,9 @@ fn main() {
             total.latencies.extend(part.latencies);
             sent += n;
             server.clear_requests();
+            if (sent * 10) % 20_000 == 0 || sent * 10 >= new_total {
+                milestones.push((sent * 10, rss_kib(pid)));
+            }
         }
         after_new = rss_kib(pid);
         new_phase = Some(total);
@@ -360,6 +374,14 @@ fn main() {
         "| after {repeated_alerts} repeated alerts | {:.1} |",
         mib(after_repeated)
     );
+    for (n, kib) in &milestones {
+        if *n < new_total {
+            println!(
+                "| after {n} of the {new_total} new alerts | {:.1} |",
+                mib(*kib)
+            );
+        }
+    }
     println!(
         "| after {new_total} more new alerts (as many runs created) | {:.1} |",
         mib(after_new)

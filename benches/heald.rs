@@ -35,6 +35,44 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU time a process used so far (user + system), seconds; `pid` 0 is this process.
+fn cpu_secs(pid: u32, ticks_per_sec: f64) -> f64 {
+    let path = if pid == 0 {
+        "/proc/self/stat".to_string()
+    } else {
+        format!("/proc/{pid}/stat")
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command name in parentheses: state is field 3, utime 14, stime 15.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / ticks_per_sec
+}
+
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// The memory phase at one point: new alerts so far, heald's RSS, and over the last
+/// interval the alerts/s and the CPU seconds of heald and of this process (test API
+/// server and load generator).
+struct Milestone {
+    alerts: usize,
+    rss_kib: u64,
+    rate: f64,
+    heald_cpu: f64,
+    bench_cpu: f64,
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -334,6 +372,13 @@ fn main() {
         };
         let chunk = 1_000; // deliveries of 10 alerts
         let mut sent = 0;
+        let ticks = clock_ticks();
+        let mut mark = (
+            Instant::now(),
+            0usize,
+            cpu_secs(pid, ticks),
+            cpu_secs(0, ticks),
+        );
         while sent * 10 < new_total {
             let n = chunk.min(new_total / 10 - sent);
             let base = sent;
@@ -347,7 +392,15 @@ fn main() {
             sent += n;
             server.clear_requests();
             if (sent * 10) % 20_000 == 0 || sent * 10 >= new_total {
-                milestones.push((sent * 10, rss_kib(pid)));
+                let (heald_cpu, bench_cpu) = (cpu_secs(pid, ticks), cpu_secs(0, ticks));
+                milestones.push(Milestone {
+                    alerts: sent * 10,
+                    rss_kib: rss_kib(pid),
+                    rate: (sent * 10 - mark.1) as f64 / mark.0.elapsed().as_secs_f64(),
+                    heald_cpu: heald_cpu - mark.2,
+                    bench_cpu: bench_cpu - mark.3,
+                });
+                mark = (Instant::now(), sent * 10, heald_cpu, bench_cpu);
             }
         }
         after_new = rss_kib(pid);
@@ -374,18 +427,29 @@ fn main() {
         "| after {repeated_alerts} repeated alerts | {:.1} |",
         mib(after_repeated)
     );
-    for (n, kib) in &milestones {
-        if *n < new_total {
-            println!(
-                "| after {n} of the {new_total} new alerts | {:.1} |",
-                mib(*kib)
-            );
-        }
-    }
     println!(
         "| after {new_total} more new alerts (as many runs created) | {:.1} |",
         mib(after_new)
     );
+    println!(
+        "\nThe {new_total} new alerts, every 20,000: heald's memory, the rate over the last \
+         stretch, and the CPU time heald and the bench process (test API server and load \
+         generator) used in it\n"
+    );
+    println!(
+        "| new alerts so far | heald RSS MiB | alerts/s | heald CPU s | API server + load generator CPU s |"
+    );
+    println!("|---|---|---|---|---|");
+    for m in &milestones {
+        println!(
+            "| {} | {:.1} | {:.0} | {:.1} | {:.1} |",
+            m.alerts,
+            mib(m.rss_kib),
+            m.rate,
+            m.heald_cpu,
+            m.bench_cpu
+        );
+    }
     let log = std::fs::metadata(&p.log).map(|m| m.len()).unwrap_or(0);
     println!(
         "\n(heald wrote {:.1} MiB of JSON log lines)",

@@ -424,15 +424,9 @@ pub fn fingerprint(labels: &LabelSet) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     fn reference(name: &str) -> Vec<u8> {
-        let dir = std::env::var_os("HEAL_REFERENCE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference")
-            });
-        std::fs::read(dir.join("alertmanager").join(name)).expect("reference file")
+        heal_testkit::reference_bytes(&format!("alertmanager/{name}"))
     }
 
     fn body() -> Value {
@@ -445,6 +439,7 @@ mod tests {
 
     #[test]
     fn the_v0_34_firing_example_parses_into_its_alert_with_zero_end_time_as_none() {
+        heal_testkit::require_reference!();
         let hook = Webhook::parse(&reference("webhook-v4-firing.example.json")).unwrap();
         assert_eq!(hook.status, Status::Firing);
         assert_eq!(
@@ -471,6 +466,7 @@ mod tests {
 
     #[test]
     fn the_pre_v0_32_resolved_example_parses_without_reason_or_route_labels() {
+        heal_testkit::require_reference!();
         let hook = Webhook::parse(&reference("webhook-v4-resolved-legacy.example.json")).unwrap();
         assert_eq!(hook.status, Status::Resolved);
         assert_eq!(hook.notification_reason, None);
@@ -485,6 +481,7 @@ mod tests {
 
     #[test]
     fn a_bad_start_time_is_rejected_naming_the_alert_and_field() {
+        heal_testkit::require_reference!();
         let mut v = body();
         let a = v["alerts"][0].clone();
         v["alerts"] = Value::Array(vec![a.clone(), a.clone(), a]);
@@ -498,6 +495,7 @@ mod tests {
 
     #[test]
     fn a_wrong_version_is_rejected_with_the_supported_one() {
+        heal_testkit::require_reference!();
         let mut v = body();
         v["version"] = Value::from("3");
         let e = err(&v);
@@ -510,6 +508,7 @@ mod tests {
 
     #[test]
     fn missing_and_mistyped_fields_are_named() {
+        heal_testkit::require_reference!();
         let mut v = body();
         v.as_object_mut().unwrap().remove("groupKey");
         assert_eq!(err(&v), "groupKey: missing required field");
@@ -538,6 +537,7 @@ mod tests {
 
     #[test]
     fn a_single_alert_or_a_list_from_amtool_is_accepted_from_a_file() {
+        heal_testkit::require_reference!();
         let one =
             br#"{"labels": {"alertname": "X", "job": "a"}, "startsAt": "2026-01-01T00:00:00Z"}"#;
         let alerts = parse_alerts(one).unwrap();

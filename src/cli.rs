@@ -2,7 +2,7 @@
 //! environment variable), validation of raw arguments into [`Action`]s, and dispatch.
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,14 +48,7 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Log line format on stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// JSON lines (the default when stderr is not a terminal).
-    Json,
-    /// Human-readable lines.
-    Plain,
-}
+pub use crate::logging::LogFormat;
 
 /// Flags every action takes.
 #[derive(Debug, Clone, Args, Default)]
@@ -509,19 +502,26 @@ fn parse_argv(argv: &[String]) -> Result<Command, String> {
     let args = std::iter::once("heal".to_string()).chain(argv.iter().cloned());
     let matches = PARSER
         .with(|p| p.borrow_mut().try_get_matches_from_mut(args))
-        .map_err(|e| first_line(&e.render().to_string()))?;
+        .map_err(|e| crate::logging::usage_error_line(&e))?;
     Cli::from_arg_matches(&matches)
         .map(|c| c.command)
-        .map_err(|e| first_line(&e.render().to_string()))
+        .map_err(|e| crate::logging::usage_error_line(&e))
 }
 
-fn first_line(s: &str) -> String {
-    s.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid arguments")
-        .trim()
-        .trim_start_matches("error: ")
-        .to_string()
+/// Where to read more after a usage error: `heal ACTION --help` when the arguments name a
+/// known action, else `heal --help`.
+fn help_hint(args: &[OsString]) -> String {
+    let command = Cli::command();
+    let sub = args
+        .iter()
+        .skip(1)
+        .filter_map(|a| a.to_str())
+        .find(|a| !a.starts_with('-'))
+        .filter(|a| command.find_subcommand(a).is_some());
+    match sub {
+        Some(s) => format!("see 'heal {s} --help'"),
+        None => "see 'heal --help'".into(),
+    }
 }
 
 /// Check that `argv` (without the leading `heal`) is a valid `heal` action invocation,
@@ -571,31 +571,9 @@ fn common_options(c: &CommonArgs) -> Common {
     }
 }
 
-fn init_logging(format: Option<LogFormat>) {
-    let format = format.unwrap_or(if std::io::stderr().is_terminal() {
-        LogFormat::Plain
-    } else {
-        LogFormat::Json
-    });
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HEAL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("heal=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
-        LogFormat::Plain => builder.try_init(),
-    };
-}
-
 /// Run `heal` with these arguments (including the program name) and return the exit code.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -607,7 +585,11 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
                 let _ = e.print();
                 return Exit::Usage.code();
             }
-            eprintln!("heal: {}", first_line(&e.render().to_string()));
+            eprintln!(
+                "heal: {} ({})",
+                crate::logging::usage_error_line(&e),
+                help_hint(&args)
+            );
             return Exit::Usage.code();
         }
     };
@@ -621,7 +603,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         _ => {}
     }
     let common = cli.command.common().clone();
-    init_logging(common.log_format);
+    crate::logging::init(common.log_format, "HEAL_LOG");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -741,6 +723,16 @@ fn report_spec(r: &ReportArgs, common: &Common) -> Result<crate::report_http::Re
 
 async fn run_action(args: &CommonArgs, common: &Common, action: &Action) -> (HealResult, Exit) {
     let deadline = Instant::now() + args.timeout;
+    if let Err(e) = actions::preflight(action, common) {
+        let outcome = if matches!(e, actions::ActionError::Refused(_)) {
+            Outcome::Refused
+        } else {
+            Outcome::Failed
+        };
+        let mut r = failed_result(common, action.name(), e.to_string(), outcome);
+        r.target = actions::initial_target(action);
+        return (r, e.exit());
+    }
     let opts = ConnectOptions {
         kubeconfig: args.kubeconfig.clone(),
         context: args.context.clone(),
@@ -769,14 +761,26 @@ fn failed_result(common: &Common, action: &str, message: String, outcome: Outcom
     }
 }
 
-/// Print and write the result; returns the exit code.
+/// Print and write the result; returns the exit code. The result goes to stdout (as JSON
+/// with `-o json`, else as one line when it succeeded); a failure or refusal is also one
+/// line on stderr, `heal: MESSAGE` (`heal: refused: MESSAGE`).
 fn emit(args: &CommonArgs, result: &HealResult, exit: Exit) -> i32 {
     let json = serde_json::to_string(result).unwrap_or_else(|_| "{}".into());
     let mut stdout = std::io::stdout().lock();
-    let _ = match args.output {
-        OutputFormat::Json => writeln!(stdout, "{json}"),
-        OutputFormat::Text => writeln!(stdout, "{}: {}", result.outcome.as_str(), result.message),
+    // A closed stdout (`| head`) is not an error worth a message.
+    let _ = match (args.output, exit) {
+        (OutputFormat::Json, _) => writeln!(stdout, "{json}"),
+        (OutputFormat::Text, Exit::Ok) => {
+            writeln!(stdout, "{}: {}", result.outcome.as_str(), result.message)
+        }
+        (OutputFormat::Text, _) => Ok(()),
     };
+    if exit != Exit::Ok {
+        match result.outcome {
+            Outcome::Refused => eprintln!("heal: refused: {}", result.message),
+            _ => eprintln!("heal: {}", result.message),
+        }
+    }
     if let Some(path) = &args.result_file
         && let Err(e) = std::fs::write(path, format!("{json}\n"))
     {

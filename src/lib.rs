@@ -12,6 +12,7 @@ pub mod duration;
 pub mod guard;
 pub mod heald;
 pub mod kube_api;
+pub mod logging;
 pub mod matcher;
 pub mod offline;
 pub mod outcome;

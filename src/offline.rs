@@ -37,7 +37,7 @@ pub struct RenderArgs {
     )]
     pub policies: Vec<PathBuf>,
     /// Alert file: an Alertmanager webhook body, one alert, or a list of alerts; `-` reads
-    /// stdin, e.g. --alert examples/alerts/crash-loop.json
+    /// stdin, e.g. --alert examples/alerts/kube-pod-crash-looping.json
     #[arg(long, env = "HEAL_ALERT", default_value = "-", value_name = "FILE")]
     pub alert: PathBuf,
     /// Engine to render for, overriding the policy's (argo, tekton, local), e.g. --engine tekton
@@ -135,7 +135,11 @@ pub fn read_policy_files(paths: &[PathBuf]) -> Result<Vec<SourceFile>, LoadError
     let mut errors = Vec::new();
     let io = |path: &Path, e: std::io::Error| LoadError::Io {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: if e.kind() == std::io::ErrorKind::InvalidData {
+            format!("not a text file ({e}) (hint: policies are YAML text)")
+        } else {
+            format!("{e} (hint: check the path and its permissions)")
+        },
     };
     for path in paths {
         if path.is_dir() {
@@ -327,10 +331,19 @@ pub fn run_render(args: &RenderArgs, out: &mut dyn Write) -> i32 {
         }
     };
     if let Err(e) = written {
-        eprintln!("error: writing output: {e}");
-        return 2;
+        return write_failed(&e);
     }
     if failed { 1 } else { 0 }
+}
+
+/// The exit code when stdout could not take the output. A reader that stopped reading
+/// (`| head`) is not an error: nothing is printed, as with any Unix filter.
+fn write_failed(e: &std::io::Error) -> i32 {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        return 0;
+    }
+    eprintln!("error: writing output: {e}");
+    2
 }
 
 /// Run `heal policy lint|test|rules`; returns the exit code (0 ok, 1 lint errors or failed
@@ -343,10 +356,7 @@ pub fn run_policy(cmd: &PolicyCommand, out: &mut dyn Write) -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: writing output: {e}");
-            2
-        }
+        Err(e) => write_failed(&e),
     }
 }
 
@@ -356,6 +366,14 @@ fn lint(paths: &[PathBuf], out: &mut dyn Write) -> std::io::Result<i32> {
         Err(e) => return Ok(report_load_errors(&e, 2)),
     };
     match PolicySet::parse(&files) {
+        Ok(set) if set.policies.is_empty() && set.notifiers.is_empty() => {
+            let names: Vec<String> = files.iter().map(|f| f.path.display().to_string()).collect();
+            eprintln!(
+                "error: {}: no policies or notifiers found (hint: a policy file holds HealingPolicy documents, a flat list, or a ConfigMap of them)",
+                names.join(", ")
+            );
+            Ok(1)
+        }
         Ok(set) => {
             writeln!(
                 out,

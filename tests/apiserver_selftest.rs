@@ -828,6 +828,7 @@ fn lists_have_a_list_kind_a_resource_version_pages_and_field_selectors() {
 
 #[test]
 fn discovery_answers_like_a_real_server_and_shows_registered_crds() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     let (_, api) = get_json(&server, "/api");
     assert_eq!(api["kind"], "APIVersions");
@@ -888,6 +889,7 @@ fn discovery_answers_like_a_real_server_and_shows_registered_crds() {
 
 #[test]
 fn custom_resources_list_with_kinds_and_bump_generation_outside_status() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_tekton_pipelineruns();
     let run = json!({"apiVersion": "tekton.dev/v1", "kind": "PipelineRun", "metadata": {"name": "r1"}, "spec": {"pipelineRef": {"name": "p"}}, "status": {"x": 1}});
@@ -1115,8 +1117,13 @@ fn kubectl(server: &ApiServer, dir: &Path, args: &[&str]) -> String {
 
 #[test]
 fn kubectl_scale_restart_patch_delete_and_get_work_against_the_server() {
-    if !Path::new("/usr/bin/kubectl").exists() {
-        eprintln!("skipped: /usr/bin/kubectl is not installed");
+    if heal_testkit::tool_or_skip(
+        &["/usr/bin/kubectl"],
+        "a kubectl from the Kubernetes release; optional: it checks the test API server's fidelity",
+        heal_testkit::Required::Optional,
+    )
+    .is_none()
+    {
         return;
     }
     let server = ApiServer::start();
@@ -1175,8 +1182,13 @@ fn kubectl_scale_restart_patch_delete_and_get_work_against_the_server() {
 
 #[test]
 fn kubectl_drain_evicts_through_the_budget() {
-    if !Path::new("/usr/bin/kubectl").exists() {
-        eprintln!("skipped: /usr/bin/kubectl is not installed");
+    if heal_testkit::tool_or_skip(
+        &["/usr/bin/kubectl"],
+        "a kubectl from the Kubernetes release; optional: it checks the test API server's fidelity",
+        heal_testkit::Required::Optional,
+    )
+    .is_none()
+    {
         return;
     }
     let server = ApiServer::start();

@@ -19,30 +19,15 @@ use support::apiserver::ApiServer;
 
 const WF: (&str, &str) = ("argoproj.io/v1alpha1", "workflows");
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// The Alertmanager binary, or `None` (after a printed reason) when the test must skip.
 fn alertmanager_binary() -> Option<&'static str> {
-    let found = ["prometheus-alertmanager", "alertmanager"]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok()
-        });
-    if found.is_none() {
-        assert!(
-            !ci(),
-            "CI=true but Alertmanager is not installed (apt-get install prometheus-alertmanager)"
-        );
-        eprintln!("skipped: no Alertmanager binary (apt-get install prometheus-alertmanager)");
-    }
-    found
+    let bin = heal_testkit::tool_or_skip(
+        &["prometheus-alertmanager", "alertmanager"],
+        "apt-get install prometheus-alertmanager",
+        heal_testkit::Required::InCi,
+    )?;
+    // Lives as long as the test process, as the helpers below want.
+    Some(Box::leak(bin.to_string_lossy().into_owned().into_boxed_str()))
 }
 
 /// A real Alertmanager on a fixed loopback port, which can be stopped and started again

@@ -91,6 +91,7 @@ async fn deliver(h: &Heald, body: &Value, within: Duration) -> Delivered {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_30_percent_of_api_requests_failing_every_alert_gets_exactly_one_run_and_one_report() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let am = Receiver::start().await;
@@ -246,6 +247,7 @@ async fn impatient_heald(server: &ApiServer, f: &Files) -> Heald {
 #[tokio::test]
 async fn when_run_creation_fails_past_the_api_timeout_heald_answers_503_and_the_retry_creates_the_run_once()
  {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
     let h = impatient_heald(&server, &f).await;
@@ -279,6 +281,7 @@ async fn when_run_creation_fails_past_the_api_timeout_heald_answers_503_and_the_
 #[tokio::test]
 async fn when_the_api_server_is_down_for_both_the_create_and_the_lease_release_the_retry_still_creates_the_run()
  {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
     let h = impatient_heald(&server, &f).await;

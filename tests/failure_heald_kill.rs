@@ -119,6 +119,7 @@ fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn heald_killed_during_an_alert_storm_and_restarted_leaves_every_alert_exactly_one_run() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
@@ -216,6 +217,7 @@ async fn slow_alertmanager(delay: Duration) -> String {
 
 #[test]
 fn heald_killed_between_taking_the_lease_and_creating_the_run_still_gives_the_alert_its_run() {
+    heal_testkit::require_reference!();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let am = rt.block_on(slow_alertmanager(Duration::from_millis(1500)));
     let server = ApiServer::start();

@@ -14,10 +14,6 @@ use support::apiserver::{ApiServer, Fault};
 
 const WF: (&str, &str) = ("argoproj.io/v1alpha1", "workflows");
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 // ----- configuration -----
 
 #[test]
@@ -63,6 +59,7 @@ fn a_bad_policy_file_stops_heald_at_start_up_with_exit_code_2() {
 
 #[test]
 fn the_first_sigterm_finishes_the_answer_in_flight_then_exits_0() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
@@ -96,6 +93,7 @@ fn the_first_sigterm_finishes_the_answer_in_flight_then_exits_0() {
 
 #[test]
 fn a_second_signal_aborts_the_drain() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
@@ -135,6 +133,7 @@ fn a_second_signal_aborts_the_drain() {
 
 #[test]
 fn the_webhook_port_speaks_tls_when_given_a_certificate_and_key() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
@@ -191,16 +190,13 @@ fn the_webhook_port_speaks_tls_when_given_a_certificate_and_key() {
 // ----- end to end with Alertmanager -----
 
 fn alertmanager_binary() -> Option<&'static str> {
-    ["prometheus-alertmanager", "alertmanager"]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok()
-        })
+    let bin = heal_testkit::tool_or_skip(
+        &["prometheus-alertmanager", "alertmanager"],
+        "apt-get install prometheus-alertmanager",
+        heal_testkit::Required::InCi,
+    )?;
+    // Lives as long as the test process, as the helpers below want.
+    Some(Box::leak(bin.to_string_lossy().into_owned().into_boxed_str()))
 }
 
 struct Alertmanager {
@@ -296,12 +292,8 @@ fn run_for(server: &ApiServer, deployment: &str) -> Option<String> {
 
 #[test]
 fn end_to_end_alertmanager_alerts_become_runs_and_a_success_becomes_a_silence() {
+    heal_testkit::require_reference!();
     let Some(bin) = alertmanager_binary() else {
-        assert!(
-            !ci(),
-            "CI=true but Alertmanager is not installed (apt-get install prometheus-alertmanager)"
-        );
-        eprintln!("skipped: no Alertmanager binary (apt-get install prometheus-alertmanager)");
         return;
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -404,17 +396,16 @@ fn kustomize() -> Option<Vec<Value>> {
 }
 
 fn kustomize_dir(dir: &Path) -> Option<Vec<Value>> {
-    let out = match Command::new("kubectl")
+    // kubectl is optional everywhere: Debian 12 packages none recent enough.
+    let kubectl = heal_testkit::tool_or_skip(
+        &["kubectl"],
+        "a kubectl with `kustomize`, from the Kubernetes release",
+        heal_testkit::Required::Optional,
+    )?;
+    let out = Command::new(kubectl)
         .args(["kustomize", dir.to_str().unwrap()])
         .output()
-    {
-        Ok(o) => o,
-        Err(_) => {
-            assert!(!ci(), "CI=true but kubectl is not installed");
-            eprintln!("skipped: no kubectl");
-            return None;
-        }
-    };
+        .expect("run kubectl kustomize");
     assert!(
         out.status.success(),
         "{}",

@@ -81,6 +81,7 @@ fn set_phase(server: &ApiServer, run: &str, phase: &str) {
 
 #[tokio::test]
 async fn an_argo_workflow_is_created_with_exactly_the_rendered_manifest_and_strict_validation() {
+    heal_testkit::require_reference!();
     let server = server();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
     let h = Heald::start(&server, &f, &[]).await;
@@ -154,6 +155,7 @@ async fn an_argo_workflow_is_created_with_exactly_the_rendered_manifest_and_stri
 #[tokio::test]
 async fn a_tekton_pipelinerun_is_created_with_exactly_the_rendered_manifest_and_strict_validation()
 {
+    heal_testkit::require_reference!();
     let server = server();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
     let h = Heald::start(&server, &f, &[]).await;
@@ -185,6 +187,7 @@ async fn a_tekton_pipelinerun_is_created_with_exactly_the_rendered_manifest_and_
 
 #[tokio::test]
 async fn a_run_that_already_exists_is_a_duplicate_and_the_target_is_left_free() {
+    heal_testkit::require_reference!();
     let server = server();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
     let h = Heald::start(&server, &f, &[]).await;
@@ -250,6 +253,7 @@ fn lease_held_by(run: &str, taken: jiff::Timestamp) -> Value {
 #[tokio::test]
 async fn a_lease_held_by_a_run_never_created_is_taken_over_once_no_replica_can_still_be_creating_it()
  {
+    heal_testkit::require_reference!();
     let server = server();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
     let h = Heald::start(&server, &f, &["--api-timeout", "1s"]).await;
@@ -307,6 +311,7 @@ async fn a_lease_held_by_a_run_never_created_is_taken_over_once_no_replica_can_s
 
 #[tokio::test]
 async fn a_redelivery_while_another_replica_creates_the_run_waits_for_it_and_is_a_duplicate() {
+    heal_testkit::require_reference!();
     let server = server();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
     let h = Heald::start(&server, &f, &[]).await;
@@ -338,6 +343,7 @@ async fn a_redelivery_while_another_replica_creates_the_run_waits_for_it_and_is_
 
 #[tokio::test]
 async fn with_an_argo_server_url_workflows_are_submitted_through_its_rest_api() {
+    heal_testkit::require_reference!();
     let server = server();
     let argo = Receiver::start().await;
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
@@ -382,6 +388,7 @@ async fn with_an_argo_server_url_workflows_are_submitted_through_its_rest_api() 
 
 #[tokio::test]
 async fn two_replicas_agree_on_duplicates_locks_cooldowns_and_circuits_through_leases() {
+    heal_testkit::require_reference!();
     let server = server();
     let am = Receiver::start().await;
     let f = Files::new(&policies(&format!("{}/notify", am.url)));
@@ -441,6 +448,7 @@ async fn two_replicas_agree_on_duplicates_locks_cooldowns_and_circuits_through_l
 
 #[tokio::test]
 async fn when_two_replicas_race_for_a_fresh_target_exactly_one_run_is_created() {
+    heal_testkit::require_reference!();
     let server = server();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
     let a = Heald::start(&server, &f, &[]).await;
@@ -460,6 +468,7 @@ async fn when_two_replicas_race_for_a_fresh_target_exactly_one_run_is_created() 
 
 #[tokio::test]
 async fn a_successful_run_silences_the_alert_releases_the_target_and_is_recorded() {
+    heal_testkit::require_reference!();
     let server = server();
     let am = Receiver::start().await;
     let f = Files::new(&policies(&format!("{}/notify", am.url)));
@@ -558,6 +567,7 @@ async fn a_successful_run_silences_the_alert_releases_the_target_and_is_recorded
 
 #[tokio::test]
 async fn a_failed_run_escalates_to_the_notifier_with_its_steps_and_leaves_the_alert_firing() {
+    heal_testkit::require_reference!();
     let server = server();
     let am = Receiver::start().await;
     let f = Files::new(&policies(&format!("{}/notify", am.url)));
@@ -645,6 +655,7 @@ async fn forgetful_alertmanager(status: std::sync::Arc<std::sync::Mutex<u16>>) -
 #[tokio::test]
 async fn a_success_silence_alertmanager_could_not_take_is_kept_on_the_run_and_delivered_by_a_later_pass()
  {
+    heal_testkit::require_reference!();
     let server = server();
     let am = Receiver::start().await;
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
@@ -723,6 +734,7 @@ async fn a_success_silence_alertmanager_could_not_take_is_kept_on_the_run_and_de
 
 #[tokio::test]
 async fn a_failed_runs_in_progress_silence_is_expired_once_alertmanager_answers_again() {
+    heal_testkit::require_reference!();
     let server = server();
     let am = Receiver::start().await;
     let notifier = Receiver::start().await;
@@ -755,6 +767,7 @@ async fn a_failed_runs_in_progress_silence_is_expired_once_alertmanager_answers_
 
 #[tokio::test]
 async fn a_notifier_that_fails_at_first_gets_the_notification_on_a_retry() {
+    heal_testkit::require_reference!();
     let server = server();
     let am = Receiver::start().await;
     *am.status.lock().unwrap() = 503;
@@ -780,6 +793,7 @@ async fn a_notifier_that_fails_at_first_gets_the_notification_on_a_retry() {
 
 #[tokio::test]
 async fn a_run_that_never_starts_times_out_at_its_deadline_and_is_stopped() {
+    heal_testkit::require_reference!();
     let server = server();
     let am = Receiver::start().await;
     let f = Files::new(&policies(&format!("{}/notify", am.url)));
@@ -817,6 +831,7 @@ async fn a_run_that_never_starts_times_out_at_its_deadline_and_is_stopped() {
 
 #[tokio::test]
 async fn a_report_ends_the_run_at_once_and_a_second_report_changes_nothing() {
+    heal_testkit::require_reference!();
     let server = server();
     let am = Receiver::start().await;
     let f = Files::new(&policies(&format!("{}/notify", am.url)));
@@ -879,6 +894,7 @@ async fn a_report_ends_the_run_at_once_and_a_second_report_changes_nothing() {
 
 #[tokio::test]
 async fn after_a_restart_every_run_in_flight_is_still_reported_exactly_once() {
+    heal_testkit::require_reference!();
     let server = server();
     let am = Receiver::start().await;
     let f = Files::new(&policies(&format!("{}/notify", am.url)));
@@ -935,6 +951,7 @@ async fn after_a_restart_every_run_in_flight_is_still_reported_exactly_once() {
 
 #[tokio::test]
 async fn finished_tekton_runs_are_pruned_after_the_retention_period() {
+    heal_testkit::require_reference!();
     let server = server();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
     let h = Heald::start(&server, &f, &["--tekton-retention", "1h"]).await;
@@ -964,6 +981,7 @@ async fn finished_tekton_runs_are_pruned_after_the_retention_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_alert_storm_of_1000_deliveries_for_50_alerts_to_two_replicas_creates_exactly_50_runs() {
+    heal_testkit::require_reference!();
     let server = server();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
     let replicas = [
@@ -1013,6 +1031,7 @@ fn cancelling_policies(notifier_url: &str) -> String {
 
 #[tokio::test]
 async fn a_resolved_alert_stops_its_unfinished_argo_workflow_and_the_end_is_reported_cancelled() {
+    heal_testkit::require_reference!();
     let server = server();
     let am = Receiver::start().await;
     let f = Files::new(&cancelling_policies(&format!("{}/notify", am.url)));
@@ -1106,6 +1125,7 @@ async fn a_resolved_alert_stops_its_unfinished_argo_workflow_and_the_end_is_repo
 
 #[tokio::test]
 async fn a_resolved_alert_cancels_its_unfinished_tekton_pipelinerun() {
+    heal_testkit::require_reference!();
     let server = server();
     let f = Files::new(&cancelling_policies("http://127.0.0.1:9/notify"));
     let h = Heald::start(&server, &f, &[]).await;
@@ -1149,6 +1169,7 @@ async fn a_resolved_alert_cancels_its_unfinished_tekton_pipelinerun() {
 
 #[tokio::test]
 async fn a_resolved_alert_leaves_a_finished_run_and_policies_without_on_resolved_alone() {
+    heal_testkit::require_reference!();
     let server = server();
     let f = Files::new(&cancelling_policies("http://127.0.0.1:9/notify"));
     let h = Heald::start(&server, &f, &[]).await;
@@ -1193,6 +1214,7 @@ async fn a_resolved_alert_leaves_a_finished_run_and_policies_without_on_resolved
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runs_end_is_handled_as_soon_as_the_watch_shows_it_without_waiting_for_a_pass() {
+    heal_testkit::require_reference!();
     let server = server();
     let am = Receiver::start().await;
     let f = Files::new(&policies(&format!("{}/notify", am.url)));

@@ -181,6 +181,7 @@ async fn a_body_that_is_not_json_by_content_type_is_a_415() {
 
 #[tokio::test]
 async fn an_unreachable_api_server_is_a_503_so_alertmanager_retries() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let f = files();
@@ -253,6 +254,7 @@ async fn a_resolved_alert_is_resolved_and_starts_nothing() {
 
 #[tokio::test]
 async fn a_new_alert_is_submitted_and_its_repeat_is_a_duplicate() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let f = files();
@@ -280,6 +282,7 @@ async fn a_new_alert_is_submitted_and_its_repeat_is_a_duplicate() {
 
 #[tokio::test]
 async fn another_episode_on_a_held_target_is_locked() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let f = files();
@@ -337,6 +340,7 @@ fn ago(minutes: i64) -> String {
 
 #[tokio::test]
 async fn a_target_remediated_within_the_cooldown_is_cooldown() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     server.insert(guard_lease(json!({"heal.dev/last-success-at": ago(5)})));
@@ -359,6 +363,7 @@ async fn a_target_remediated_within_the_cooldown_is_cooldown() {
 
 #[tokio::test]
 async fn a_target_that_failed_too_often_is_circuit_open() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     server.insert(guard_lease(
@@ -380,6 +385,7 @@ async fn a_target_that_failed_too_often_is_circuit_open() {
 
 #[tokio::test]
 async fn submissions_past_the_rate_limit_are_rate_limited() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let f = files();
@@ -410,6 +416,7 @@ async fn submissions_past_the_rate_limit_are_rate_limited() {
 
 #[tokio::test]
 async fn in_dry_run_the_run_is_rendered_but_nothing_is_created() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let f = files();
@@ -451,6 +458,7 @@ async fn an_alert_without_the_labels_the_target_needs_is_an_error_decision() {
 
 #[tokio::test]
 async fn every_alert_of_a_group_gets_its_own_decision_in_order() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     server.register_tekton_pipelineruns();
@@ -524,6 +532,7 @@ async fn remediations_lists_recent_decisions_newest_first_with_a_limit() {
 
 #[tokio::test]
 async fn a_report_for_a_run_heald_did_not_create_is_a_404_and_a_bad_one_a_400() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let f = files();
@@ -587,6 +596,7 @@ async fn readiness_turns_false_when_shutdown_starts_and_intake_stops() {
 
 #[tokio::test]
 async fn metrics_count_decisions_by_decision_engine_and_policy() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let f = files();

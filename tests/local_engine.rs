@@ -806,6 +806,7 @@ async fn without_the_argo_crds_a_policy_with_fallback_runs_on_the_local_engine()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_the_argo_engine_refuses_falls_back_to_the_local_engine_too() {
+    heal_testkit::require_reference!();
     let server = server();
     server.register_argo_workflows();
     server.inject(Fault::on("POST", "/workflows").invalid(

@@ -12,9 +12,7 @@ fn root() -> PathBuf {
 }
 
 fn reference_dir() -> PathBuf {
-    std::env::var_os("HEAL_REFERENCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("../shared/reference"))
+    heal_testkit::reference_dir()
 }
 
 fn examples() -> PathBuf {
@@ -163,12 +161,13 @@ fn rules_cover_every_flat_policy_with_the_alert_names_they_match() {
 
 #[test]
 fn promtool_accepts_the_generated_rules() {
-    let promtool = Command::new("promtool").arg("--version").output();
-    if promtool.is_err() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("promtool is not installed (apt-get install prometheus); CI must run this test");
-        }
-        eprintln!("skipped: promtool is not installed (apt-get install prometheus)");
+    if heal_testkit::tool_or_skip(
+        &["promtool"],
+        "apt-get install prometheus",
+        heal_testkit::Required::InCi,
+    )
+    .is_none()
+    {
         return;
     }
     let (code, out) = policy(PolicyCommand::Rules {
@@ -267,6 +266,7 @@ fn a_malformed_alert_file_is_a_usage_error() {
 
 #[test]
 fn example_alerts_are_valid_alertmanager_webhook_bodies() {
+    heal_testkit::require_reference!();
     let schema: serde_json::Value = serde_json::from_slice(
         &std::fs::read(reference_dir().join("alertmanager/webhook-v4.schema.json"))
             .expect("webhook schema in HEAL_REFERENCE_DIR"),

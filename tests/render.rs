@@ -24,10 +24,7 @@ fn crate_dir() -> PathBuf {
 }
 
 fn reference_dir() -> PathBuf {
-    match std::env::var_os("HEAL_REFERENCE_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => crate_dir().join("../shared/reference"),
-    }
+    heal_testkit::reference_dir()
 }
 
 fn step(name: &str, argv: &[&str], after: &[&str]) -> PlanStep {
@@ -358,6 +355,7 @@ fn golden(name: &str, actual: &str) {
 
 #[test]
 fn rendered_argo_workflows_validate_against_the_strict_workflow_schema() {
+    heal_testkit::require_reference!();
     for (name, plan) in fixture_plans() {
         let r = render_ok(&plan, Engine::Argo, &opts());
         assert_schema_valid(&format!("the Argo Workflow for {name}"), &r.value);
@@ -367,6 +365,7 @@ fn rendered_argo_workflows_validate_against_the_strict_workflow_schema() {
 
 #[test]
 fn rendered_tekton_pipelineruns_validate_against_the_strict_pipelinerun_schema() {
+    heal_testkit::require_reference!();
     for (name, plan) in fixture_plans() {
         for o in [opts(), embed_opts()] {
             let r = render_ok(&plan, Engine::Tekton, &o);
@@ -632,6 +631,7 @@ fn example_plans() -> Vec<(String, Plan)> {
 
 #[test]
 fn every_example_policy_renders_for_every_engine_and_validates_against_the_strict_schemas() {
+    heal_testkit::require_reference!();
     for (name, plan) in example_plans() {
         for (engine, o) in [
             (Engine::Argo, opts()),
@@ -701,6 +701,7 @@ fn hostile_plan(value: &str) -> Plan {
 
 #[test]
 fn hostile_values_end_up_as_quoted_data_and_never_change_the_steps() {
+    heal_testkit::require_reference!();
     let values = [
         "it's \"quoted\" \\ back\\slashed",
         "line one\nline two\r\n\ttabbed",
@@ -1283,6 +1284,7 @@ fn only_the_report_step_mounts_healds_token_secret_and_is_told_where_it_is() {
 
 #[test]
 fn a_step_with_its_own_service_account_and_the_report_token_share_tekton_task_run_specs() {
+    heal_testkit::require_reference!();
     let mut plan = node_drain_plan();
     plan.report_url = Some("https://heald.example.com/v1/reports".into());
     let pr = render_ok(&plan, Engine::Tekton, &opts()).value;
@@ -1321,6 +1323,7 @@ fn a_run_without_a_report_url_or_without_a_token_secret_mounts_no_secret() {
 
 #[test]
 fn the_token_secret_name_comes_from_the_render_options() {
+    heal_testkit::require_reference!();
     let o = RenderOptions {
         report_token_secret: Some("team-a.heald-token".into()),
         ..opts()
@@ -1807,6 +1810,7 @@ const RBAC_KINDS: &[&str] = &[
 
 #[test]
 fn every_shipped_argo_manifest_validates_against_its_kinds_schema() {
+    heal_testkit::require_reference!();
     let docs = manifest_docs("argo");
     let mut kinds = BTreeMap::new();
     for (file, v) in &docs {
@@ -1841,6 +1845,7 @@ fn every_shipped_argo_manifest_validates_against_its_kinds_schema() {
 
 #[test]
 fn every_shipped_tekton_manifest_validates_against_its_kinds_schema() {
+    heal_testkit::require_reference!();
     let docs = manifest_docs("tekton");
     let mut kinds = BTreeMap::new();
     for (file, v) in &docs {
@@ -1992,11 +1997,9 @@ fn cel_tool_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI needs python3 with `cel-python` and `pyyaml` to check Argo's CEL rules"
-        );
-        eprintln!("skipped: python3 with cel-python and pyyaml is not installed");
+        let why = "needs python3 with cel-python and pyyaml (pip install cel-python pyyaml)";
+        assert!(!heal_testkit::ci(), "CI=true, but this test {why}");
+        heal_testkit::skip(why);
     }
     ok
 }

@@ -451,6 +451,7 @@ fn a_password_in_the_prometheus_heald_or_alertmanager_url_is_not_printed() {
 
 #[test]
 fn heald_logs_and_answers_never_contain_its_webhook_token_a_wrong_token_or_the_kube_token() {
+    heal_testkit::require_reference!();
     let server = ApiServer::start();
     server.register_argo_workflows();
     let files = Files::new(&policies("http://127.0.0.1:9/notify"));

@@ -297,6 +297,26 @@ async fn execute(action: &Action, ctx: &mut Ctx<'_>) -> Result<Done, ActionError
 }
 
 /// The target as far as the address alone tells (before any API call).
+/// Everything about an action that needs no cluster, checked before connecting, so a
+/// mistake is named even where the cluster cannot be reached: the namespace's name, and
+/// whether a well-known kind can take the action at all.
+pub fn preflight(action: &Action, common: &Common) -> Result<(), ActionError> {
+    if let Some(ns) = &common.namespace {
+        crate::address::check_namespace(ns)
+            .map_err(|why| ActionError::Usage(format!("invalid namespace {ns:?}: {why}")))?;
+    }
+    type KindCheck = fn(&ResourceType) -> Result<(), ActionError>;
+    let (addr, check): (&Address, KindCheck) = match action {
+        Action::Scale(a, _) => (a, scale::check_kind),
+        Action::Restart(a, _) => (a, restart::check_kind),
+        _ => return Ok(()),
+    };
+    match &addr.type_ref {
+        crate::address::TypeRef::Known(rt) => check(rt),
+        crate::address::TypeRef::Discover { .. } => Ok(()),
+    }
+}
+
 pub fn initial_target(action: &Action) -> Target {
     let addr = match action {
         Action::Scale(a, _)

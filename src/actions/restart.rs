@@ -5,7 +5,7 @@ use http::Method;
 use serde_json::json;
 
 use super::{ActionError, Ctx, Done, int, str_at};
-use crate::address::Address;
+use crate::address::{Address, ResourceType};
 use crate::kube_api::STRATEGIC_PATCH;
 use crate::outcome::Outcome;
 
@@ -21,18 +21,24 @@ pub struct RestartSpec {
     pub wait: bool,
 }
 
+/// Only workloads with rollouts can be restarted.
+pub(super) fn check_kind(rt: &ResourceType) -> Result<(), ActionError> {
+    if matches!(rt.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet") {
+        return Ok(());
+    }
+    Err(ActionError::Usage(format!(
+        "cannot restart {}: only deployments, statefulsets and daemonsets have rollouts",
+        rt.qualified_plural()
+    )))
+}
+
 pub(super) async fn run(
     ctx: &mut Ctx<'_>,
     addr: &Address,
     spec: &RestartSpec,
 ) -> Result<Done, ActionError> {
     let (rt, ns) = ctx.resolve(addr).await?;
-    if !matches!(rt.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet") {
-        return Err(ActionError::Usage(format!(
-            "cannot restart {}: only deployments, statefulsets and daemonsets have rollouts",
-            rt.qualified_plural()
-        )));
-    }
+    check_kind(&rt)?;
     ctx.check_namespace(ns.as_deref())?;
     let obj = super::get_required(ctx.kube, &rt, ns.as_deref(), &addr.name).await?;
     ctx.check_object(&obj)?;

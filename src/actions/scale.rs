@@ -4,7 +4,7 @@ use http::Method;
 use serde_json::json;
 
 use super::{ActionError, Ctx, Done, int, str_at};
-use crate::address::Address;
+use crate::address::{Address, ResourceType};
 use crate::kube_api::MERGE_PATCH;
 use crate::outcome::Outcome;
 
@@ -74,18 +74,24 @@ impl ScaleSpec {
     }
 }
 
+/// Only objects with a scale subresource can be scaled.
+pub(super) fn check_kind(rt: &ResourceType) -> Result<(), ActionError> {
+    if rt.scalable {
+        return Ok(());
+    }
+    Err(ActionError::Failed(format!(
+        "{} cannot be scaled: it has no scale subresource",
+        rt.qualified_plural()
+    )))
+}
+
 pub(super) async fn run(
     ctx: &mut Ctx<'_>,
     addr: &Address,
     spec: &ScaleSpec,
 ) -> Result<Done, ActionError> {
     let (rt, ns) = ctx.resolve(addr).await?;
-    if !rt.scalable {
-        return Err(ActionError::Failed(format!(
-            "{} cannot be scaled: it has no scale subresource",
-            rt.qualified_plural()
-        )));
-    }
+    check_kind(&rt)?;
     ctx.check_namespace(ns.as_deref())?;
     let path = format!("{}/scale", rt.object_path(ns.as_deref(), &addr.name));
     if ctx.common.require_label.is_some() {

@@ -207,10 +207,10 @@ pub async fn expire_silence(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     #[test]
     fn a_silence_matches_every_label_and_has_the_reference_shape() {
+        heal_testkit::require_reference!();
         let labels: BTreeMap<String, String> = [
             ("alertname".to_string(), "WebDown".to_string()),
             ("namespace".to_string(), "shop".to_string()),
@@ -226,15 +226,9 @@ mod tests {
         assert_eq!(body["createdBy"], "heald");
         assert_eq!(body["matchers"][1]["name"], "namespace");
         assert_eq!(body["matchers"][1]["isEqual"], true);
-        let dir = std::env::var_os("HEAL_REFERENCE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference")
-            });
-        let reference: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("alertmanager/postable-silence.example.json"))
-                .expect("reference file"),
-        )
+        let reference: Value = serde_json::from_str(&heal_testkit::reference_text(
+            "alertmanager/postable-silence.example.json",
+        ))
         .unwrap();
         let keys = |v: &Value| {
             let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::cli::LogFormat;
+use crate::logging::LogFormat;
 use crate::render::Engine;
 
 /// Default address of the webhook listener.

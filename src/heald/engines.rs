@@ -217,19 +217,13 @@ impl Engine for ArgoServerEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     #[test]
     fn the_argo_server_body_has_the_shape_of_the_reference_request() {
-        let dir = std::env::var_os("HEAL_REFERENCE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference")
-            });
-        let reference: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("argo/rest-create-workflow-request.example.json"))
-                .expect("reference file"),
-        )
+        heal_testkit::require_reference!();
+        let reference: Value = serde_json::from_str(&heal_testkit::reference_text(
+            "argo/rest-create-workflow-request.example.json",
+        ))
         .unwrap();
         let ours = ArgoServerEngine::request_body(&reference["workflow"]);
         assert_eq!(ours, reference);

@@ -345,15 +345,9 @@ pub fn argo_step_results(obj: &Value) -> BTreeMap<String, Value> {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::path::PathBuf;
 
     fn reference(path: &str) -> String {
-        let dir = std::env::var_os("HEAL_REFERENCE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference")
-            });
-        std::fs::read_to_string(dir.join(path)).expect("reference file")
+        heal_testkit::reference_text(path)
     }
 
     #[test]
@@ -386,6 +380,7 @@ mod tests {
 
     #[test]
     fn the_finished_tekton_example_reads_as_succeeded() {
+        heal_testkit::require_reference!();
         let obj: Value = crate::yaml::from_str(&reference(
             "tekton/pipelinerun-status-succeeded.example.yaml",
         ))
@@ -412,6 +407,7 @@ mod tests {
 
     #[test]
     fn the_argo_event_example_yields_its_step_results() {
+        heal_testkit::require_reference!();
         let line: Value =
             serde_json::from_str(&reference("argo/rest-watch-event-line.example.json")).unwrap();
         let wf = &line["result"]["object"];

@@ -20,7 +20,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::cli::LogFormat;
 use crate::heald::config::{Args, Config, TlsFiles};
 use crate::heald::policies::PolicyStore;
 use crate::heald::server::{admin_router, router};
@@ -64,11 +63,15 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Ok(a) => a,
         Err(e) => {
             use clap::error::ErrorKind;
-            let _ = e.print();
-            return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
-                _ => EXIT_CONFIG,
-            };
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return 0;
+            }
+            eprintln!(
+                "heald: {} (see 'heald --help')",
+                crate::logging::usage_error_line(&e)
+            );
+            return EXIT_CONFIG;
         }
     };
     let config = match Config::from_args(args) {
@@ -78,7 +81,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    init_logging(config.log_format);
+    crate::logging::init(Some(config.log_format), "HEALD_LOG");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -93,7 +96,7 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         match serve(config).await {
             Ok(code) => code,
             Err(e) => {
-                tracing::error!(error = %e, "heald cannot start");
+                // One line, on stderr, like every other fatal error (not also a log line).
                 eprintln!("heald: {e}");
                 EXIT_CONFIG
             }
@@ -101,25 +104,6 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HEALD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("heal=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colours only for a person at a terminal, not in a log file or collector.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
-        LogFormat::Plain => builder.try_init(),
-    };
 }
 
 /// Start heald with a validated configuration and run until shut down; returns the exit

@@ -91,7 +91,7 @@ pub enum LoadError {
         hint: String,
     },
     /// A file or directory could not be read.
-    #[error("{}: cannot read: {message} (hint: check the path and its permissions)", path.display())]
+    #[error("{}: cannot read: {message}", path.display())]
     Io {
         /// The path.
         path: PathBuf,

@@ -513,9 +513,7 @@ impl ApiServer {
     /// Where the upstream reference files are: `$HEAL_REFERENCE_DIR`, else
     /// `../shared/reference` beside the crate.
     pub fn reference_dir() -> PathBuf {
-        std::env::var_os("HEAL_REFERENCE_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference"))
+        heal_testkit::reference_dir()
     }
 
     fn register_reference_crd(&self, relative: &str) {

@@ -12,42 +12,30 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-/// Whether the tests run under CI (`CI=true`), where a missing tool is a failure.
-pub fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// The Prometheus binary: `$HEAL_PROMETHEUS_BIN` when set (and only it), else
-/// `/usr/bin/prometheus` or `prometheus` on the `PATH`, whichever answers `--version`.
-pub fn binary() -> Option<PathBuf> {
-    let candidates: Vec<PathBuf> = match std::env::var_os("HEAL_PROMETHEUS_BIN") {
+/// The Prometheus binary candidates: `$HEAL_PROMETHEUS_BIN` when set (and only it), else
+/// `/usr/bin/prometheus` or `prometheus` on the `PATH`.
+fn candidates() -> Vec<PathBuf> {
+    match std::env::var_os("HEAL_PROMETHEUS_BIN") {
         Some(p) => vec![p.into()],
         None => vec!["/usr/bin/prometheus".into(), "prometheus".into()],
-    };
-    candidates.into_iter().find(|b| {
-        Command::new(b)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+    }
 }
 
-/// The Prometheus binary, or `None` after printing why the test is skipped.
+/// The Prometheus binary, whichever candidate answers `--version`.
+pub fn binary() -> Option<PathBuf> {
+    heal_testkit::find_tool(&candidates())
+}
+
+/// The Prometheus binary, or `None` after announcing why the test is skipped.
 ///
 /// # Panics
 /// Under `CI=true` when Prometheus is not installed: CI must not skip silently.
 pub fn binary_or_skip() -> Option<PathBuf> {
-    let found = binary();
-    if found.is_none() {
-        assert!(
-            !ci(),
-            "CI=true but Prometheus is not installed (apt-get install -y prometheus, or set HEAL_PROMETHEUS_BIN)"
-        );
-        eprintln!("skipped: no Prometheus binary (apt-get install -y prometheus)");
-    }
-    found
+    heal_testkit::tool_or_skip(
+        &candidates(),
+        "apt-get install prometheus, or set HEAL_PROMETHEUS_BIN",
+        heal_testkit::Required::InCi,
+    )
 }
 
 /// The first line of `prometheus --version` (`prometheus, version 2.42.0+ds ...`).

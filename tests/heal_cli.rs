@@ -304,9 +304,16 @@ fn script_with_a_bad_line_runs_nothing() {
     assert_eq!(code(&out), 2);
     // One line on stderr, as every error; nothing on stdout.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("heal: ") && stderr.contains("line 2"), "{stderr}");
+    assert!(
+        stderr.starts_with("heal: ") && stderr.contains("line 2"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(e.server.requests().is_empty(), "{}", e.server.log_text());
 }
 

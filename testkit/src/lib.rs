@@ -76,12 +76,17 @@ pub fn reference_text(relative: &str) -> String {
         .unwrap_or_else(|e| panic!("reference file {relative} is not UTF-8: {e}"))
 }
 
-/// The first of `candidates` that runs with `--version`, if any (a candidate may be a path
-/// or a name on the `PATH`).
+/// The first of `candidates` that answers its version question (`--version`; kubectl's is
+/// `version --client`), if any (a candidate may be a path or a name on the `PATH`).
 pub fn find_tool<P: AsRef<Path>>(candidates: &[P]) -> Option<PathBuf> {
     candidates.iter().map(|c| c.as_ref()).find_map(|c| {
+        let probe: &[&str] = if c.file_name().is_some_and(|n| n == "kubectl") {
+            &["version", "--client"]
+        } else {
+            &["--version"]
+        };
         Command::new(c)
-            .arg("--version")
+            .args(probe)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()

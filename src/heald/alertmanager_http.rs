@@ -1,8 +1,9 @@
 //! Talking to Alertmanager's API v2: a silence for the alert while its run is in progress
 //! (`POST /api/v2/silences`, every label of the alert as an equality matcher, until the
 //! run's deadline, `createdBy: heald`, the comment carrying the correlation id and run
-//! name), replaced after a success by one for the policy's duration (the same silence id)
-//! and expired after a failure (`DELETE /api/v2/silence/{id}`). Also the HTTP client heald
+//! name), replaced after a success by one for the policy's duration (posted with the old
+//! id; Alertmanager v0.25-v0.34 answers with a new id and expires the old silence) and
+//! expired after a failure (`DELETE /api/v2/silence/{id}`). Also the HTTP client heald
 //! uses for every outbound call (rustls with ring).
 
 use std::collections::BTreeMap;

@@ -1,12 +1,13 @@
 //! Performing the decision for each alert of a webhook: match policies, build and render
-//! the plan, read the target's Lease, [`decide`], then take the
-//! rate-limit token, the Lease (409: another replica won; read again and decide again) and
-//! create the run (409: the alert episode already has its run). A Lease held for this
-//! alert episode's run when the run does not exist is waited for while the replica that
-//! took it may still be creating the run, and taken over once it cannot be. A resolved
-//! alert whose policy says `onResolved: cancel` cancels its unfinished run. Each alert is
-//! handled in its own task, so an answer that is cut short (client gone, timeout) never
-//! leaves a Lease taken without its run.
+//! the plan, then **observe** (the target's Lease, the run when the Lease names it, the
+//! rate budget), **decide** ([`decide`], pure) and **act**: the decision's
+//! [`effects`](crate::heald::decide::effects), in their order, performed by one function.
+//! The hold and the intent to create the run (the alert itself) are written to the Lease
+//! before anything else changes, so a heald killed at any later point leaves a record from
+//! which any replica ([`intents`](super::intents), or a redelivery) creates the run. A
+//! resolved alert whose policy says `onResolved: cancel` cancels its unfinished run. Each
+//! alert is handled in its own task, so an answer that is cut short (client gone, timeout)
+//! never stops the effects half way.
 
 use std::sync::Arc;
 use std::time::Duration;

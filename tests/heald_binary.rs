@@ -196,7 +196,9 @@ fn alertmanager_binary() -> Option<&'static str> {
         heal_testkit::Required::InCi,
     )?;
     // Lives as long as the test process, as the helpers below want.
-    Some(Box::leak(bin.to_string_lossy().into_owned().into_boxed_str()))
+    Some(Box::leak(
+        bin.to_string_lossy().into_owned().into_boxed_str(),
+    ))
 }
 
 struct Alertmanager {

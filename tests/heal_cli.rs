@@ -302,7 +302,11 @@ fn script_with_a_bad_line_runs_nothing() {
     std::fs::write(&script, "scale deploy/web --replicas 2\nscale web\n").unwrap();
     let out = e.heal(&["script", script.to_str().unwrap()]);
     assert_eq!(code(&out), 2);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("line 2"));
+    // One line on stderr, as every error; nothing on stdout.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("heal: ") && stderr.contains("line 2"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(e.server.requests().is_empty(), "{}", e.server.log_text());
 }
 

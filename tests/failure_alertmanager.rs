@@ -9,166 +9,14 @@ mod heald_support;
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use heald_support::alertmanager::{Alertmanager, alertmanager_binary};
 use heald_support::*;
 use serde_json::{Value, json};
 use support::apiserver::ApiServer;
 
 const WF: (&str, &str) = ("argoproj.io/v1alpha1", "workflows");
-
-/// The Alertmanager binary, or `None` (after a printed reason) when the test must skip.
-fn alertmanager_binary() -> Option<&'static str> {
-    let bin = heal_testkit::tool_or_skip(
-        &["prometheus-alertmanager", "alertmanager"],
-        "apt-get install prometheus-alertmanager",
-        heal_testkit::Required::InCi,
-    )?;
-    // Lives as long as the test process, as the helpers below want.
-    Some(Box::leak(
-        bin.to_string_lossy().into_owned().into_boxed_str(),
-    ))
-}
-
-/// A real Alertmanager on a fixed loopback port, which can be stopped and started again
-/// on the same port (with its data directory kept, or a fresh one).
-struct Alertmanager {
-    bin: &'static str,
-    port: u16,
-    dir: tempfile::TempDir,
-    data: PathBuf,
-    child: Option<Child>,
-    url: String,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Alertmanager {
-    /// Start with one receiver whose webhooks go to every URL of `healds`.
-    fn start(bin: &'static str, healds: &[String]) -> Alertmanager {
-        let dir = tempfile::tempdir().unwrap();
-        let hooks: String = healds
-            .iter()
-            .map(|h| {
-                format!(
-                    "      - url: {h}/v1/alerts\n        send_resolved: true\n        \
-                     http_config:\n          authorization:\n            type: Bearer\n            \
-                     credentials: {TOKEN}\n"
-                )
-            })
-            .collect();
-        let config = format!(
-            "route:\n  receiver: heald\n  group_by: [alertname, deployment]\n  group_wait: 500ms\n  \
-             group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: heald\n    \
-             webhook_configs:\n{hooks}"
-        );
-        std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
-        let data = dir.path().join("data");
-        let mut am = Alertmanager {
-            bin,
-            port: free_port(),
-            dir,
-            data,
-            child: None,
-            url: String::new(),
-        };
-        am.url = format!("http://127.0.0.1:{}", am.port);
-        am.run();
-        am
-    }
-
-    fn run(&mut self) {
-        let child = Command::new(self.bin)
-            .arg(format!(
-                "--config.file={}",
-                self.dir.path().join("alertmanager.yml").display()
-            ))
-            .arg(format!("--storage.path={}", self.data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
-            .arg("--cluster.listen-address=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start alertmanager");
-        self.child = Some(child);
-        let url = self.url.clone();
-        wait_for("Alertmanager to be ready", Duration::from_secs(20), || {
-            get(&format!("{url}/-/ready")).filter(|(s, _)| *s == 200)
-        });
-    }
-
-    /// Stop it the way Kubernetes does (SIGTERM: it saves its silences) and wait for it.
-    fn stop(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if c.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-
-    /// Start again on the same port; with `keep_data` false, as a pod without a persistent
-    /// volume comes back: with no silences.
-    fn restart(&mut self, keep_data: bool) {
-        self.stop();
-        if !keep_data {
-            self.data = self.dir.path().join(format!("data-{}", free_port()));
-        }
-        self.run();
-    }
-
-    /// Post alerts as Prometheus does.
-    fn post_alerts(&self, deployments: &[String]) {
-        let now = jiff::Timestamp::now().to_string();
-        let alerts: Vec<Value> = deployments
-            .iter()
-            .map(|d| {
-                json!({
-                    "labels": {"alertname": "WebDown", "namespace": "shop", "deployment": d},
-                    "annotations": {"summary": "web is down"},
-                    "startsAt": now,
-                })
-            })
-            .collect();
-        let (status, body) = http(
-            "POST",
-            &format!("{}/api/v2/alerts", self.url),
-            None,
-            Some(&json!(alerts)),
-        )
-        .expect("Alertmanager answers");
-        assert_eq!(status, 200, "{body}");
-    }
-
-    /// Silences heald made.
-    fn heald_silences(&self) -> Vec<Value> {
-        let Some((_, body)) = get(&format!("{}/api/v2/silences", self.url)) else {
-            return Vec::new();
-        };
-        let all: Vec<Value> = serde_json::from_str(&body).unwrap_or_default();
-        all.into_iter()
-            .filter(|s| s["createdBy"] == "heald")
-            .collect()
-    }
-}
 
 fn comment(s: &Value) -> &str {
     s["comment"].as_str().unwrap_or("")
@@ -244,6 +92,7 @@ fn setup(bin: &'static str) -> Setup {
 
 #[test]
 fn while_alertmanager_is_down_heald_keeps_answering_webhooks_and_starting_runs() {
+    heal_testkit::require_reference!();
     let Some(bin) = alertmanager_binary() else {
         return;
     };
@@ -286,6 +135,7 @@ fn while_alertmanager_is_down_heald_keeps_answering_webhooks_and_starting_runs()
 
 #[test]
 fn a_run_that_succeeds_while_alertmanager_is_down_is_silenced_once_alertmanager_is_back() {
+    heal_testkit::require_reference!();
     let Some(bin) = alertmanager_binary() else {
         return;
     };
@@ -317,6 +167,7 @@ fn a_run_that_succeeds_while_alertmanager_is_down_is_silenced_once_alertmanager_
 
 #[test]
 fn a_run_that_succeeds_after_alertmanager_lost_its_silences_is_still_silenced() {
+    heal_testkit::require_reference!();
     let Some(bin) = alertmanager_binary() else {
         return;
     };
@@ -380,6 +231,7 @@ fn start_replica(server: &ApiServer, files: &Files, port: u16, am: &str) -> Proc
 
 #[test]
 fn two_heald_replicas_behind_one_alertmanager_start_exactly_one_run_per_alert_episode() {
+    heal_testkit::require_reference!();
     let Some(bin) = alertmanager_binary() else {
         return;
     };

@@ -1,8 +1,9 @@
 //! Talking to Alertmanager's API v2: a silence for the alert while its run is in progress
 //! (`POST /api/v2/silences`, every label of the alert as an equality matcher, until the
 //! run's deadline, `createdBy: heald`, the comment carrying the correlation id and run
-//! name), replaced after a success by one for the policy's duration (the same silence id)
-//! and expired after a failure (`DELETE /api/v2/silence/{id}`). Also the HTTP client heald
+//! name), replaced after a success by one for the policy's duration (posted with the old
+//! id; Alertmanager v0.25-v0.34 answers with a new id and expires the old silence) and
+//! expired after a failure (`DELETE /api/v2/silence/{id}`). Also the HTTP client heald
 //! uses for every outbound call (rustls with ring).
 
 use std::collections::BTreeMap;
@@ -174,6 +175,68 @@ pub async fn create_silence(
         .to_string())
 }
 
+/// The ids of heald's unexpired silences (`createdBy: heald`, state `active` or
+/// `pending`) whose comment contains `marker`, among those matching the alert's
+/// `alertname` (`GET /api/v2/silences?filter=alertname="..."`). Used only to recover the
+/// in-progress silence of a run whose creation was interrupted.
+pub async fn find_silences(
+    client: &reqwest::Client,
+    alertmanager_url: &str,
+    labels: &BTreeMap<String, String>,
+    marker: &str,
+) -> Result<Vec<String>, DeliveryError> {
+    let mut url = format!("{}/api/v2/silences", alertmanager_url.trim_end_matches('/'));
+    if let Some(name) = labels.get("alertname") {
+        let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+        let filter = format!("alertname=\"{escaped}\"");
+        url = format!("{url}?filter={}", crate::kube_api::enc(&filter));
+    }
+    let req = client.get(&url);
+    let transport = |e: reqwest::Error| DeliveryError::Transport {
+        url: redacted_url(&url),
+        message: error_chain(&e),
+    };
+    let resp = req.send().await.map_err(transport)?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(DeliveryError::Status {
+            url: redacted_url(&url),
+            status: status.as_u16(),
+            body: crate::heald::kube_io::truncate(
+                resp.text().await.unwrap_or_default().trim(),
+                300,
+            ),
+        });
+    }
+    let list: Value = resp.json().await.map_err(transport)?;
+    Ok(heald_silences(&list, marker))
+}
+
+/// The ids of heald's unexpired silences in a `gettableSilences` list whose comment
+/// contains `marker`.
+pub fn heald_silences(list: &Value, marker: &str) -> Vec<String> {
+    let str_at = |v: &Value, p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| str_at(s, "/createdBy") == "heald")
+        .filter(|s| matches!(str_at(s, "/status/state").as_str(), "active" | "pending"))
+        .filter(|s| str_at(s, "/comment").contains(marker))
+        .map(|s| str_at(s, "/id"))
+        .filter(|id| !id.is_empty())
+        .collect()
+}
+
+/// The part of an in-progress silence's comment that names its run.
+pub fn progress_marker(run: &str, namespace: &str) -> String {
+    format!("heal run {run} ({namespace}) in progress")
+}
+
 /// Expire a silence (`DELETE /api/v2/silence/{id}`); one that is already gone is fine.
 pub async fn expire_silence(
     client: &reqwest::Client,
@@ -236,5 +299,23 @@ mod tests {
             k
         };
         assert_eq!(keys(&body), keys(&reference));
+    }
+
+    #[test]
+    fn only_heald_s_unexpired_silences_of_the_run_are_found() {
+        let marker = progress_marker("heal-r-1", "heal");
+        let list = json!([
+            {"id": "a", "createdBy": "heald", "status": {"state": "active"},
+             "comment": format!("{marker}; policy p; correlation id c")},
+            {"id": "b", "createdBy": "heald", "status": {"state": "expired"},
+             "comment": format!("{marker}; policy p")},
+            {"id": "c", "createdBy": "alice", "status": {"state": "active"},
+             "comment": format!("{marker}; policy p")},
+            {"id": "d", "createdBy": "heald", "status": {"state": "pending"},
+             "comment": "heal run heal-r-10 (heal) in progress"},
+            {"id": "e", "createdBy": "heald", "status": {"state": "pending"},
+             "comment": format!("{marker}")}
+        ]);
+        assert_eq!(heald_silences(&list, &marker), ["a", "e"]);
     }
 }

@@ -172,12 +172,75 @@ fn absent_holder_since(seen: &Observed<'_>) -> Option<Timestamp> {
     lease.last_run_at
 }
 
+/// Whether this alert episode's run is to be created from the intent recorded with its
+/// hold: the Lease says the run holds the target and carries its intent, the run is known
+/// to be absent, and it cannot have run and been deleted since the hold was taken (its
+/// engine keeps ended runs longer than that). Creating is safe at any time: the run's name
+/// is the episode's, so of two replicas creating it one gets 409.
+pub fn completes_intent(seen: &Observed<'_>) -> bool {
+    let Some(intent) = seen.lease.and_then(|l| l.intent(seen.run_name, seen.now)) else {
+        return false;
+    };
+    if !seen.run_absent || seen.run_known {
+        return false;
+    }
+    match seen.run_kept_for {
+        None => true,
+        Some(kept) => seen.now < intent.at + signed(kept),
+    }
+}
+
+/// One effect of acting on a decision, in the order [`effects`] lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Write the target's Lease: the hold and the intent to create the run (409: another
+    /// replica changed it; observe and decide again).
+    TakeHold,
+    /// Look for the in-progress silence an interrupted creation of this run left.
+    FindSilence,
+    /// Silence the alert while the run is in progress (best effort, bounded wait).
+    Silence,
+    /// Create the run, with the silence's id (409: the episode already has its run).
+    CreateRun,
+    /// Record a Kubernetes Event on the run.
+    RecordEvent,
+}
+
+/// The effects of `decision`, in the order heald performs them. Only a submission has
+/// any. The hold and its intent are written first, before anything else changes: from
+/// then on any replica can create the run (or drop the hold and the silence) from the
+/// Lease alone, so no later kill can leave an alert silenced, or its target held, for a
+/// run nobody will create. `completing`: the hold and intent exist already (a replica
+/// stopped after writing them); the silence it may have made is looked for first.
+/// `silences`: an in-progress silence is wanted (Alertmanager configured, not a dry run).
+pub fn effects(decision: Decision, completing: bool, silences: bool) -> Vec<Effect> {
+    if decision != Decision::Submitted {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(5);
+    if completing {
+        if silences {
+            out.push(Effect::FindSilence);
+        }
+    } else {
+        out.push(Effect::TakeHold);
+    }
+    if silences {
+        out.push(Effect::Silence);
+    }
+    out.push(Effect::CreateRun);
+    out.push(Effect::RecordEvent);
+    out
+}
+
 fn signed(d: Duration) -> SignedDuration {
     SignedDuration::from_secs(i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4))
 }
 
 /// Decide for one alert and one policy that matched it (status included). Rules, first
 /// that applies wins:
+/// 0. submitted: the run [completes an intent](completes_intent) (no new token is taken:
+///    the hold's own was);
 /// 1. duplicate: the run of this alert episode is known, holds the target, or was the
 ///    target's last run, unless its hold is [stale](stale_hold): then the hold is
 ///    ignored and the run is created after all;
@@ -191,6 +254,15 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>) -> Verdict {
     let run = seen.run_name;
     if seen.run_known {
         return verdict(Decision::Duplicate, format!("run {run} already exists"));
+    }
+    if completes_intent(seen) {
+        return verdict(
+            Decision::Submitted,
+            format!(
+                "run {run} created from the intent recorded with its hold (the heald that \
+                 took the hold stopped before creating it)"
+            ),
+        );
     }
     let stale = stale_hold(seen);
     if let Some(lease) = seen.lease.filter(|_| !stale) {
@@ -532,5 +604,93 @@ spec:
             serde_json::to_string(&Decision::CircuitOpen).unwrap(),
             "\"circuit-open\""
         );
+    }
+
+    #[test]
+    fn a_submission_takes_the_hold_with_its_intent_before_any_other_effect() {
+        use Effect::*;
+        assert_eq!(
+            effects(Decision::Submitted, false, true),
+            [TakeHold, Silence, CreateRun, RecordEvent]
+        );
+        assert_eq!(
+            effects(Decision::Submitted, false, false),
+            [TakeHold, CreateRun, RecordEvent]
+        );
+        for d in Decision::ALL
+            .into_iter()
+            .filter(|d| *d != Decision::Submitted)
+        {
+            assert!(effects(d, false, true).is_empty(), "{d} changes nothing");
+        }
+    }
+
+    #[test]
+    fn completing_an_intent_reuses_the_hold_and_looks_for_the_silence_first() {
+        use Effect::*;
+        assert_eq!(
+            effects(Decision::Submitted, true, true),
+            [FindSilence, Silence, CreateRun, RecordEvent]
+        );
+        assert_eq!(
+            effects(Decision::Submitted, true, false),
+            [CreateRun, RecordEvent]
+        );
+    }
+
+    #[test]
+    fn every_effect_list_keeps_the_invariant() {
+        // No silence and no run before the hold with its intent is durable (or already
+        // was); the run before its Event; each effect at most once.
+        for completing in [false, true] {
+            for silences in [false, true] {
+                let fx = effects(Decision::Submitted, completing, silences);
+                let at = |e: Effect| fx.iter().position(|x| *x == e);
+                if !completing {
+                    assert_eq!(at(Effect::TakeHold), Some(0));
+                }
+                assert!(at(Effect::CreateRun) < at(Effect::RecordEvent));
+                if silences {
+                    assert!(at(Effect::Silence) < at(Effect::CreateRun), "id on the run");
+                }
+                let mut dedup = fx.clone();
+                dedup.dedup();
+                assert_eq!(dedup.len(), fx.len());
+            }
+        }
+    }
+
+    #[test]
+    fn an_intent_whose_run_is_absent_is_completed_without_a_new_token() {
+        let mut l = lease();
+        l.acquire_with_intent(
+            "heal-restart-web-aaaa",
+            t("2026-01-01T11:59:59Z"),
+            Duration::from_secs(7200),
+            Some(serde_json::json!({"labels": {}})),
+        );
+        let mut s = seen(Some(&l));
+        // Not looked up yet: the hold is this episode's, a duplicate.
+        assert_eq!(decide(&policy(), &s).decision, Decision::Duplicate);
+        s.run_absent = true;
+        s.rate = Err(RateScope::Global);
+        assert!(completes_intent(&s));
+        let v = decide(&policy(), &s);
+        assert_eq!(v.decision, Decision::Submitted, "{}", v.reason);
+        assert!(v.reason.contains("intent"), "{}", v.reason);
+        // Older than the engine keeps ended runs: it may have run and been deleted.
+        s.now = t("2026-01-01T13:00:00Z");
+        s.lease = Some(&l);
+        assert!(!completes_intent(&s));
+        // A hold without an intent (older heald, oversized alert) is not completed.
+        let mut bare = lease();
+        bare.acquire(
+            "heal-restart-web-aaaa",
+            t("2026-01-01T11:59:59Z"),
+            Duration::from_secs(600),
+        );
+        let mut s = seen(Some(&bare));
+        s.run_absent = true;
+        assert!(!completes_intent(&s));
     }
 }

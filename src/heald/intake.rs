@@ -1,12 +1,13 @@
 //! Performing the decision for each alert of a webhook: match policies, build and render
-//! the plan, read the target's Lease, [`decide`], then take the
-//! rate-limit token, the Lease (409: another replica won; read again and decide again) and
-//! create the run (409: the alert episode already has its run). A Lease held for this
-//! alert episode's run when the run does not exist is waited for while the replica that
-//! took it may still be creating the run, and taken over once it cannot be. A resolved
-//! alert whose policy says `onResolved: cancel` cancels its unfinished run. Each alert is
-//! handled in its own task, so an answer that is cut short (client gone, timeout) never
-//! leaves a Lease taken without its run.
+//! the plan, then **observe** (the target's Lease, the run when the Lease names it, the
+//! rate budget), **decide** ([`decide`], pure) and **act**: the decision's
+//! [`effects`](crate::heald::decide::effects), in their order, performed by one function.
+//! The hold and the intent to create the run (the alert itself) are written to the Lease
+//! before anything else changes, so a heald killed at any later point leaves a record from
+//! which any replica ([`intents`](super::intents), or a redelivery) creates the run. A
+//! resolved alert whose policy says `onResolved: cancel` cancels its unfinished run. Each
+//! alert is handled in its own task, so an answer that is cut short (client gone, timeout)
+//! never stops the effects half way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +18,15 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::alert::Alert;
-use crate::heald::alertmanager_http::{create_silence, expire_silence, silence_body};
-use crate::heald::decide::{Decision, Observed, RateScope, Verdict, decide, hold_being_created};
+use crate::heald::alertmanager_http::{
+    create_silence, expire_silence, find_silences, progress_marker, silence_body,
+};
+use crate::heald::decide::{
+    Decision, Effect, Observed, RateScope, Verdict, completes_intent, decide, effects,
+    hold_being_created, stale_hold,
+};
 use crate::heald::engines::SubmitError;
+use crate::heald::failpoint;
 use crate::heald::kube_io::{EventTarget, K8s, KubeIoError};
 use crate::heald::lease::{LeaseState, RunEnd, lease_name};
 use crate::heald::notify_http::Notification;
@@ -280,7 +287,7 @@ async fn cancel_run(
 }
 
 /// Count, log and remember a decision.
-fn note(state: &State, rec: &DecisionRecord) {
+pub(crate) fn note(state: &State, rec: &DecisionRecord) {
     state.metrics.decision(
         rec.decision,
         rec.engine.as_deref().unwrap_or(""),
@@ -361,7 +368,10 @@ fn bucket(plan: &Plan) -> &str {
     }
 }
 
-/// Decide and act for one alert and one matched policy.
+/// Decide and act for one alert and one matched policy: **observe** (the target's Lease,
+/// the run when the Lease says it holds the target, the rate budget), **decide**
+/// ([`decide`], pure), then **act**: the [`effects`] of the decision, in their order,
+/// by [`act`].
 pub async fn handle_match(
     state: &Arc<State>,
     loaded: &Loaded,
@@ -425,6 +435,7 @@ pub async fn handle_match(
     let hold = hold_duration(state, loaded, &plan);
     let ns_bucket = bucket(&plan);
     for _ in 0..5 {
+        // Observe.
         let current = match k8s.read_lease(lease_ns, &lease).await {
             Ok(l) => l,
             Err(e) if e.is_transient() => return Err(unavailable(e)),
@@ -442,14 +453,11 @@ pub async fn handle_match(
             rate: state.limiter.check(ns_bucket, Instant::now()),
             dry_run: state.config.dry_run,
         };
-        let mut verdict = decide(policy, &seen);
-        // The Lease says this run holds the target: make sure the run exists. A heald that
-        // stopped (or lost the API server) between taking the Lease and creating the run
-        // leaves a hold no run will ever release.
-        if verdict.decision == Decision::Duplicate
-            && current
-                .as_ref()
-                .is_some_and(|l| l.holds(&plan.run_name, now))
+        // The Lease says this run holds the target: does the run exist? A heald that
+        // stopped between taking the Lease and creating the run leaves its intent there.
+        if current
+            .as_ref()
+            .is_some_and(|l| l.holds(&plan.run_name, now))
         {
             match find_run(
                 k8s,
@@ -459,51 +467,51 @@ pub async fn handle_match(
             )
             .await
             {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    seen.run_absent = true;
-                    if hold_being_created(&seen) {
-                        // The replica that took the Lease (maybe another one) may be
-                        // creating the run now: wait for it a little, else ask for a retry.
-                        match wait_for_run(state, k8s, policy, engine, &plan, &seen).await {
-                            Ok(true) => {
-                                state.known.insert(&plan.run_name);
-                                return Ok(record(&plan, engine, verdict));
-                            }
-                            Ok(false)
-                                if hold_being_created(&Observed {
-                                    now: Timestamp::now(),
-                                    ..seen.clone()
-                                }) =>
-                            {
-                                return Err(Unavailable(format!(
-                                    "run {} holds its target but does not exist yet; the heald \
-                                     that took the Lease may still be creating it: retry",
-                                    plan.run_name
-                                )));
-                            }
-                            // Long enough: read the Lease again and take the hold over.
-                            Ok(false) => continue,
-                            Err(e) if e.is_transient() => return Err(unavailable(e)),
-                            Err(e) => return err(e.to_string()),
-                        }
-                    }
-                    verdict = decide(policy, &seen);
-                    if verdict.decision == Decision::Submitted {
-                        tracing::warn!(
-                            correlation_id = %plan.correlation_id,
-                            run = %plan.run_name,
-                            lease,
-                            "the target's Lease is held for a run that was never created; taking the hold over"
-                        );
-                    }
-                }
+                Ok(Some(_)) => seen.run_known = true,
+                Ok(None) => seen.run_absent = true,
                 Err(e) if e.is_transient() => return Err(unavailable(e)),
                 Err(e) => {
                     tracing::warn!(correlation_id = %plan.correlation_id, run = %plan.run_name, error = %e,
                         "cannot tell whether the run holding the target exists; answering duplicate");
+                    seen.run_known = true;
                 }
             }
+        }
+        // Decide.
+        let verdict = decide(policy, &seen);
+        let completing = completes_intent(&seen);
+        // A hold without an intent (written by an older heald, or for an alert too large
+        // to record) is waited for while its replica may still be creating the run.
+        if verdict.decision == Decision::Duplicate && !completing && hold_being_created(&seen) {
+            match wait_for_run(state, k8s, policy, engine, &plan, &seen).await {
+                Ok(true) => {
+                    state.known.insert(&plan.run_name);
+                    return Ok(record(&plan, engine, verdict));
+                }
+                Ok(false)
+                    if hold_being_created(&Observed {
+                        now: Timestamp::now(),
+                        ..seen.clone()
+                    }) =>
+                {
+                    return Err(Unavailable(format!(
+                        "run {} holds its target but does not exist yet; the heald \
+                         that took the Lease may still be creating it: retry",
+                        plan.run_name
+                    )));
+                }
+                // Long enough: read the Lease again and take the hold over.
+                Ok(false) => continue,
+                Err(e) if e.is_transient() => return Err(unavailable(e)),
+                Err(e) => return err(e.to_string()),
+            }
+        }
+        if verdict.decision == Decision::Submitted && completing {
+            tracing::warn!(correlation_id = %plan.correlation_id, run = %plan.run_name, lease,
+                "the target's Lease records the intent to create this run, which does not exist: creating it");
+        } else if verdict.decision == Decision::Submitted && stale_hold(&seen) {
+            tracing::warn!(correlation_id = %plan.correlation_id, run = %plan.run_name, lease,
+                "the target's Lease is held for a run that was never created; taking the hold over");
         }
         match verdict.decision {
             Decision::Submitted => {}
@@ -522,7 +530,8 @@ pub async fn handle_match(
             }
             _ => return Ok(record(&plan, engine, verdict)),
         }
-        if let Err(scope) = state.limiter.try_take(ns_bucket, Instant::now()) {
+        // The hold being completed took its token when it was written.
+        if !completing && let Err(scope) = state.limiter.try_take(ns_bucket, Instant::now()) {
             let reason = match scope {
                 RateScope::Global => "the global submission rate limit is reached".to_string(),
                 RateScope::Namespace(ns) => {
@@ -535,82 +544,158 @@ pub async fn handle_match(
             };
             return Ok(record(&plan, engine, v));
         }
-        let mut next =
-            current.unwrap_or_else(|| LeaseState::new(&lease, &policy.name, &plan.target));
-        next.acquire(&plan.run_name, now, hold);
-        match k8s.write_lease(lease_ns, &next).await {
-            Ok(_) => {}
-            Err(KubeIoError::Conflict(_)) => {
-                state.limiter.refund(ns_bucket);
-                continue;
-            }
-            Err(e) => {
-                state.limiter.refund(ns_bucket);
-                if e.is_transient() {
-                    return Err(unavailable(e));
-                }
-                return err(e.to_string());
-            }
-        }
-        let silence = progress_silence(state, alert, &plan, hold).await;
-        let run = annotate(
-            rendered.value.clone(),
+        // Act.
+        let silences =
+            state.config.alertmanager_url.is_some() && !plan.dry_run && !alert.labels.is_empty();
+        let cx = Acting {
+            state,
+            loaded,
+            policy,
             alert,
-            &lease,
-            &plan,
-            silence.as_deref(),
-        );
-        let started = Instant::now();
-        let mut engine = engine;
-        let mut submitted = submitter.submit(&run).await;
-        if let Err(e @ (SubmitError::EngineMissing(_) | SubmitError::Rejected(_))) = &submitted
-            && engine != Engine::Local
-            && policy.fallback == Some(Engine::Local)
-            && let Some(local) = state.engines.get(&Engine::Local).cloned()
+            plan: &plan,
+            engine,
+            run: &rendered.value,
+            submitter: &submitter,
+            k8s,
+            lease: &lease,
+            current: current.as_ref(),
+            hold,
+            ns_bucket,
+            refund: !completing,
+        };
+        match act(
+            &cx,
+            &effects(verdict.decision, completing, silences),
+            verdict,
+        )
+        .await?
         {
-            match loaded.renderer.render(&plan, Engine::Local) {
-                Ok(r) => {
-                    let why = e.to_string();
-                    tracing::warn!(correlation_id = %plan.correlation_id, run = %plan.run_name, engine = %engine, error = %why, "falling back to the local engine");
-                    let run = annotate(r.value, alert, &lease, &plan, silence.as_deref());
-                    submitted = local.submit(&run).await;
-                    verdict.reason = format!(
-                        "{} on the local engine (fallback: the {engine} engine failed: {why})",
-                        verdict.reason
-                    );
-                    engine = Engine::Local;
-                }
-                Err(re) => {
-                    tracing::warn!(correlation_id = %plan.correlation_id, error = %re, "the fallback run cannot be rendered");
-                }
-            }
+            Acted::Done(rec) => return Ok(rec),
+            Acted::LeaseChanged => continue,
         }
-        if submitted.is_err()
-            && let Some(id) = &silence
-        {
-            expire(state, id).await;
-        }
-        state
-            .metrics
-            .submit_seconds
-            .get_or_create(&crate::heald::metrics::EngineLabels {
-                engine: engine.as_str().into(),
-            })
-            .observe(started.elapsed().as_secs_f64());
-        return match submitted {
-            Ok(created) => {
-                state.known.insert(&plan.run_name);
-                if engine == Engine::Local {
-                    // The first step starts before the answer and the Event go out.
-                    match &created.object {
-                        Some(obj) => {
-                            crate::heald::local::start(state, obj, false);
+    }
+    Err(Unavailable(format!(
+        "Lease {lease} kept changing under heald; retry"
+    )))
+}
+
+/// What [`act`] needs: the decision's subject and the clients.
+struct Acting<'a> {
+    state: &'a Arc<State>,
+    loaded: &'a Loaded,
+    policy: &'a Policy,
+    alert: &'a Alert,
+    plan: &'a Plan,
+    engine: Engine,
+    /// The rendered run.
+    run: &'a Value,
+    submitter: &'a Arc<dyn crate::heald::engines::Engine>,
+    k8s: &'a K8s,
+    lease: &'a str,
+    /// The Lease as observed (the hold is written over it, under its resourceVersion).
+    current: Option<&'a LeaseState>,
+    hold: Duration,
+    ns_bucket: &'a str,
+    /// Whether a token was taken that a failed submission gives back.
+    refund: bool,
+}
+
+/// How acting ended.
+enum Acted {
+    /// The answer for this alert.
+    Done(DecisionRecord),
+    /// Another replica changed the Lease first: observe and decide again.
+    LeaseChanged,
+}
+
+/// Perform `effects` in order (see [`effects`] for why that order keeps the invariant), and
+/// undo what a failed creation leaves: the hold is dropped and the silence expired. Each
+/// gap between two effects has a [failpoint](crate::heald::failpoint) for the kill tests.
+async fn act(
+    cx: &Acting<'_>,
+    effects: &[Effect],
+    mut verdict: Verdict,
+) -> Result<Acted, Unavailable> {
+    let (state, plan, k8s) = (cx.state, cx.plan, cx.k8s);
+    let mut engine = cx.engine;
+    // The in-progress silence, and whether this call made it (a found one belongs to the
+    // interrupted creation this call completes).
+    let mut silence: Option<String> = None;
+    let mut made_silence = false;
+    let mut submitted: Option<Result<crate::heald::engines::Submitted, SubmitError>> = None;
+    for effect in effects {
+        match effect {
+            Effect::TakeHold => {
+                let mut next = cx
+                    .current
+                    .cloned()
+                    .unwrap_or_else(|| LeaseState::new(cx.lease, &cx.policy.name, &plan.target));
+                next.acquire_with_intent(
+                    &plan.run_name,
+                    Timestamp::now(),
+                    cx.hold,
+                    Some(intent_alert(cx.alert)),
+                );
+                match k8s.write_lease(&state.config.namespace, &next).await {
+                    Ok(_) => {}
+                    Err(KubeIoError::Conflict(_)) => {
+                        state.limiter.refund(cx.ns_bucket);
+                        return Ok(Acted::LeaseChanged);
+                    }
+                    Err(e) => {
+                        state.limiter.refund(cx.ns_bucket);
+                        if e.is_transient() {
+                            return Err(unavailable(e));
                         }
-                        None => {
-                            tracing::warn!(run = %plan.run_name, "the created local run was not returned; the tracker resumes it once its heartbeat is stale")
-                        }
+                        return Ok(Acted::Done(record(
+                            plan,
+                            engine,
+                            Verdict {
+                                decision: Decision::Error,
+                                reason: e.to_string(),
+                            },
+                        )));
                     }
                 }
+                failpoint::hit("hold-taken");
+            }
+            Effect::FindSilence => {
+                silence = find_progress_silence(state, cx.alert, plan).await;
+            }
+            Effect::Silence => {
+                if silence.is_none() {
+                    silence = progress_silence(state, cx.alert, plan, cx.hold).await;
+                    made_silence = silence.is_some();
+                    if made_silence {
+                        failpoint::hit("silence-created");
+                    }
+                }
+            }
+            Effect::CreateRun => {
+                let (result, used) = create_run(cx, silence.as_deref(), &mut verdict).await;
+                engine = used;
+                if let Ok(created) = &result {
+                    state.known.insert(&plan.run_name);
+                    if engine == Engine::Local {
+                        // The first step starts before the answer and the Event go out.
+                        match &created.object {
+                            Some(obj) => {
+                                crate::heald::local::start(state, obj, false);
+                            }
+                            None => {
+                                tracing::warn!(run = %plan.run_name, "the created local run was not returned; the tracker resumes it once its heartbeat is stale")
+                            }
+                        }
+                    }
+                    failpoint::hit("run-created");
+                }
+                let failed = result.is_err();
+                submitted = Some(result);
+                if failed {
+                    break;
+                }
+            }
+            Effect::RecordEvent => {
                 let (api_version, kind) = run_object_type(engine);
                 k8s.event(
                     &EventTarget {
@@ -633,48 +718,125 @@ pub async fn handle_match(
                     ),
                 )
                 .await;
-                Ok(record(&plan, engine, verdict))
+                failpoint::hit("event-recorded");
             }
-            Err(SubmitError::AlreadyExists(what)) => {
-                state.known.insert(&plan.run_name);
-                // A run heald is still following keeps the hold (the tracker releases it
-                // when the run ends); one that ended, or is not heald's, leaves it free.
-                let in_flight =
-                    match find_run(k8s, &[engine], &plan.run_namespace, &plan.run_name).await {
-                        Ok(Some((_, obj))) => run_in_flight(&obj),
-                        _ => false,
-                    };
-                if !in_flight {
-                    release(state, &lease, &plan.run_name, RunEnd::Existing).await;
-                }
-                let v = Verdict {
-                    decision: Decision::Duplicate,
-                    reason: format!("{what}: this alert episode already has its run"),
-                };
-                Ok(record(&plan, engine, v))
-            }
-            Err(e @ (SubmitError::Rejected(_) | SubmitError::EngineMissing(_))) => {
-                release(state, &lease, &plan.run_name, RunEnd::Abandoned).await;
-                let msg = e.to_string();
-                escalate_not_started(state, policy, alert, &plan, engine, &msg);
-                let v = Verdict {
-                    decision: Decision::Error,
-                    reason: msg,
-                };
-                Ok(record(&plan, engine, v))
-            }
-            Err(SubmitError::Unavailable(msg)) => {
-                release(state, &lease, &plan.run_name, RunEnd::Abandoned).await;
-                state.limiter.refund(ns_bucket);
-                Err(Unavailable(format!(
-                    "the {engine} engine is unavailable: {msg}"
-                )))
-            }
-        };
+        }
     }
-    Err(Unavailable(format!(
-        "Lease {lease} kept changing under heald; retry"
-    )))
+    let Some(submitted) = submitted else {
+        return Ok(Acted::Done(record(plan, engine, verdict)));
+    };
+    let rec = match submitted {
+        Ok(_) => record(plan, engine, verdict),
+        Err(SubmitError::AlreadyExists(what)) => {
+            // Another replica created it meanwhile, with its own silence.
+            if made_silence && let Some(id) = &silence {
+                expire(state, id).await;
+            }
+            state.known.insert(&plan.run_name);
+            // A run heald is still following keeps the hold (the tracker releases it
+            // when the run ends); one that ended, or is not heald's, leaves it free.
+            let in_flight =
+                match find_run(k8s, &[engine], &plan.run_namespace, &plan.run_name).await {
+                    Ok(Some((_, obj))) => run_in_flight(&obj),
+                    _ => false,
+                };
+            if !in_flight {
+                release(state, cx.lease, &plan.run_name, RunEnd::Existing).await;
+            }
+            let v = Verdict {
+                decision: Decision::Duplicate,
+                reason: format!("{what}: this alert episode already has its run"),
+            };
+            record(plan, engine, v)
+        }
+        Err(e) => {
+            // No run: neither the hold nor the silence may stay.
+            release(state, cx.lease, &plan.run_name, RunEnd::Abandoned).await;
+            if let Some(id) = &silence {
+                expire(state, id).await;
+            }
+            if let SubmitError::Unavailable(msg) = &e {
+                if cx.refund {
+                    state.limiter.refund(cx.ns_bucket);
+                }
+                return Err(Unavailable(format!(
+                    "the {engine} engine is unavailable: {msg}"
+                )));
+            }
+            let msg = e.to_string();
+            escalate_not_started(state, cx.policy, cx.alert, plan, engine, &msg);
+            let v = Verdict {
+                decision: Decision::Error,
+                reason: msg,
+            };
+            record(plan, engine, v)
+        }
+    };
+    Ok(Acted::Done(rec))
+}
+
+/// Create the run on its engine, falling back to the local engine when the policy says
+/// so and the engine is missing or refused it: the result and the engine used.
+async fn create_run(
+    cx: &Acting<'_>,
+    silence: Option<&str>,
+    verdict: &mut Verdict,
+) -> (
+    Result<crate::heald::engines::Submitted, SubmitError>,
+    Engine,
+) {
+    let (state, plan) = (cx.state, cx.plan);
+    let run = annotate(cx.run.clone(), cx.alert, cx.lease, plan, silence);
+    let started = Instant::now();
+    let mut engine = cx.engine;
+    let mut submitted = cx.submitter.submit(&run).await;
+    if let Err(e @ (SubmitError::EngineMissing(_) | SubmitError::Rejected(_))) = &submitted
+        && engine != Engine::Local
+        && cx.policy.fallback == Some(Engine::Local)
+        && let Some(local) = state.engines.get(&Engine::Local).cloned()
+    {
+        match cx.loaded.renderer.render(plan, Engine::Local) {
+            Ok(r) => {
+                let why = e.to_string();
+                tracing::warn!(correlation_id = %plan.correlation_id, run = %plan.run_name, engine = %engine, error = %why, "falling back to the local engine");
+                let run = annotate(r.value, cx.alert, cx.lease, plan, silence);
+                submitted = local.submit(&run).await;
+                verdict.reason = format!(
+                    "{} on the local engine (fallback: the {engine} engine failed: {why})",
+                    verdict.reason
+                );
+                engine = Engine::Local;
+            }
+            Err(re) => {
+                tracing::warn!(correlation_id = %plan.correlation_id, error = %re, "the fallback run cannot be rendered");
+            }
+        }
+    }
+    state
+        .metrics
+        .submit_seconds
+        .get_or_create(&crate::heald::metrics::EngineLabels {
+            engine: engine.as_str().into(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    (submitted, engine)
+}
+
+/// The alert as recorded in an intent: heald's JSON of it, without the zero `endsAt`.
+pub fn intent_alert(alert: &Alert) -> Value {
+    let mut v = serde_json::to_value(alert).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut()
+        && obj.get("endsAt").is_some_and(Value::is_null)
+    {
+        obj.remove("endsAt");
+    }
+    v
+}
+
+/// The alert an intent records, read back.
+pub fn alert_of_intent(v: &Value) -> Option<Alert> {
+    let bytes = serde_json::to_vec(v).ok()?;
+    crate::alert::parse_alerts(&bytes).ok()?.into_iter().next()
 }
 
 /// The engines this alert episode's run may be on: the policy's, and the local engine
@@ -859,8 +1021,10 @@ async fn progress_silence(
         return None;
     }
     let comment = format!(
-        "heal run {} ({}) in progress; policy {}; correlation id {}",
-        plan.run_name, plan.run_namespace, plan.policy, plan.correlation_id
+        "{}; policy {}; correlation id {}",
+        progress_marker(&plan.run_name, &plan.run_namespace),
+        plan.policy,
+        plan.correlation_id
     );
     let body = silence_body(&alert.labels, Timestamp::now(), hold, &comment);
     let attempt = create_silence(&state.http, am, &body, 1);
@@ -880,6 +1044,29 @@ async fn progress_silence(
             tracing::warn!(correlation_id = %plan.correlation_id, "Alertmanager did not answer in time; the run starts without a silence");
             None
         }
+    }
+}
+
+/// The in-progress silence an interrupted creation of this run left, if Alertmanager
+/// answers in time. Extra ones (two completions raced) are expired.
+async fn find_progress_silence(state: &State, alert: &Alert, plan: &Plan) -> Option<String> {
+    let am = state.config.alertmanager_url.as_ref()?;
+    let marker = progress_marker(&plan.run_name, &plan.run_namespace);
+    let attempt = find_silences(&state.http, am, &alert.labels, &marker);
+    match tokio::time::timeout(PROGRESS_SILENCE_TIMEOUT, attempt).await {
+        Ok(Ok(ids)) => {
+            let mut ids = ids.into_iter();
+            let keep = ids.next();
+            for extra in ids {
+                expire(state, &extra).await;
+            }
+            keep
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(correlation_id = %plan.correlation_id, error = %e, "could not look for the run's in-progress silence");
+            None
+        }
+        Err(_) => None,
     }
 }
 
@@ -923,4 +1110,20 @@ fn annotate(
         }
     }
     run
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alert_recorded_in_an_intent_reads_back_the_same() {
+        let body = br#"{"labels": {"alertname": "WebDown", "namespace": "shop"},
+            "annotations": {"summary": "down"}, "startsAt": "2026-08-20T10:00:00.5Z",
+            "status": "firing", "generatorURL": "http://p/g", "fingerprint": "0123456789abcdef"}"#;
+        let alert = crate::alert::parse_alerts(body).unwrap().remove(0);
+        let recorded = intent_alert(&alert);
+        assert!(recorded.get("endsAt").is_none(), "{recorded}");
+        assert_eq!(alert_of_intent(&recorded), Some(alert));
+    }
 }

@@ -54,7 +54,26 @@ pub struct Holder {
     pub run: String,
     /// When the hold lapses if nobody releases it (start + deadline).
     pub until: Timestamp,
+    /// The intent recorded with the hold: what any replica needs to create the run when
+    /// the replica that took the hold stopped before it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<Intent>,
 }
+
+/// The durable record of a run about to be created, written in the same Lease update that
+/// takes the hold, before any other effect: from it any replica creates the run (or
+/// releases the hold) when the replica that took the hold stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    /// When the hold was taken.
+    pub at: Timestamp,
+    /// The alert, as heald's own JSON of it (`alert::parse_alerts` reads it back).
+    pub alert: Value,
+}
+
+/// Largest alert JSON recorded in an intent: a Lease's annotations may hold 256 KiB in
+/// all. An alert larger than this gets a hold without an intent (see [`Intent`]).
+pub const MAX_INTENT_JSON: usize = 32 * 1024;
 
 /// How a run ended, as the guards count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,6 +303,13 @@ impl LeaseState {
         self.holders.iter().filter(move |h| h.until > now)
     }
 
+    /// The intent recorded with `run`'s active hold, if any.
+    pub fn intent(&self, run: &str, now: Timestamp) -> Option<&Intent> {
+        self.active_holders(now)
+            .find(|h| h.run == run)
+            .and_then(|h| h.intent.as_ref())
+    }
+
     /// Whether `run` holds the target at `now`.
     pub fn holds(&self, run: &str, now: Timestamp) -> bool {
         self.active_holders(now).any(|h| h.run == run)
@@ -297,10 +323,26 @@ impl LeaseState {
 
     /// Take the target for `run` until `now + hold`, dropping lapsed holds.
     pub fn acquire(&mut self, run: &str, now: Timestamp, hold: Duration) {
+        self.acquire_with_intent(run, now, hold, None);
+    }
+
+    /// Take the target for `run` and record the intent to create it: the alert, unless its
+    /// JSON is longer than [`MAX_INTENT_JSON`].
+    pub fn acquire_with_intent(
+        &mut self,
+        run: &str,
+        now: Timestamp,
+        hold: Duration,
+        alert: Option<Value>,
+    ) {
+        let intent = alert
+            .filter(|a| a.to_string().len() <= MAX_INTENT_JSON)
+            .map(|alert| Intent { at: now, alert });
         self.holders.retain(|h| h.until > now && h.run != run);
         self.holders.push(Holder {
             run: run.to_string(),
             until: now + seconds(hold),
+            intent,
         });
         self.last_run = Some(run.to_string());
         self.last_run_at = Some(now);
@@ -363,6 +405,7 @@ fn holder_from_spec(obj: &Value) -> Result<Option<Holder>, String> {
     Ok(Some(Holder {
         run: run.to_string(),
         until: start + SignedDuration::from_secs(secs),
+        intent: None,
     }))
 }
 
@@ -464,5 +507,53 @@ mod tests {
             e.starts_with("Lease l: metadata.annotations[\"heal.dev/failures\"]"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_intent_is_written_with_the_hold_and_read_back_and_dropped_with_it() {
+        let mut l = LeaseState::new("heal-p-1", "p", &target());
+        let alert = json!({"labels": {"alertname": "WebDown"}, "startsAt": "2026-01-01T00:00:00Z"});
+        l.acquire_with_intent(
+            "r1",
+            t("2026-01-01T12:00:00Z"),
+            Duration::from_secs(600),
+            Some(alert.clone()),
+        );
+        let back = LeaseState::from_object(&l.to_object("heal")).unwrap();
+        let intent = back.intent("r1", t("2026-01-01T12:00:01Z")).unwrap();
+        assert_eq!(intent.alert, alert);
+        assert_eq!(intent.at, t("2026-01-01T12:00:00Z"));
+        assert!(
+            back.intent("r1", t("2026-01-01T12:10:01Z")).is_none(),
+            "lapsed with the hold"
+        );
+        let mut back = back;
+        back.release(
+            "r1",
+            RunEnd::Abandoned,
+            t("2026-01-01T12:00:02Z"),
+            Duration::from_secs(60),
+        );
+        assert!(back.intent("r1", t("2026-01-01T12:00:03Z")).is_none());
+        // A hold written by an older heald (no intent field) still reads.
+        let old = json!({"metadata": {"name": "x", "annotations": {
+            HOLDERS: "[{\"run\":\"r0\",\"until\":\"2026-01-01T13:00:00Z\"}]"}}});
+        let old = LeaseState::from_object(&old).unwrap();
+        assert!(old.holds("r0", t("2026-01-01T12:00:00Z")));
+        assert!(old.intent("r0", t("2026-01-01T12:00:00Z")).is_none());
+    }
+
+    #[test]
+    fn an_alert_too_large_for_the_lease_gets_a_hold_without_intent() {
+        let mut l = LeaseState::new("heal-p-1", "p", &target());
+        let big = json!({"annotations": {"description": "x".repeat(MAX_INTENT_JSON)}});
+        l.acquire_with_intent(
+            "r1",
+            t("2026-01-01T12:00:00Z"),
+            Duration::from_secs(600),
+            Some(big),
+        );
+        assert!(l.holds("r1", t("2026-01-01T12:00:01Z")));
+        assert!(l.intent("r1", t("2026-01-01T12:00:01Z")).is_none());
     }
 }

@@ -12,7 +12,8 @@
 //! [`Kube`](crate::kube_api::Kube)), [`engines`] (the one trait seam: Argo, Tekton, Argo
 //! Server), [`local`] (the local engine: heald runs the steps itself),
 //! [`alertmanager_http`] and [`notify_http`] (silences and notifiers), [`intake`]
-//! (performing decisions), [`track`] (following runs) and [`watch`] (watching them),
+//! (performing decisions), [`intents`] (completing the runs a stopped heald recorded the
+//! intent of), [`failpoint`] (debug-build kill points for the kill tests), [`track`] (following runs) and [`watch`] (watching them),
 //! [`server`] (the HTTP routers) and
 //! [`service`] (start-up, listeners, reload and shutdown).
 
@@ -20,7 +21,9 @@ pub mod alertmanager_http;
 pub mod config;
 pub mod decide;
 pub mod engines;
+pub mod failpoint;
 pub mod intake;
+pub mod intents;
 pub mod kube_io;
 pub mod lease;
 pub mod local;

@@ -206,6 +206,7 @@ pub async fn run(state: Arc<State>, listeners: Listeners) -> i32 {
     let stop = state.shutdown_signal();
     let grace = state.config.shutdown_grace;
     let tracker = tokio::spawn(crate::heald::track::run(Arc::clone(&state)));
+    let intents = tokio::spawn(crate::heald::intents::run(Arc::clone(&state)));
     let reloader = tokio::spawn(reload_loop(Arc::clone(&state)));
     // The admin port stays up during the drain so /readyz can say so.
     let (admin_stop_tx, admin_stop) = watch::channel(false);
@@ -230,6 +231,7 @@ pub async fn run(state: Arc<State>, listeners: Listeners) -> i32 {
     }
     // Local runs get the same grace; what is left is released for a replica to resume.
     crate::heald::local::drain(&state, grace).await;
+    intents.abort();
     reloader.abort();
     admin_stop_tx.send_replace(true);
     let _ = admin.await;

@@ -296,6 +296,7 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
     let Some(info) = claim(st, obj, &ending, owed.as_ref()).await? else {
         return Ok(false);
     };
+    crate::heald::failpoint::hit("end-claimed");
     let policy = current.set.policy(&info.policy);
     if let (Some(k8s), Some(lease)) = (&st.k8s, &info.lease) {
         let end = match ending.outcome {

@@ -21,6 +21,8 @@ use tower::ServiceExt;
 
 use crate::support::apiserver::ApiServer;
 
+pub mod alertmanager;
+
 /// The webhook token every test heald accepts.
 pub const TOKEN: &str = "heald-test-token-0123456789";
 
@@ -442,6 +444,17 @@ impl Proc {
     }
 
     pub fn start_on(server: &ApiServer, files: &Files, web: u16, extra: &[&str]) -> Proc {
+        Proc::start_with_env(server, files, web, extra, &[])
+    }
+
+    /// Start on port `web` with extra environment variables (`HEALD_FAILPOINT`).
+    pub fn start_with_env(
+        server: &ApiServer,
+        files: &Files,
+        web: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proc {
         server.with_state(|s| s.ensure_namespace(NS));
         let admin = free_port();
         let kubeconfig = server.kubeconfig(files.path());
@@ -462,6 +475,7 @@ impl Proc {
         let log = files.path().join(format!("heald-{web}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_heald"))
             .args(&args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

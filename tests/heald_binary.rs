@@ -5,7 +5,7 @@ mod heald_support;
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use heald_support::*;
@@ -189,76 +189,7 @@ fn the_webhook_port_speaks_tls_when_given_a_certificate_and_key() {
 
 // ----- end to end with Alertmanager -----
 
-fn alertmanager_binary() -> Option<&'static str> {
-    let bin = heal_testkit::tool_or_skip(
-        &["prometheus-alertmanager", "alertmanager"],
-        "apt-get install prometheus-alertmanager",
-        heal_testkit::Required::InCi,
-    )?;
-    // Lives as long as the test process, as the helpers below want.
-    Some(Box::leak(
-        bin.to_string_lossy().into_owned().into_boxed_str(),
-    ))
-}
-
-struct Alertmanager {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_alertmanager(bin: &str, heald_url: &str) -> Alertmanager {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let config = format!(
-        r#"route:
-  receiver: heald
-  group_by: [alertname, deployment]
-  group_wait: 1s
-  group_interval: 1s
-  repeat_interval: 1h
-receivers:
-  - name: heald
-    webhook_configs:
-      - url: {heald_url}/v1/alerts
-        send_resolved: true
-        http_config:
-          authorization:
-            type: Bearer
-            credentials: {TOKEN}
-"#
-    );
-    let path = dir.path().join("alertmanager.yml");
-    std::fs::write(&path, config).unwrap();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", path.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    let url = format!("http://127.0.0.1:{port}");
-    wait_for("Alertmanager to be ready", Duration::from_secs(20), || {
-        get(&format!("{url}/-/ready")).filter(|(s, _)| *s == 200)
-    });
-    Alertmanager {
-        child,
-        url,
-        _dir: dir,
-    }
-}
+use heald_support::alertmanager::{Alertmanager, alertmanager_binary};
 
 fn post_alert(am: &Alertmanager, deployment: &str) {
     let alert = json!([{
@@ -305,7 +236,7 @@ fn end_to_end_alertmanager_alerts_become_runs_and_a_success_becomes_a_silence() 
     let f = Files::new(&policies(&format!("{}/notify", notifier.url)));
     // Alertmanager needs heald's address and heald needs Alertmanager's: fix heald's port.
     let heald_web = free_port();
-    let am = start_alertmanager(bin, &format!("http://127.0.0.1:{heald_web}"));
+    let am = Alertmanager::start(bin, &[format!("http://127.0.0.1:{heald_web}")]);
     let mut p = Proc::start_on(
         &server,
         &f,

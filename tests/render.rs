@@ -2022,6 +2022,7 @@ fn cel_check(crd: &str, files: &[PathBuf]) {
 
 #[test]
 fn rendered_workflows_and_shipped_templates_pass_argos_cel_rules() {
+    heal_testkit::require_reference!();
     if !cel_tool_available() {
         return;
     }

@@ -98,15 +98,17 @@ async fn an_argo_workflow_is_created_with_exactly_the_rendered_manifest_and_stri
             name: "web".into(),
         },
     );
+    let leases = format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases");
     server.assert_requests(&[
-        (
-            "GET",
-            &format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases/{lease}"),
-        ),
-        (
-            "POST",
-            &format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"),
-        ),
+        ("GET", &format!("{leases}/{lease}")),
+        // A submission token from the namespace's bucket, then from the global one: both
+        // Leases, created full on first use.
+        ("GET", &format!("{leases}/heald-rate-ns-shop")),
+        ("POST", &leases),
+        ("GET", &format!("{leases}/heald-rate-global")),
+        ("POST", &leases),
+        // The hold, with the intent.
+        ("POST", &leases),
         (
             "POST",
             &format!("/apis/argoproj.io/v1alpha1/namespaces/{NS}/workflows"),
@@ -138,11 +140,19 @@ async fn an_argo_workflow_is_created_with_exactly_the_rendered_manifest_and_stri
     )
     .unwrap();
     assert_eq!(labels["deployment"], "web");
-    let lease_req = server.assert_requested(
-        "POST",
-        &format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"),
+    let posted: Vec<Value> = server
+        .requests_matching("POST", &leases)
+        .into_iter()
+        .map(|r| r.body.unwrap())
+        .collect();
+    assert_eq!(posted[0]["metadata"]["name"], "heald-rate-ns-shop");
+    assert_eq!(
+        posted[0]["metadata"]["labels"]["heal.dev/rate-bucket"],
+        "namespace"
     );
-    let lease_body = lease_req.body.unwrap();
+    assert_eq!(posted[1]["metadata"]["name"], "heald-rate-global");
+    let lease_body = posted[2].clone();
+    assert_eq!(lease_body["metadata"]["name"], json!(lease));
     assert_eq!(lease_body["spec"]["holderIdentity"], json!(run));
     assert_eq!(lease_body["spec"]["leaseDurationSeconds"], 600 + 120);
     let event = server.assert_requested("POST", &format!("/api/v1/namespaces/{NS}/events"));

@@ -414,6 +414,116 @@ async fn submissions_past_the_rate_limit_are_rate_limited() {
     );
 }
 
+/// 20 new alerts at once, half to each of two replicas: the submission limit holds across
+/// both (kept in the cluster), so exactly `burst` runs are created and the rest answered
+/// `rate-limited`.
+async fn two_replicas_share_the_limit(flags: &[&str], scope: &str) {
+    heal_testkit::require_reference!();
+    let server = ApiServer::start();
+    server.register_argo_workflows();
+    let f = files();
+    let mut a_flags = flags.to_vec();
+    a_flags.extend(["--instance", "heald-a"]);
+    let mut b_flags = flags.to_vec();
+    b_flags.extend(["--instance", "heald-b"]);
+    let a = Heald::start(&server, &f, &a_flags).await;
+    let b = Heald::start(&server, &f, &b_flags).await;
+    let alerts: Vec<Value> = (0..20)
+        .map(|i| web_down(&format!("web-{i}"), "2026-08-20T10:00:00Z"))
+        .collect();
+    let (to_a, to_b) = alerts.split_at(10);
+    let (hook_a, hook_b) = (webhook(to_a), webhook(to_b));
+    let (da, db) = tokio::join!(a.decide(&hook_a), b.decide(&hook_b));
+    let all: Vec<&Value> = da.iter().chain(db.iter()).collect();
+    assert_eq!(all.len(), 20);
+    let submitted = all.iter().filter(|d| decision(d) == "submitted").count();
+    let limited: Vec<&&Value> = all
+        .iter()
+        .filter(|d| decision(d) == "rate-limited")
+        .collect();
+    assert_eq!(submitted, 5, "{all:#?}");
+    assert_eq!(limited.len(), 15, "{all:#?}");
+    for d in limited {
+        assert!(d["reason"].as_str().unwrap().contains(scope), "{d}");
+    }
+    assert_eq!(
+        server.list("argoproj.io/v1alpha1", "workflows", NS).len(),
+        5,
+        "{}",
+        server.log_text()
+    );
+    // The buckets are Leases in heald's namespace; every change was a replace under the
+    // version read (or a create), so no take was lost to a race.
+    let buckets: Vec<String> = server
+        .names("coordination.k8s.io/v1", "leases", NS)
+        .into_iter()
+        .filter(|n| n.starts_with("heald-rate-"))
+        .collect();
+    assert_eq!(buckets, ["heald-rate-global", "heald-rate-ns-shop"]);
+    for w in server.requests_to("PUT", "/leases/heald-rate-") {
+        assert!(w.body.as_ref().unwrap()["metadata"]["resourceVersion"].is_string());
+    }
+}
+
+#[tokio::test]
+async fn the_global_submission_limit_holds_across_two_replicas() {
+    two_replicas_share_the_limit(
+        &[
+            "--submit-burst",
+            "5",
+            "--submit-rate",
+            "0.001",
+            "--namespace-submit-burst",
+            "100",
+        ],
+        "global",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_namespace_submission_limit_holds_across_two_replicas() {
+    two_replicas_share_the_limit(
+        &[
+            "--namespace-submit-burst",
+            "5",
+            "--namespace-submit-rate",
+            "0.001",
+        ],
+        "namespace \"shop\"",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_empty_bucket_refuses_without_any_request() {
+    heal_testkit::require_reference!();
+    let server = ApiServer::start();
+    server.register_argo_workflows();
+    let f = files();
+    let h = Heald::start(
+        &server,
+        &f,
+        &["--submit-burst", "1", "--submit-rate", "0.001"],
+    )
+    .await;
+    let d = h
+        .decide(&webhook(&[web_down("a", "2026-08-20T10:00:00Z")]))
+        .await;
+    assert_eq!(decision(&d[0]), "submitted");
+    server.clear_requests();
+    let many: Vec<Value> = (0..50)
+        .map(|i| web_down(&format!("b-{i}"), "2026-08-20T10:00:00Z"))
+        .collect();
+    let d = h.decide(&webhook(&many)).await;
+    assert!(d.iter().all(|d| decision(d) == "rate-limited"), "{d:?}");
+    assert!(
+        server.resource_requests().is_empty(),
+        "{}",
+        server.log_text()
+    );
+}
+
 #[tokio::test]
 async fn in_dry_run_the_run_is_rendered_but_nothing_is_created() {
     heal_testkit::require_reference!();

@@ -359,6 +359,20 @@ pub fn hold_duration(state: &State, loaded: &Loaded, plan: &Plan) -> Duration {
         + state.config.deadline_grace
 }
 
+/// The verdict for an empty submission bucket.
+fn rate_limited(scope: &RateScope) -> Verdict {
+    let reason = match scope {
+        RateScope::Global => "the global submission rate limit is reached".to_string(),
+        RateScope::Namespace(ns) => {
+            format!("the submission rate limit of namespace {ns:?} is reached")
+        }
+    };
+    Verdict {
+        decision: Decision::RateLimited,
+        reason,
+    }
+}
+
 /// The rate-limit bucket of a target: its namespace (`-` for cluster-scoped targets).
 fn bucket(plan: &Plan) -> &str {
     if plan.target.namespace.is_empty() {
@@ -377,6 +391,26 @@ pub async fn handle_match(
     loaded: &Loaded,
     policy: &Policy,
     alert: &Alert,
+) -> Result<DecisionRecord, Unavailable> {
+    // The bucket a submission token was taken from and not spent yet: given back at the
+    // end, whatever the answer.
+    let mut token: Option<String> = None;
+    let out = observe_decide_act(state, loaded, policy, alert, &mut token).await;
+    if let (Some(ns), Some(k8s)) = (token, &state.k8s) {
+        state
+            .limiter
+            .refund(k8s, &state.config.namespace, &state.config.instance, &ns)
+            .await;
+    }
+    out
+}
+
+async fn observe_decide_act(
+    state: &Arc<State>,
+    loaded: &Loaded,
+    policy: &Policy,
+    alert: &Alert,
+    token: &mut Option<String>,
 ) -> Result<DecisionRecord, Unavailable> {
     let engine = policy.engine.unwrap_or(state.config.engine);
     let plan = match policy::plan(policy, alert, &state.plan_defaults) {
@@ -434,6 +468,13 @@ pub async fn handle_match(
     let lease = lease_name(&policy.name, &plan.target);
     let hold = hold_duration(state, loaded, &plan);
     let ns_bucket = bucket(&plan);
+    // The submission buckets as this replica last saw them: empty ones refuse before any
+    // request is spent on this alert (they only refill; nobody else gives tokens).
+    if !state.config.dry_run
+        && let Err(scope) = state.limiter.check(ns_bucket, Timestamp::now())
+    {
+        return Ok(record(&plan, engine, rate_limited(&scope)));
+    }
     for _ in 0..5 {
         // Observe.
         let current = match k8s.read_lease(lease_ns, &lease).await {
@@ -450,7 +491,7 @@ pub async fn handle_match(
             run_absent: false,
             run_kept_for: run_kept_for(state, loaded, engine),
             creating_within: creating_within(state),
-            rate: state.limiter.check(ns_bucket, Instant::now()),
+            rate: state.limiter.check(ns_bucket, now),
             dry_run: state.config.dry_run,
         };
         // The Lease says this run holds the target: does the run exist? A heald that
@@ -531,18 +572,17 @@ pub async fn handle_match(
             _ => return Ok(record(&plan, engine, verdict)),
         }
         // The hold being completed took its token when it was written.
-        if !completing && let Err(scope) = state.limiter.try_take(ns_bucket, Instant::now()) {
-            let reason = match scope {
-                RateScope::Global => "the global submission rate limit is reached".to_string(),
-                RateScope::Namespace(ns) => {
-                    format!("the submission rate limit of namespace {ns:?} is reached")
-                }
-            };
-            let v = Verdict {
-                decision: Decision::RateLimited,
-                reason,
-            };
-            return Ok(record(&plan, engine, v));
+        if !completing && token.is_none() {
+            match state
+                .limiter
+                .take(k8s, lease_ns, &state.config.instance, ns_bucket)
+                .await
+            {
+                Ok(Ok(())) => *token = Some(ns_bucket.to_string()),
+                Ok(Err(scope)) => return Ok(record(&plan, engine, rate_limited(&scope))),
+                Err(e) if e.is_transient() => return Err(unavailable(e)),
+                Err(e) => return err(e.to_string()),
+            }
         }
         // Act.
         let silences =
@@ -560,13 +600,12 @@ pub async fn handle_match(
             lease: &lease,
             current: current.as_ref(),
             hold,
-            ns_bucket,
-            refund: !completing,
         };
         match act(
             &cx,
             &effects(verdict.decision, completing, silences),
             verdict,
+            token,
         )
         .await?
         {
@@ -595,9 +634,6 @@ struct Acting<'a> {
     /// The Lease as observed (the hold is written over it, under its resourceVersion).
     current: Option<&'a LeaseState>,
     hold: Duration,
-    ns_bucket: &'a str,
-    /// Whether a token was taken that a failed submission gives back.
-    refund: bool,
 }
 
 /// How acting ended.
@@ -615,6 +651,7 @@ async fn act(
     cx: &Acting<'_>,
     effects: &[Effect],
     mut verdict: Verdict,
+    token: &mut Option<String>,
 ) -> Result<Acted, Unavailable> {
     let (state, plan, k8s) = (cx.state, cx.plan, cx.k8s);
     let mut engine = cx.engine;
@@ -638,12 +675,9 @@ async fn act(
                 );
                 match k8s.write_lease(&state.config.namespace, &next).await {
                     Ok(_) => {}
-                    Err(KubeIoError::Conflict(_)) => {
-                        state.limiter.refund(cx.ns_bucket);
-                        return Ok(Acted::LeaseChanged);
-                    }
+                    // The token stays for the next attempt.
+                    Err(KubeIoError::Conflict(_)) => return Ok(Acted::LeaseChanged),
                     Err(e) => {
-                        state.limiter.refund(cx.ns_bucket);
                         if e.is_transient() {
                             return Err(unavailable(e));
                         }
@@ -675,6 +709,8 @@ async fn act(
                 let (result, used) = create_run(cx, silence.as_deref(), &mut verdict).await;
                 engine = used;
                 if let Ok(created) = &result {
+                    // The token is spent on this run.
+                    *token = None;
                     state.known.insert(&plan.run_name);
                     if engine == Engine::Local {
                         // The first step starts before the answer and the Event go out.
@@ -756,9 +792,6 @@ async fn act(
                 expire(state, id).await;
             }
             if let SubmitError::Unavailable(msg) = &e {
-                if cx.refund {
-                    state.limiter.refund(cx.ns_bucket);
-                }
                 return Err(Unavailable(format!(
                     "the {engine} engine is unavailable: {msg}"
                 )));

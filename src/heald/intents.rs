@@ -19,6 +19,7 @@ use crate::heald::alertmanager_http::{expire_silence, find_silences};
 use crate::heald::intake::{alert_of_intent, handle_match, note};
 use crate::heald::kube_io::{KubeIoError, lease_path};
 use crate::heald::lease::{Intent, LeaseState, RunEnd};
+use crate::heald::ratelimit::RATE_BUCKET_LABEL;
 use crate::heald::state::State;
 
 /// How often every replica looks for intents left behind.
@@ -51,7 +52,7 @@ pub async fn pass(st: &Arc<State>) -> Result<usize, KubeIoError> {
     let objs = k8s
         .list(
             &lease_path(&st.config.namespace, None),
-            &format!("{MANAGED_BY}=heald"),
+            &format!("{MANAGED_BY}=heald,!{RATE_BUCKET_LABEL}"),
         )
         .await
         .map_err(KubeIoError::from)?;

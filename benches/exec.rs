@@ -120,8 +120,8 @@ type Args<'a> = Box<dyn Fn(usize) -> Vec<String> + 'a>;
 
 struct Action<'a> {
     name: &'static str,
-    /// Prepare the server before invocation `i` (a fresh pod to delete).
-    prepare: Box<dyn Fn(&ApiServer, usize) + 'a>,
+    /// Prepare the server before invocation `i` of heal (`false`) or kubectl (`true`).
+    prepare: Box<dyn Fn(&ApiServer, bool, usize) + 'a>,
     heal: Args<'a>,
     kubectl: Args<'a>,
 }
@@ -171,7 +171,7 @@ fn measure_all(model: Latency, heal: &str, kubectl: Option<&str>) -> (Vec<Row>, 
         // scale: alternate values so every run changes something.
         Action {
             name: "scale deploy/web",
-            prepare: Box::new(|_, _| {}),
+            prepare: Box::new(|_, _, _| {}),
             heal: Box::new(move |i| {
                 let n = if i % 2 == 0 { "3" } else { "2" };
                 hl(s(&["scale", "deploy/web", "--replicas", n]))
@@ -184,7 +184,19 @@ fn measure_all(model: Latency, heal: &str, kubectl: Option<&str>) -> (Vec<Row>, 
         // rollout restart (heal: a new correlation id each time, so each run restarts).
         Action {
             name: "rollout restart deploy/web",
-            prepare: Box::new(|_, _| {}),
+            // kubectl refuses a restart within a second of the last one (its patch would be
+            // empty): take its annotation away first.
+            prepare: Box::new(|server, kubectl, _| {
+                if kubectl {
+                    server.modify("apps/v1", "deployments", "default", "web", |d| {
+                        if let Some(a) = d["spec"]["template"]["metadata"]["annotations"]
+                            .as_object_mut()
+                        {
+                            a.remove("kubectl.kubernetes.io/restartedAt");
+                        }
+                    });
+                }
+            }),
             heal: Box::new(move |i| {
                 hl(s(&[
                     "restart",
@@ -198,9 +210,9 @@ fn measure_all(model: Latency, heal: &str, kubectl: Option<&str>) -> (Vec<Row>, 
         // delete a pod (a fresh one each run).
         Action {
             name: "delete pod",
-            prepare: Box::new(|server, i| {
-                server.insert(pod("default", &format!("victim-h-{i}")));
-                server.insert(pod("default", &format!("victim-k-{i}")));
+            prepare: Box::new(|server, kubectl, i| {
+                let tool = if kubectl { "k" } else { "h" };
+                server.insert(pod("default", &format!("victim-{tool}-{i}")));
             }),
             heal: Box::new(move |i| hl(s(&["delete", &format!("pod/victim-h-{i}")]))),
             kubectl: Box::new(move |i| {
@@ -213,7 +225,7 @@ fn measure_all(model: Latency, heal: &str, kubectl: Option<&str>) -> (Vec<Row>, 
         // merge patch (alternating values).
         Action {
             name: "patch --type merge",
-            prepare: Box::new(|_, _| {}),
+            prepare: Box::new(|_, _, _| {}),
             heal: Box::new(move |i| {
                 let p = format!("{{\"metadata\":{{\"labels\":{{\"bench\":\"v{i}\"}}}}}}");
                 hl(s(&["patch", "deploy/web", "--type", "merge", "--patch", &p]))
@@ -237,10 +249,8 @@ fn measure_all(model: Latency, heal: &str, kubectl: Option<&str>) -> (Vec<Row>, 
         // Invocation 2i runs directly, 2i+1 under time(1): each changes something.
         for i in 0..RUNS {
             let (direct, timed) = (2 * i, 2 * i + 1);
-            (a.prepare)(&server, direct);
-            (a.prepare)(&server, timed);
-            let args = (a.heal)(direct);
-            let mut sample = run_direct(&server, heal, &args);
+            (a.prepare)(&server, false, direct);
+            let mut sample = run_direct(&server, heal, &(a.heal)(direct));
             if i == 0 {
                 row.heal_requests = server
                     .requests()
@@ -250,11 +260,14 @@ fn measure_all(model: Latency, heal: &str, kubectl: Option<&str>) -> (Vec<Row>, 
                     .join(", ");
             }
             served_requests += sample.requests;
+            (a.prepare)(&server, false, timed);
             (sample.cpu_ms, sample.rss_kib) = run_timed(heal, &(a.heal)(timed));
             row.heal.push(sample);
             if let Some(kubectl) = kubectl {
+                (a.prepare)(&server, true, direct);
                 let mut sample = run_direct(&server, kubectl, &(a.kubectl)(direct));
                 served_requests += sample.requests;
+                (a.prepare)(&server, true, timed);
                 (sample.cpu_ms, sample.rss_kib) = run_timed(kubectl, &(a.kubectl)(timed));
                 row.kubectl.push(sample);
             }

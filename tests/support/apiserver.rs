@@ -1020,9 +1020,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
         (Some(acceptor), true) => {
             let start = Instant::now();
             let delay = shared.timing.model().handshake;
-            if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
-            }
+            latency::pause(delay).await;
             let stream = latency::Timed::new(stream);
             if let Ok(tls) = acceptor.clone().accept(stream).await {
                 let end = tls.get_ref().0.first_write.unwrap_or_else(Instant::now);

@@ -292,9 +292,7 @@ impl Timing {
     pub async fn request<T>(&self, method: &str, answer: impl Future<Output = T>) -> T {
         let start = Instant::now();
         let delay = self.model().for_method(method);
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        pause(delay).await;
         let out = answer.await;
         self.record(Served {
             work: if is_write(method) {
@@ -307,6 +305,21 @@ impl Timing {
             injected: delay,
         });
         out
+    }
+}
+
+/// Sleep for `d`, to within a few tens of microseconds: tokio's timer rounds up to the next
+/// millisecond, which would add about half a millisecond to every delay, so the sleep is a
+/// thread's, on the blocking pool.
+pub async fn pause(d: Duration) {
+    if d.is_zero() {
+        return;
+    }
+    if tokio::task::spawn_blocking(move || std::thread::sleep(d))
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(d).await;
     }
 }
 

@@ -58,6 +58,16 @@ fn check(program: &str, args: &[String], out: &std::process::Output) {
 
 /// Run `program` directly, timing it, and take the server time recorded meanwhile.
 fn run_direct(server: &ApiServer, program: &str, args: &[String]) -> Sample {
+    run_direct_expecting(server, program, args, true)
+}
+
+/// [`run_direct`], for a run that must succeed (`true`) or fail (`false`).
+fn run_direct_expecting(
+    server: &ApiServer,
+    program: &str,
+    args: &[String],
+    success: bool,
+) -> Sample {
     server.clear_requests();
     let started = Instant::now();
     let out = Command::new(program)
@@ -65,7 +75,11 @@ fn run_direct(server: &ApiServer, program: &str, args: &[String]) -> Sample {
         .output()
         .expect("run the program");
     let wall = started.elapsed();
-    check(program, args, &out);
+    if success {
+        check(program, args, &out);
+    } else {
+        assert!(!out.status.success(), "{program} {args:?} succeeded");
+    }
     let served = server.take_served();
     Sample {
         wall_ms: ms(wall),
@@ -353,7 +367,103 @@ fn print_table(model: Latency, rows: &[Row], with_kubectl: bool, served: usize) 
     println!("\n({served} API requests served)\n");
 }
 
+/// Where heal's own time goes: the same `scale` stopped at successive points, against the
+/// test API server with no latency, interleaved so that the machine's noise spreads evenly.
+fn own_time_stages(heal: &str) {
+    let server = ApiServer::start_with_latency(Latency::OFF);
+    let dir = tempfile::tempdir().unwrap();
+    let plain = server.kubeconfig(dir.path()).display().to_string();
+    let tls = server.kubeconfig_tls(dir.path()).display().to_string();
+    let missing = dir.path().join("missing").display().to_string();
+    server.insert(node("node-1"));
+    server.seed_deployment("default", "web", 1, &[]);
+    let scale = |kubeconfig: &str, n: usize| -> Vec<String> {
+        let n = (2 + n % 2).to_string();
+        ["scale", "deploy/web", "--replicas", &n, "--no-event"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--kubeconfig".to_string(), kubeconfig.to_string()])
+            .collect()
+    };
+    let stages: [(&str, bool); 4] = [
+        ("`heal --version`: process start (exec, dynamic loading), clap", true),
+        (
+            "`heal scale` with a missing kubeconfig: + logging set-up, the tokio runtime, the failed read, the error line",
+            false,
+        ),
+        (
+            "`heal scale` over plain HTTP: + kubeconfig parsing, the client, GET and PATCH of the scale subresource",
+            true,
+        ),
+        (
+            "`heal scale` over TLS, the kubeconfig naming its CA: + the TLS configuration and the client's part of the handshake",
+            true,
+        ),
+    ];
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); stages.len()];
+    for i in 0..3 * RUNS {
+        for (k, (_, success)) in stages.iter().enumerate() {
+            let args = match k {
+                0 => vec!["--version".to_string()],
+                1 => scale(&missing, i),
+                2 => scale(&plain, i),
+                _ => scale(&tls, i),
+            };
+            samples[k].push(run_direct_expecting(&server, heal, &args, *success));
+        }
+    }
+    println!(
+        "### Where heal's own time goes (against the {})\n",
+        server.latency().describe()
+    );
+    println!(
+        "The same `heal scale deploy/web` stopped at successive points, {} runs each, \
+         interleaved; medians. Own time = wall time - server time.\n",
+        3 * RUNS
+    );
+    println!("| run | wall ms | server ms | own ms | own ms added by this step |");
+    println!("|---|---|---|---|---|");
+    let mut before = 0.0;
+    for ((name, _), v) in stages.iter().zip(&samples) {
+        let own = m(v, Sample::own_ms);
+        println!(
+            "| {name} | {:.2} | {:.2} | {own:.2} | {:+.2} |",
+            m(v, |s| s.wall_ms),
+            m(v, |s| s.server_ms),
+            own - before
+        );
+        before = own;
+    }
+    println!();
+}
+
+/// `exec --serve DIR`: serve the bench's fixtures (node-1, deploy/web) with the latency model
+/// `HEAL_APISERVER_LATENCY` names until standard input closes, with `kubeconfig` (plain
+/// HTTP) and `kubeconfig-tls` written into DIR, to profile heal by hand (valgrind, perf).
+fn serve(dir: &Path) {
+    let server = ApiServer::start();
+    std::fs::create_dir_all(dir).expect("create the --serve directory");
+    let plain = server.kubeconfig(dir);
+    let tls = server.kubeconfig_tls(dir);
+    server.insert(node("node-1"));
+    server.seed_deployment("default", "web", 1, &[]);
+    println!(
+        "serving {} ({}); kubeconfigs {} and {}; close standard input to stop",
+        server.https_url(),
+        server.latency().describe(),
+        plain.display(),
+        tls.display()
+    );
+    let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--serve") {
+        let dir = args.get(i + 1).expect("--serve DIR");
+        serve(Path::new(dir));
+        return;
+    }
     if !Path::new("/usr/bin/time").exists() {
         eprintln!("bench needs GNU time at /usr/bin/time (Debian package `time`)");
         std::process::exit(2);
@@ -381,6 +491,7 @@ fn main() {
              the kubectl comparison is skipped, heal is measured alone.\n"
         );
     }
+    own_time_stages(heal);
     let mut results = Vec::new();
     for model in [Latency::OFF, on] {
         let (rows, served) = measure_all(model, heal, kubectl);

@@ -132,10 +132,12 @@ fn m(v: &[Sample], f: fn(&Sample) -> f64) -> f64 {
 /// The arguments of invocation `i` of an action.
 type Args<'a> = Box<dyn Fn(usize) -> Vec<String> + 'a>;
 
+/// What to do to the server before invocation `i` of heal (`false`) or kubectl (`true`).
+type Prepare<'a> = Box<dyn Fn(&ApiServer, bool, usize) + 'a>;
+
 struct Action<'a> {
     name: &'static str,
-    /// Prepare the server before invocation `i` of heal (`false`) or kubectl (`true`).
-    prepare: Box<dyn Fn(&ApiServer, bool, usize) + 'a>,
+    prepare: Prepare<'a>,
     heal: Args<'a>,
     kubectl: Args<'a>,
 }
@@ -203,8 +205,8 @@ fn measure_all(model: Latency, heal: &str, kubectl: Option<&str>) -> (Vec<Row>, 
             prepare: Box::new(|server, kubectl, _| {
                 if kubectl {
                     server.modify("apps/v1", "deployments", "default", "web", |d| {
-                        if let Some(a) = d["spec"]["template"]["metadata"]["annotations"]
-                            .as_object_mut()
+                        if let Some(a) =
+                            d["spec"]["template"]["metadata"]["annotations"].as_object_mut()
                         {
                             a.remove("kubectl.kubernetes.io/restartedAt");
                         }
@@ -242,7 +244,14 @@ fn measure_all(model: Latency, heal: &str, kubectl: Option<&str>) -> (Vec<Row>, 
             prepare: Box::new(|_, _, _| {}),
             heal: Box::new(move |i| {
                 let p = format!("{{\"metadata\":{{\"labels\":{{\"bench\":\"v{i}\"}}}}}}");
-                hl(s(&["patch", "deploy/web", "--type", "merge", "--patch", &p]))
+                hl(s(&[
+                    "patch",
+                    "deploy/web",
+                    "--type",
+                    "merge",
+                    "--patch",
+                    &p,
+                ]))
             }),
             kubectl: Box::new(move |i| {
                 let p = format!("{{\"metadata\":{{\"labels\":{{\"bench-k\":\"v{i}\"}}}}}}");
@@ -385,29 +394,37 @@ fn own_time_stages(heal: &str) {
             .chain(["--kubeconfig".to_string(), kubeconfig.to_string()])
             .collect()
     };
-    let stages: [(&str, bool); 4] = [
-        ("`heal --version`: process start (exec, dynamic loading), clap", true),
+    // (what the run does beyond the run it is compared with, must it succeed, compared with)
+    let stages: [(&str, bool, Option<usize>); 4] = [
         (
-            "`heal scale` with a missing kubeconfig: + logging set-up, the tokio runtime, the failed read, the error line",
+            "1. `heal --version`: process start (exec, dynamic loading, runtime-less main), clap",
+            true,
+            None,
+        ),
+        (
+            "2. `heal scale` with a missing kubeconfig: + clap for the action, logging set-up, the tokio runtime, the failed read, the error line",
             false,
+            Some(0),
         ),
         (
-            "`heal scale` over plain HTTP: + kubeconfig parsing, the client, GET and PATCH of the scale subresource",
+            "3. `heal scale` over TLS, the kubeconfig naming its CA (as in the benchmarks above): + kubeconfig parsing, TLS configuration, the client's part of the handshake, GET and PATCH of the scale subresource",
             true,
+            Some(1),
         ),
         (
-            "`heal scale` over TLS, the kubeconfig naming its CA: + the TLS configuration and the client's part of the handshake",
+            "4. `heal scale` over plain HTTP, the kubeconfig naming no CA: + kubeconfig parsing, the system CA store (loaded even for http://), GET and PATCH",
             true,
+            Some(1),
         ),
     ];
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); stages.len()];
     for i in 0..3 * RUNS {
-        for (k, (_, success)) in stages.iter().enumerate() {
+        for (k, (_, success, _)) in stages.iter().enumerate() {
             let args = match k {
                 0 => vec!["--version".to_string()],
                 1 => scale(&missing, i),
-                2 => scale(&plain, i),
-                _ => scale(&tls, i),
+                2 => scale(&tls, i),
+                _ => scale(&plain, i),
             };
             samples[k].push(run_direct_expecting(&server, heal, &args, *success));
         }
@@ -421,18 +438,20 @@ fn own_time_stages(heal: &str) {
          interleaved; medians. Own time = wall time - server time.\n",
         3 * RUNS
     );
-    println!("| run | wall ms | server ms | own ms | own ms added by this step |");
+    println!("| run | wall ms | server ms | own ms | own ms added |");
     println!("|---|---|---|---|---|");
-    let mut before = 0.0;
-    for ((name, _), v) in stages.iter().zip(&samples) {
-        let own = m(v, Sample::own_ms);
+    let own: Vec<f64> = samples.iter().map(|v| m(v, Sample::own_ms)).collect();
+    for (k, ((name, _, base), v)) in stages.iter().zip(&samples).enumerate() {
+        let added = match base {
+            Some(b) => format!("{:+.2} (over run {})", own[k] - own[*b], b + 1),
+            None => format!("{:+.2}", own[k]),
+        };
         println!(
-            "| {name} | {:.2} | {:.2} | {own:.2} | {:+.2} |",
+            "| {name} | {:.2} | {:.2} | {:.2} | {added} |",
             m(v, |s| s.wall_ms),
             m(v, |s| s.server_ms),
-            own - before
+            own[k]
         );
-        before = own;
     }
     println!();
 }

@@ -314,8 +314,7 @@ fn new_alerts_with(model: Latency, rt: &tokio::runtime::Runtime) -> Vec<Phase> {
     })
 }
 
-const HEADER: &str =
-    "| load | alerts | deliveries/s | alerts/s | p50 ms | p99 ms | p999 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|";
+const HEADER: &str = "| load | alerts | deliveries/s | alerts/s | p50 ms | p99 ms | p999 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|";
 
 fn main() {
     let new_total: usize = std::env::var("HEAL_BENCH_NEW_ALERTS")

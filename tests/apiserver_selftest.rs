@@ -1317,7 +1317,13 @@ fn an_object_with_finalizers_stays_terminating_until_they_are_removed() {
 fn timed(server: &ApiServer, method: &str, path: &str, body: Option<&Value>) -> (u16, Duration) {
     let started = std::time::Instant::now();
     let text = body.map(Value::to_string);
-    let ct = body.map(|_| if method == "PATCH" { MERGE } else { "application/json" });
+    let ct = body.map(|_| {
+        if method == "PATCH" {
+            MERGE
+        } else {
+            "application/json"
+        }
+    });
     let r = server.request(method, path, ct, text.as_deref());
     (r.status, started.elapsed())
 }
@@ -1342,7 +1348,9 @@ async fn tls_handshake_then_get(server: &ApiServer, path: &str) -> (Duration, St
     .with_root_certificates(roots)
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(server.address()).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(server.address())
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
@@ -1364,7 +1372,12 @@ fn the_latency_model_is_off_by_default_and_answers_record_their_server_time() {
     assert_eq!(server.latency(), Latency::OFF);
     assert_eq!(server.latency().describe(), "test API server, no latency");
     server.insert(configmap("default", "a", &[]));
-    let (status, _) = timed(&server, "GET", "/api/v1/namespaces/default/configmaps/a", None);
+    let (status, _) = timed(
+        &server,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/a",
+        None,
+    );
     assert_eq!(status, 200);
     let served = server.served();
     assert_eq!(served.len(), 1, "{served:?}");
@@ -1503,7 +1516,10 @@ fn a_watch_waits_for_the_read_delay_before_its_response_only() {
     std::io::Read::read_exact(&mut stream, &mut first).unwrap();
     let head = started.elapsed();
     assert_eq!(&first, b"HTTP/1.1 200");
-    assert!(head >= Duration::from_millis(150), "watch head after {head:?}");
+    assert!(
+        head >= Duration::from_millis(150),
+        "watch head after {head:?}"
+    );
     // Three changes while it streams: the watch records one read, not one per event.
     for name in ["a", "b", "c"] {
         server.insert(configmap("default", name, &[]));
@@ -1525,7 +1541,13 @@ fn a_watch_waits_for_the_read_delay_before_its_response_only() {
 /// `value` (removed when `None`); answers its output.
 fn latency_probe(value: Option<&str>) -> String {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "latency_env_probe", "--nocapture", "--test-threads", "1"]);
+    cmd.args([
+        "--exact",
+        "latency_env_probe",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ]);
     match value {
         Some(v) => cmd.env(latency::ENV, v),
         None => cmd.env_remove(latency::ENV),
@@ -1569,7 +1591,12 @@ fn heal_apiserver_latency_turns_the_model_on_for_the_process_and_rejects_bad_val
             "{value}: {out}"
         );
     }
-    for bad in ["kube-apiserver-1.99", "read=2 parsecs", "latency=4ms", "read"] {
+    for bad in [
+        "kube-apiserver-1.99",
+        "read=2 parsecs",
+        "latency=4ms",
+        "read",
+    ] {
         let out = latency_probe(Some(bad));
         assert!(
             !out.contains("exit Some(0)") && out.contains("HEAL_APISERVER_LATENCY="),

@@ -6,7 +6,8 @@
 //! `cargo bench --bench heald` (or `scripts/bench`). heald is the release binary; the load
 //! generator (a Rust client with keep-alive connections) and the test API server share the
 //! machine with it, so the absolute numbers are a floor for what a dedicated heald does.
-//! `HEAL_BENCH_NEW_ALERTS` changes the size of the last phase (default 100000).
+//! `HEAL_BENCH_NEW_ALERTS` changes the size of the last phase (default 100000), which stops
+//! early, saying so, after `HEAL_BENCH_NEW_SECS` seconds (default 240).
 //!
 //! All of that runs against the test API server with no latency (it answers in
 //! microseconds). Then the phases with new alerts (each making API requests) run again
@@ -363,6 +364,14 @@ fn main() {
     let mut repeated_alerts = 0;
     let mut after_repeated = 0;
     let mut after_new = 0;
+    let mut new_sent = 0;
+    let bench_start = Instant::now();
+    let new_secs = Duration::from_secs(
+        std::env::var("HEAL_BENCH_NEW_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(240),
+    );
     let mut new_phase = None;
     let mut milestones = Vec::new();
     rt.block_on(async {
@@ -413,20 +422,23 @@ fn main() {
             rows.push(phase.row());
         }
         after_repeated = rss_kib(pid);
+        eprintln!("heald bench: the new-alert phases start after {:?}", bench_start.elapsed());
         for mut phase in new_alert_phases(&url).await {
             rows.push(phase.row());
             new_rows.push(phase);
         }
+        eprintln!("heald bench: the memory phase starts after {:?}", bench_start.elapsed());
         // The memory phase: `new_total` new alerts, the request log emptied as it goes.
         let mut total = Phase {
-            name: format!("new, 10 alerts/delivery, 16 clients flat out ({new_total} alerts)"),
+            name: String::new(),
             deliveries: 0,
             alerts: 0,
             elapsed: Duration::ZERO,
             latencies: Vec::new(),
             errors: 0,
         };
-        let chunk = 1_000; // deliveries of 10 alerts
+        let chunk = 100; // deliveries of 10 alerts
+        let memory_start = Instant::now();
         let mut sent = 0;
         let ticks = clock_ticks();
         let mut mark = (
@@ -447,7 +459,8 @@ fn main() {
             total.latencies.extend(part.latencies);
             sent += n;
             server.clear_requests();
-            if (sent * 10) % 20_000 == 0 || sent * 10 >= new_total {
+            let stop = memory_start.elapsed() > new_secs;
+            if (sent * 10) % 20_000 == 0 || sent * 10 >= new_total || stop {
                 let (heald_cpu, bench_cpu) = (cpu_secs(pid, ticks), cpu_secs(0, ticks));
                 milestones.push(Milestone {
                     alerts: sent * 10,
@@ -458,7 +471,19 @@ fn main() {
                 });
                 mark = (Instant::now(), sent * 10, heald_cpu, bench_cpu);
             }
+            if stop {
+                break;
+            }
         }
+        new_sent = sent * 10;
+        total.name = if new_sent < new_total {
+            format!(
+                "new, 10 alerts/delivery, 16 clients flat out ({new_sent} of {new_total} alerts: stopped after {}s)",
+                new_secs.as_secs()
+            )
+        } else {
+            format!("new, 10 alerts/delivery, 16 clients flat out ({new_total} alerts)")
+        };
         after_new = rss_kib(pid);
         new_phase = Some(total);
     });
@@ -482,11 +507,11 @@ fn main() {
         mib(after_repeated)
     );
     println!(
-        "| after {new_total} more new alerts (as many runs created) | {:.1} |",
+        "| after {new_sent} more new alerts (as many runs created) | {:.1} |",
         mib(after_new)
     );
     println!(
-        "\nThe {new_total} new alerts, every 20,000: heald's memory, the rate over the last \
+        "\nThe {new_sent} new alerts, every 20,000 (and at the end): heald's memory, the rate over the last \
          stretch, and the CPU time heald and the bench process (test API server and load \
          generator) used in it\n"
     );
@@ -511,6 +536,10 @@ fn main() {
     );
     drop(p);
     drop(server);
+    eprintln!(
+        "heald bench: the latency model pass starts after {:?}",
+        bench_start.elapsed()
+    );
 
     let mut with_model = new_alerts_with(model, &rt);
     println!("### Against the {}\n", model.describe());

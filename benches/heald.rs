@@ -546,7 +546,8 @@ fn main() {
     println!(
         "The new-alert phases again, a new heald and test API server (heald talks to it over \
          plain HTTP with keep-alive connections, so the handshake delay hardly applies; each new \
-         alert is a Lease read, a Lease create, a run create and an Event create)\n"
+         alert makes several reads and writes, among them the two bucket Lease writes of the \
+         submission rate limit, which one heald takes one submission at a time)\n"
     );
     println!("{HEADER}");
     for phase in &mut with_model {

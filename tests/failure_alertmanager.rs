@@ -1,6 +1,7 @@
 //! Failure testing with a real Alertmanager (Debian's `prometheus-alertmanager`) and the
 //! `heald` binary: Alertmanager going away and coming back on the same port while heald
-//! reports, and two heald replicas behind one Alertmanager.
+//! reports, two heald replicas behind one Alertmanager, and storms of hundreds of new
+//! alerts in one Alertmanager group.
 //!
 //! Without an Alertmanager binary these tests skip with a printed reason; under `CI=true`
 //! they fail instead.
@@ -362,4 +363,249 @@ fn two_heald_replicas_behind_one_alertmanager_start_exactly_one_run_per_alert_ep
         runs.len(),
         "each run's end handled by one replica"
     );
+}
+
+// ----- storms -----
+
+/// What a storm produced, printed by the tests (figures, not assertions on time).
+struct Storm {
+    alerts: usize,
+    runs: usize,
+    decisions: BTreeMap<String, f64>,
+    to_last_run: Duration,
+    answers: f64,
+    answer_mean: Duration,
+    answer_max_bucket: f64,
+    api_requests: usize,
+}
+
+/// One Alertmanager group of `n` new `WebDown` alerts delivered by a real Alertmanager
+/// (`group_interval: 2s`, so it retries a failed notification for 10 s only) to heald
+/// started with `extra`; waits until every alert has its final decision and at least
+/// `runs` Workflows exist.
+fn storm(n: usize, extra: &[&str], runs: usize) -> Option<Storm> {
+    heal_testkit::require_reference!(None);
+    let bin = alertmanager_binary()?;
+    let server = ApiServer::start();
+    server.register_argo_workflows();
+    let files = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let port = free_port();
+    let am = Alertmanager::start_routed(
+        bin,
+        &[format!("http://127.0.0.1:{port}")],
+        &["alertname"],
+        "2s",
+    );
+    let mut args = vec![
+        "--alertmanager-url",
+        am.url.as_str(),
+        "--instance",
+        "heald-storm",
+        "--history",
+        "10000",
+    ];
+    args.extend_from_slice(extra);
+    let heald = Proc::start_on(&server, &files, port, &args);
+    let metrics = || {
+        http("GET", &format!("{}/metrics", heald.admin), None, None)
+            .map(|(_, t)| t)
+            .unwrap_or_default()
+    };
+    let deployments: Vec<String> = (0..n).map(|i| format!("svc-{i}")).collect();
+    server.clear_requests();
+    let started = Instant::now();
+    am.post_alerts(&deployments);
+    let mut to_last_run = Duration::ZERO;
+    let mut seen = 0;
+    wait_for(
+        "every alert to be decided and its runs created",
+        Duration::from_secs(180),
+        || {
+            let now = server.list(WF.0, WF.1, NS).len();
+            if now > seen {
+                seen = now;
+                to_last_run = started.elapsed();
+            }
+            let text = metrics();
+            let deferred = metric_sum(&text, "heald_decisions_total", "decision=\"deferred\"");
+            let decided = metric_sum(&text, "heald_decisions_total", "");
+            // Each deferred alert is decided twice: deferred, then for good.
+            (now >= runs && decided - deferred >= n as f64).then_some(())
+        },
+    );
+    // Nothing more comes (a second delivery would decide again).
+    std::thread::sleep(Duration::from_secs(3));
+    let text = metrics();
+    let mut decisions = BTreeMap::new();
+    for d in [
+        "submitted",
+        "duplicate",
+        "rate-limited",
+        "deferred",
+        "error",
+        "locked",
+    ] {
+        let v = metric_sum(&text, "heald_decisions_total", &format!("decision=\"{d}\""));
+        if v > 0.0 {
+            decisions.insert(d.to_string(), v);
+        }
+    }
+    let answers = metric_sum(&text, "heald_webhook_duration_seconds_count", "");
+    let sum = metric_sum(&text, "heald_webhook_duration_seconds_sum", "");
+    // The smallest bucket bound holding every answer.
+    let answer_max_bucket = text
+        .lines()
+        .filter(|l| l.starts_with("heald_webhook_duration_seconds_bucket"))
+        .filter_map(|l| {
+            let le = l
+                .split("le=\"")
+                .nth(1)?
+                .split('"')
+                .next()?
+                .parse::<f64>()
+                .ok()?;
+            let count = l.rsplit_once(' ')?.1.parse::<f64>().ok()?;
+            (count >= answers).then_some(le)
+        })
+        .fold(f64::INFINITY, f64::min);
+    // Every notification was answered 2xx: Alertmanager counts no failure, and heald's
+    // own answers to /v1/alerts were all 200.
+    let failed = am.metric("alertmanager_notifications_failed_total", "webhook");
+    if failed > 0.0 {
+        let log = std::fs::read_to_string(&heald.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        let requests: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("heald_http_requests_total"))
+            .collect();
+        panic!(
+            "Alertmanager saw {failed} failed notifications; heald answered {requests:#?}; its log ends:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let not_ok = metric_sum(&text, "heald_http_requests_total", "/v1/alerts")
+        - metric_sum(&text, "heald_http_requests_total", "code=\"200\"");
+    assert!(not_ok <= 0.0, "answers other than 200:\n{text}");
+    let created = server.list(WF.0, WF.1, NS).len();
+    // Exactly one run per alert episode: one create each, each a submitted decision.
+    let creates = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path.ends_with("/workflows") && r.status == 201)
+        .count();
+    assert_eq!(creates, created);
+    assert_eq!(
+        metric_sum(&text, "heald_decisions_total", "decision=\"submitted\""),
+        created as f64
+    );
+    Some(Storm {
+        alerts: n,
+        runs: created,
+        decisions,
+        to_last_run,
+        answers,
+        answer_mean: Duration::from_secs_f64(if answers > 0.0 { sum / answers } else { 0.0 }),
+        answer_max_bucket,
+        api_requests: server.resource_requests().len(),
+    })
+}
+
+fn print(what: &str, s: &Storm) {
+    #[allow(clippy::cast_precision_loss)]
+    let per_alert = s.api_requests as f64 / s.alerts as f64;
+    heal_testkit::report(&format!(
+        "storm ({what}), test API server without latency: {} alerts in one group -> {} runs; \
+         decisions {:?}; last run created after {:.2?}; {} webhook answers, mean {:.2?}, all \
+         within {} s; {} API requests ({per_alert:.2} per alert)",
+        s.alerts,
+        s.runs,
+        s.decisions,
+        s.to_last_run,
+        s.answers,
+        s.answer_mean,
+        s.answer_max_bucket,
+        s.api_requests,
+    ));
+}
+
+/// The namespace's burst (5) at once, then its refill (0.2/s) at most while the storm
+/// lasts; every other alert rate-limited, none deferred: refused before any request.
+fn at_the_default_limits(s: &Storm) {
+    let refilled = (s.to_last_run.as_secs_f64() * 0.2).ceil() as usize;
+    assert!(
+        (5..=5 + refilled).contains(&s.runs),
+        "{} runs: {:?}",
+        s.runs,
+        s.decisions
+    );
+    assert_eq!(
+        s.decisions.get("rate-limited").copied(),
+        Some((s.alerts - s.runs) as f64),
+        "{:?}",
+        s.decisions
+    );
+    assert!(!s.decisions.contains_key("deferred"), "{:?}", s.decisions);
+}
+
+#[test]
+fn a_storm_of_300_new_alerts_at_the_default_limits_gets_one_decision_each_and_a_2xx() {
+    // Defaults: 5 runs at once per namespace; the rest rate-limited before any request.
+    let Some(s) = storm(300, &DEFAULT_LIMITS, 5) else {
+        return;
+    };
+    at_the_default_limits(&s);
+    print("300, default limits", &s);
+}
+
+#[test]
+fn a_storm_of_1000_new_alerts_at_the_default_limits_gets_one_decision_each_and_a_2xx() {
+    let Some(s) = storm(1000, &DEFAULT_LIMITS, 5) else {
+        return;
+    };
+    at_the_default_limits(&s);
+    print("1000, default limits", &s);
+}
+
+/// Submission limits raised past what `--kube-qps` can serve before the answer is due:
+/// the alerts beyond the request budget are answered `deferred` (2xx) and all get their
+/// run as the budget frees up, one each.
+fn storm_past_the_request_budget(n: usize) {
+    let Some(s) = storm(
+        n,
+        &[
+            "--submit-burst",
+            "100000",
+            "--submit-rate",
+            "1000",
+            "--namespace-submit-burst",
+            "100000",
+            "--namespace-submit-rate",
+            "1000",
+            "--kube-qps",
+            "100",
+            "--kube-burst",
+            "200",
+        ],
+        n,
+    ) else {
+        return;
+    };
+    assert_eq!(
+        s.decisions.get("submitted"),
+        Some(&(n as f64)),
+        "{:?}",
+        s.decisions
+    );
+    assert!(s.decisions.contains_key("deferred"), "{:?}", s.decisions);
+    print(&format!("{n}, past --kube-qps 100"), &s);
+}
+
+#[test]
+fn a_storm_of_300_new_alerts_past_the_request_budget_is_deferred_and_every_alert_gets_its_run() {
+    storm_past_the_request_budget(300);
+}
+
+#[test]
+fn a_storm_of_1000_new_alerts_past_the_request_budget_is_deferred_and_every_alert_gets_its_run() {
+    storm_past_the_request_budget(1000);
 }

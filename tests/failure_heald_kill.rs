@@ -236,7 +236,7 @@ fn heald_killed_between_taking_the_lease_and_creating_the_run_still_gives_the_al
     let deliveries: Vec<Value> = alerts.chunks(5).map(webhook).collect();
     let client = storm(format!("{}/v1/alerts", p.web), deliveries, 2);
     wait_until("every Lease to be taken", Duration::from_secs(20), || {
-        server.list("coordination.k8s.io/v1", "leases", NS).len() >= alerts.len()
+        target_leases(&server).len() >= alerts.len()
     });
     assert!(server.names(WF.0, WF.1, NS).is_empty(), "no run yet");
     let _p = kill_and_restart(&mut p, &server, &f, &extra);

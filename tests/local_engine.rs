@@ -206,10 +206,7 @@ async fn a_local_policy_runs_its_steps_in_dependency_order_inside_heald_and_repo
         "the in-progress silence is replaced"
     );
     assert!(am.bodies("/notify").is_empty());
-    let lease = server
-        .list("coordination.k8s.io/v1", "leases", NS)
-        .pop()
-        .unwrap();
+    let lease = target_leases(&server).pop().unwrap();
     assert_eq!(lease["metadata"]["annotations"]["heal.dev/holders"], "[]");
     assert!(lease["metadata"]["annotations"]["heal.dev/last-success-at"].is_string());
     let outcomes: Vec<_> = h
@@ -350,10 +347,7 @@ async fn a_failing_step_stops_its_dependants_but_the_other_branch_runs_and_the_f
         (am.bodies("/api/v2/silence/silence-1").len() == 1).then_some(())
     })
     .await;
-    let lease = server
-        .list("coordination.k8s.io/v1", "leases", NS)
-        .pop()
-        .unwrap();
+    let lease = target_leases(&server).pop().unwrap();
     assert!(
         lease["metadata"]["annotations"]["heal.dev/failures"].is_string(),
         "the failure counts towards the circuit: {lease}"
@@ -864,10 +858,7 @@ async fn without_the_argo_crds_a_policy_without_fallback_escalates_and_leaves_th
     );
     assert!(server.names(CM.0, CM.1, NS).is_empty(), "no local run");
     assert!(marks(&server.requests()).is_empty(), "nothing was done");
-    let lease = server
-        .list("coordination.k8s.io/v1", "leases", NS)
-        .pop()
-        .unwrap();
+    let lease = target_leases(&server).pop().unwrap();
     assert_eq!(lease["metadata"]["annotations"]["heal.dev/holders"], "[]");
 }
 

@@ -25,6 +25,9 @@ pub enum Decision {
     Locked,
     /// A global or per-namespace token bucket is empty.
     RateLimited,
+    /// heald's Kubernetes request budget (`--kube-qps`) cannot decide this alert before the
+    /// answer is due: it is kept and decided as the budget frees up.
+    Deferred,
     /// The policy failed on this target too often within its window; escalate instead.
     CircuitOpen,
     /// No policy answers the alert.
@@ -40,12 +43,13 @@ pub enum Decision {
 
 impl Decision {
     /// Every decision, in the order the documentation lists them.
-    pub const ALL: [Decision; 10] = [
+    pub const ALL: [Decision; 11] = [
         Decision::Submitted,
         Decision::Duplicate,
         Decision::Cooldown,
         Decision::Locked,
         Decision::RateLimited,
+        Decision::Deferred,
         Decision::CircuitOpen,
         Decision::NoMatch,
         Decision::Resolved,
@@ -61,6 +65,7 @@ impl Decision {
             Decision::Cooldown => "cooldown",
             Decision::Locked => "locked",
             Decision::RateLimited => "rate-limited",
+            Decision::Deferred => "deferred",
             Decision::CircuitOpen => "circuit-open",
             Decision::NoMatch => "no-match",
             Decision::Resolved => "resolved",
@@ -593,6 +598,7 @@ spec:
                 "cooldown",
                 "locked",
                 "rate-limited",
+                "deferred",
                 "circuit-open",
                 "no-match",
                 "resolved",

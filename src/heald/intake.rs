@@ -27,10 +27,11 @@ use crate::heald::decide::{
 };
 use crate::heald::engines::SubmitError;
 use crate::heald::failpoint;
-use crate::heald::kube_io::{EventTarget, K8s, KubeIoError};
+use crate::heald::kube_io::{Budget, EventTarget, K8s, KubeIoError, answer_due};
 use crate::heald::lease::{LeaseState, RunEnd, lease_name};
 use crate::heald::notify_http::Notification;
 use crate::heald::policies::Loaded;
+use crate::heald::ratelimit::Admit;
 use crate::heald::remediations::Entry;
 use crate::heald::runs::{RunInfo, RunOutcome, cancel_patch, object_path, run_object_type};
 use crate::heald::state::State;
@@ -77,23 +78,80 @@ pub struct DecisionRecord {
 pub struct Unavailable(pub String);
 
 /// Decide and act for every alert, concurrently; the records come back in alert order.
+///
+/// With `answer_within` (the webhook's `--request-timeout`) the answer is on time whatever
+/// the storm: an alert whose Kubernetes requests cannot all be sent under `--kube-qps`
+/// before half of it is [deferred](crate::heald::deferred) without any effect, and an alert
+/// still being decided at 70% of it is answered `deferred` while its decision goes on in
+/// the background (if that then needs a retry, the alert joins the deferred queue). With
+/// the default 10 s that is within Alertmanager's own limit for a notification (its
+/// retries included): max(`group_interval`, 10 s).
 pub async fn handle_alerts(
     state: &Arc<State>,
     alerts: Vec<Alert>,
+    answer_within: Option<Duration>,
 ) -> Result<Vec<DecisionRecord>, Unavailable> {
     let loaded = state.policies.current();
+    let started = Instant::now();
+    let late = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handles: Vec<_> = alerts
         .into_iter()
         .map(|alert| {
             let state = Arc::clone(state);
             let loaded = Arc::clone(&loaded);
-            tokio::spawn(async move { handle_alert(&state, &loaded, &alert).await })
+            let late = Arc::clone(&late);
+            let head = (alert.fingerprint.clone(), alert.name().to_string());
+            let work = async move {
+                let out = handle_alert(&state, &loaded, &alert).await;
+                if let Err(e) = &out
+                    && late.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    tracing::warn!(fingerprint = %alert.fingerprint, error = %e,
+                        "an alert answered deferred cannot be decided yet; it joins the deferred queue");
+                    state.deferred.push(&alert);
+                }
+                out
+            };
+            let handle = match answer_within {
+                Some(t) => tokio::spawn(Budget::scope(started + t.mul_f64(0.5), work)),
+                None => tokio::spawn(work),
+            };
+            (head, handle)
         })
         .collect();
     let mut out = Vec::new();
     let mut failure = None;
-    for h in handles {
-        match h.await {
+    for ((fingerprint, alertname), mut h) in handles {
+        let joined = match answer_within {
+            None => (&mut h).await,
+            Some(t) => match tokio::time::timeout_at(started + t.mul_f64(0.7), &mut h).await {
+                Ok(j) => j,
+                Err(_) => {
+                    late.store(true, std::sync::atomic::Ordering::SeqCst);
+                    if h.is_finished() {
+                        (&mut h).await
+                    } else {
+                        let rec = DecisionRecord {
+                            fingerprint,
+                            alertname,
+                            policy: None,
+                            decision: Decision::Deferred,
+                            engine: None,
+                            namespace: None,
+                            run: None,
+                            correlation_id: None,
+                            reason: "still being decided when the answer was due; heald goes \
+                                     on in the background"
+                                .into(),
+                        };
+                        note(state, &rec);
+                        out.push(rec);
+                        continue;
+                    }
+                }
+            },
+        };
+        match joined {
             Ok(Ok(records)) => out.extend(records),
             Ok(Err(e)) => failure = Some(e),
             Err(e) => failure = Some(Unavailable(format!("an alert's handler failed: {e}"))),
@@ -392,17 +450,75 @@ pub async fn handle_match(
     policy: &Policy,
     alert: &Alert,
 ) -> Result<DecisionRecord, Unavailable> {
+    handle_match_from(state, loaded, policy, alert, Intake::Webhook).await
+}
+
+/// Where a decision comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    /// A webhook (or a deferred alert of one).
+    Webhook,
+    /// An intent left in a Lease by a replica that stopped: its token was taken already.
+    Intent,
+}
+
+/// [`handle_match`] for a decision from `from`.
+pub async fn handle_match_from(
+    state: &Arc<State>,
+    loaded: &Loaded,
+    policy: &Policy,
+    alert: &Alert,
+    from: Intake,
+) -> Result<DecisionRecord, Unavailable> {
     // The bucket a submission token was taken from and not spent yet: given back at the
     // end, whatever the answer.
     let mut token: Option<String> = None;
-    let out = observe_decide_act(state, loaded, policy, alert, &mut token).await;
-    if let (Some(ns), Some(k8s)) = (token, &state.k8s) {
-        state
-            .limiter
-            .refund(k8s, &state.config.namespace, &state.config.instance, &ns)
-            .await;
+    let out = observe_decide_act(state, loaded, policy, alert, from, &mut token).await;
+    if let Some(k8s) = &state.k8s {
+        if let Some(ns) = token {
+            state
+                .limiter
+                .refund(k8s, &state.config.namespace, &state.config.instance, &ns)
+                .await;
+        }
+        k8s.return_unused();
     }
     out
+}
+
+/// Kubernetes requests an alert's observation sends at most, usually: its target's Lease,
+/// and the run when the Lease says it holds the target.
+const OBSERVE_REQUESTS: u32 = 2;
+/// Kubernetes requests a submission's effects send, usually: the two bucket tokens, the
+/// hold, the run and its Event.
+const ACT_REQUESTS: u32 = 5;
+
+/// The record of an alert deferred for want of Kubernetes request budget, kept to be
+/// decided as the budget frees up.
+fn defer(state: &State, plan: &Plan, engine: Engine, alert: &Alert) -> DecisionRecord {
+    let kept = state.deferred.push(alert);
+    let reason = if kept {
+        format!(
+            "heald's Kubernetes request budget (--kube-qps) cannot decide this alert before \
+             the answer is due; it is decided as the budget frees up ({} waiting)",
+            state.deferred.len()
+        )
+    } else {
+        format!(
+            "heald's Kubernetes request budget (--kube-qps) cannot decide this alert before \
+             the answer is due, and {} alerts already wait: Alertmanager's next notification \
+             of its group brings it again",
+            crate::heald::deferred::CAPACITY
+        )
+    };
+    record(
+        plan,
+        engine,
+        Verdict {
+            decision: Decision::Deferred,
+            reason,
+        },
+    )
 }
 
 async fn observe_decide_act(
@@ -410,6 +526,7 @@ async fn observe_decide_act(
     loaded: &Loaded,
     policy: &Policy,
     alert: &Alert,
+    from: Intake,
     token: &mut Option<String>,
 ) -> Result<DecisionRecord, Unavailable> {
     let engine = policy.engine.unwrap_or(state.config.engine);
@@ -452,10 +569,6 @@ async fn observe_decide_act(
     {
         return err(why);
     }
-    let rendered = match loaded.renderer.render(&plan, engine) {
-        Ok(r) => r,
-        Err(e) => return err(format!("the run cannot be rendered: {e}")),
-    };
     let Some(submitter) = state.engines.get(&engine).cloned() else {
         return err(format!(
             "heald cannot submit to the {engine} engine (not configured in this heald)"
@@ -469,11 +582,25 @@ async fn observe_decide_act(
     let hold = hold_duration(state, loaded, &plan);
     let ns_bucket = bucket(&plan);
     // The submission buckets as this replica last saw them: empty ones refuse before any
-    // request is spent on this alert (they only refill; nobody else gives tokens).
-    if !state.config.dry_run
-        && let Err(scope) = state.limiter.check(ns_bucket, Timestamp::now())
-    {
-        return Ok(record(&plan, engine, rate_limited(&scope)));
+    // request is spent on this alert (they only refill; nobody else gives tokens), and no
+    // more alerts go on at once than they have tokens. An intent being completed took its
+    // token when its hold was written.
+    let _admitted = if state.config.dry_run || from == Intake::Intent {
+        None
+    } else {
+        match state.limiter.admit(ns_bucket, answer_due()).await {
+            Admit::Go(a) => Some(a),
+            Admit::Refused(scope) => return Ok(record(&plan, engine, rate_limited(&scope))),
+            Admit::Later => return Ok(defer(state, &plan, engine, alert)),
+        }
+    };
+    // Rendered once admitted: in a storm, most alerts are refused before this.
+    let rendered = match loaded.renderer.render(&plan, engine) {
+        Ok(r) => r,
+        Err(e) => return err(format!("the run cannot be rendered: {e}")),
+    };
+    if !k8s.reserve(OBSERVE_REQUESTS).await {
+        return Ok(defer(state, &plan, engine, alert));
     }
     for _ in 0..5 {
         // Observe.
@@ -570,6 +697,9 @@ async fn observe_decide_act(
                 return Ok(record(&plan, engine, verdict));
             }
             _ => return Ok(record(&plan, engine, verdict)),
+        }
+        if !k8s.reserve(ACT_REQUESTS).await {
+            return Ok(defer(state, &plan, engine, alert));
         }
         // The hold being completed took its token when it was written.
         if !completing && token.is_none() {

@@ -16,7 +16,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::heald::MANAGED_BY;
 use crate::heald::alertmanager_http::{expire_silence, find_silences};
-use crate::heald::intake::{alert_of_intent, handle_match, note};
+use crate::heald::intake::{Intake, alert_of_intent, handle_match_from, note};
 use crate::heald::kube_io::{KubeIoError, lease_path};
 use crate::heald::lease::{Intent, LeaseState, RunEnd};
 use crate::heald::ratelimit::RATE_BUCKET_LABEL;
@@ -88,7 +88,7 @@ async fn complete(st: &Arc<State>, lease: &LeaseState, run: &str, intent: &Inten
         let same =
             crate::policy::plan(policy, alert, &st.plan_defaults).is_ok_and(|p| p.run_name == run);
         if same {
-            match handle_match(st, &loaded, policy, alert).await {
+            match handle_match_from(st, &loaded, policy, alert, Intake::Intent).await {
                 Ok(rec) => note(st, &rec),
                 Err(e) => {
                     tracing::warn!(run, error = %e, "could not complete the intent yet; retrying")

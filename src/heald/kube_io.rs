@@ -40,6 +40,38 @@ impl KubeIoError {
     }
 }
 
+tokio::task_local! {
+    /// The request budget of the webhook answer this task works for: see
+    /// [`K8s::reserve`].
+    static BUDGET: Budget;
+}
+
+/// Requests an answer may still send: tokens of the QPS limiter taken ahead for the work
+/// at hand, and the instant by which the answer is due.
+#[derive(Debug)]
+pub struct Budget {
+    deadline: Instant,
+    prepaid: std::cell::Cell<u32>,
+}
+
+impl Budget {
+    /// Run `work` with an answer due at `deadline`: its [`K8s::reserve`] calls take their
+    /// tokens ahead, or say the work does not fit.
+    pub async fn scope<F: std::future::Future>(deadline: Instant, work: F) -> F::Output {
+        let budget = Budget {
+            deadline,
+            prepaid: std::cell::Cell::new(0),
+        };
+        BUDGET.scope(budget, work).await
+    }
+}
+
+/// When the answer the current task works for is due (`None` outside a
+/// [`Budget::scope`]).
+pub fn answer_due() -> Option<Instant> {
+    BUDGET.try_with(|b| b.deadline).ok()
+}
+
 /// The Kubernetes client heald uses: [`Kube`] plus a QPS limiter and a per-call deadline.
 #[derive(Clone)]
 pub struct K8s {
@@ -73,6 +105,45 @@ impl K8s {
         &self.kube
     }
 
+    /// Take ahead the tokens of the `n` requests the next piece of work sends (an alert's
+    /// observation, or its effects), when they all come before the answer is due: `false`
+    /// when they do not (nothing is taken, nothing should be sent). Outside a
+    /// [`Budget::scope`] there is no answer to wait for: `true`, and requests wait for
+    /// their tokens one by one.
+    pub async fn reserve(&self, n: u32) -> bool {
+        let Ok(deadline) = BUDGET.try_with(|b| b.deadline) else {
+            return true;
+        };
+        let Some(wait) = self.qps.reserve(n, deadline) else {
+            return false;
+        };
+        let _ = BUDGET.try_with(|b| b.prepaid.set(b.prepaid.get() + n));
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        true
+    }
+
+    /// Give back the tokens taken ahead and not used.
+    pub fn return_unused(&self) {
+        let left = BUDGET.try_with(|b| b.prepaid.replace(0)).unwrap_or(0);
+        if left > 0 {
+            self.qps.give_back(left);
+        }
+    }
+
+    fn prepaid(&self) -> bool {
+        BUDGET
+            .try_with(|b| {
+                let n = b.prepaid.get();
+                if n > 0 {
+                    b.prepaid.set(n - 1);
+                }
+                n > 0
+            })
+            .unwrap_or(false)
+    }
+
     /// Send one request under the limiter and the deadline.
     pub async fn send(
         &self,
@@ -82,7 +153,7 @@ impl K8s {
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
         let deadline = Instant::now() + self.timeout;
-        if !self.qps.acquire(deadline).await {
+        if !self.prepaid() && !self.qps.acquire(deadline).await {
             return Err(ApiError::Timeout(Some(
                 "heald's Kubernetes request rate limit (--kube-qps) was reached".into(),
             )));

@@ -20,6 +20,7 @@
 pub mod alertmanager_http;
 pub mod config;
 pub mod decide;
+pub mod deferred;
 pub mod engines;
 pub mod failpoint;
 pub mod intake;

@@ -197,11 +197,55 @@ struct Seen {
 /// taken), the real level is at most the one seen refilled, so an empty bucket seen here is
 /// empty in the cluster and the alert is refused before any request is spent on it.
 /// [`take`](SubmitLimiter::take) writes; this replica's takes go one at a time.
+///
+/// During a storm, the alerts of one webhook would all pass that check at once (a bucket
+/// not seen yet counts as full) and all spend requests on their observation before the
+/// first takes a token. [`admit`](SubmitLimiter::admit) lets through at most as many
+/// alerts per bucket as it has tokens seen; the others wait for them, and are refused
+/// without a request once the tokens are spent.
 #[derive(Debug)]
 pub struct SubmitLimiter {
     limits: RateLimits,
     seen: Mutex<HashMap<String, Seen>>,
     turn: tokio::sync::Mutex<()>,
+    /// Alerts admitted and not done yet, by bucket Lease.
+    admitted: Mutex<HashMap<String, u32>>,
+    done: tokio::sync::Notify,
+}
+
+/// The answer of [`SubmitLimiter::admit`].
+#[derive(Debug)]
+pub enum Admit<'a> {
+    /// Go on (the admission ends when this is dropped).
+    Go(Admission<'a>),
+    /// A bucket is empty as seen: refuse without a request.
+    Refused(RateScope),
+    /// Still waiting for the alerts admitted before when `until` came.
+    Later,
+}
+
+/// An alert admitted to decide and perhaps take a token; dropping it lets the next in.
+#[derive(Debug)]
+pub struct Admission<'a> {
+    limiter: &'a SubmitLimiter,
+    keys: [String; 2],
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        {
+            let mut admitted = self.limiter.admitted();
+            for k in &self.keys {
+                if let Some(n) = admitted.get_mut(k) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        admitted.remove(k);
+                    }
+                }
+            }
+        }
+        self.limiter.done.notify_waiters();
+    }
 }
 
 impl SubmitLimiter {
@@ -211,6 +255,61 @@ impl SubmitLimiter {
             limits,
             seen: Mutex::new(HashMap::new()),
             turn: tokio::sync::Mutex::new(()),
+            admitted: Mutex::new(HashMap::new()),
+            done: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn admitted(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.admitted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admit an alert for a target in `namespace` to be decided: at once while fewer alerts
+    /// are admitted than both buckets have tokens seen; refused when a bucket is seen
+    /// empty; otherwise after those admitted before are done (`Later` if that is after
+    /// `until`).
+    pub async fn admit(&self, namespace: &str, until: Option<Instant>) -> Admit<'_> {
+        let keys = [
+            BucketKey::Namespace(namespace.to_string()),
+            BucketKey::Global,
+        ];
+        loop {
+            let done = self.done.notified();
+            let now = Timestamp::now();
+            let levels = keys.clone().map(|k| self.level_seen(&k, now));
+            for (k, level) in keys.iter().zip(&levels) {
+                if !level.has_token() {
+                    return Admit::Refused(k.scope());
+                }
+            }
+            {
+                let names = keys.clone().map(|k| k.lease_name());
+                let mut admitted = self.admitted();
+                let room = names.iter().zip(&levels).all(|(n, level)| {
+                    let inside = f64::from(admitted.get(n).copied().unwrap_or(0));
+                    level.tokens.floor() - inside >= 1.0
+                });
+                if room {
+                    for n in &names {
+                        *admitted.entry(n.clone()).or_insert(0) += 1;
+                    }
+                    return Admit::Go(Admission {
+                        limiter: self,
+                        keys: names,
+                    });
+                }
+            }
+            // Wait for one admitted before to be done, or for a refill.
+            let poll = Instant::now() + Duration::from_millis(100);
+            let wake = until.map_or(poll, |u| u.min(poll));
+            tokio::select! {
+                () = done => {}
+                () = tokio::time::sleep_until(wake) => {
+                    if until.is_some_and(|u| Instant::now() >= u) {
+                        return Admit::Later;
+                    }
+                }
+            }
         }
     }
 
@@ -479,6 +578,15 @@ impl QpsLimiter {
             return None;
         }
         Some(wait)
+    }
+
+    /// Give back `n` tokens reserved and not used.
+    pub fn give_back(&self, n: u32) {
+        let mut b = match self.bucket.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        b.tokens = (b.tokens + f64::from(n)).min(b.burst);
     }
 
     /// Wait for a token; `false` when it would come after `deadline` (nothing is taken).

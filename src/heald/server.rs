@@ -237,7 +237,8 @@ async fn alerts_inner(st: &Arc<State>, req: Request) -> Result<Value, ApiProblem
             "Alertmanager left alerts out of this notification (max_alerts); they get no decision"
         );
     }
-    let work = intake::handle_alerts(st, hook.into_alerts());
+    // Work that cannot be done in time is deferred rather than answered 503.
+    let work = intake::handle_alerts(st, hook.into_alerts(), Some(st.config.request_timeout));
     match tokio::time::timeout(st.config.request_timeout, work).await {
         Ok(Ok(decisions)) => Ok(json!({"decisions": decisions})),
         Ok(Err(e)) => Err(ApiProblem::Unavailable(e.0)),

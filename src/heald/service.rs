@@ -207,6 +207,7 @@ pub async fn run(state: Arc<State>, listeners: Listeners) -> i32 {
     let grace = state.config.shutdown_grace;
     let tracker = tokio::spawn(crate::heald::track::run(Arc::clone(&state)));
     let intents = tokio::spawn(crate::heald::intents::run(Arc::clone(&state)));
+    let deferred = tokio::spawn(crate::heald::deferred::run(Arc::clone(&state)));
     let reloader = tokio::spawn(reload_loop(Arc::clone(&state)));
     // The admin port stays up during the drain so /readyz can say so.
     let (admin_stop_tx, admin_stop) = watch::channel(false);
@@ -232,6 +233,14 @@ pub async fn run(state: Arc<State>, listeners: Listeners) -> i32 {
     // Local runs get the same grace; what is left is released for a replica to resume.
     crate::heald::local::drain(&state, grace).await;
     intents.abort();
+    // Deferred alerts left now were never held or silenced: Alertmanager brings them again.
+    if !state.deferred.is_empty() {
+        tracing::warn!(
+            alerts = state.deferred.len(),
+            "stopping with deferred alerts not decided; Alertmanager's next notification brings them again"
+        );
+    }
+    deferred.abort();
     reloader.abort();
     admin_stop_tx.send_replace(true);
     let _ = admin.await;

@@ -41,6 +41,8 @@ pub struct State {
     pub history: History,
     /// Runs this replica created or saw.
     pub known: KnownRuns,
+    /// Alerts waiting for heald's Kubernetes request budget.
+    pub deferred: crate::heald::deferred::Deferred,
     /// One decision at a time per run name in this replica.
     pub deciding: KeyedLocks,
     /// Metrics.
@@ -128,6 +130,7 @@ impl State {
             limiter: SubmitLimiter::new(config.rate_limits),
             history: History::new(config.history),
             known: KnownRuns::new(KNOWN_RUNS),
+            deferred: crate::heald::deferred::Deferred::default(),
             deciding: KeyedLocks::default(),
             metrics,
             http,

@@ -83,11 +83,13 @@ fn read_event(event: &Value) -> (&str, Option<&Value>, Next) {
     (etype, obj, Next::From(rv))
 }
 
-/// Handle a run the watch or list shows, if the engine says it ended.
+/// Handle a run the watch or list shows, if the engine says it ended. Either way the run
+/// is known from now on: a repeat of its alert is a duplicate without a request.
 async fn handle(st: &State, kind: Kind, obj: &Value) {
     let Some(info) = RunInfo::from_object(obj) else {
         return;
     };
+    st.known.insert(&info.name);
     let RunState::Finished(outcome, message) = state(kind, obj) else {
         return;
     };
@@ -110,6 +112,21 @@ async fn watch_runs(st: Arc<State>, namespace: String, kind: Kind) {
     };
     let selector = format!("{MANAGED_BY}=heald,!{REPORTED_LABEL}");
     let mut stop = st.shutdown_signal();
+    // The runs already reported are known too (one list at start): repeats of their alerts
+    // cost no request.
+    let reported = format!("{MANAGED_BY}=heald,{REPORTED_LABEL}");
+    match k8s.list(&collection, &reported).await {
+        Ok(items) => {
+            for obj in &items {
+                if let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) {
+                    st.known.insert(name);
+                }
+            }
+        }
+        Err(e) => {
+            tracing::debug!(namespace, engine = %kind, error = %e, "cannot list reported runs");
+        }
+    }
     let mut from: Option<String> = None;
     let mut failures: u32 = 0;
     loop {

@@ -147,4 +147,17 @@ macro_rules! require_reference {
             return;
         }
     };
+    ($skipped:expr) => {
+        if !$crate::reference_available() {
+            return $skipped;
+        }
+    };
+}
+
+/// Prints a measured figure on the real stderr (past the harness's capture), so that
+/// `cargo test` shows it without `--nocapture`.
+pub fn report(line: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr(), "{test}: {line}");
 }

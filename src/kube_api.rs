@@ -597,7 +597,10 @@ mod tests {
         let other = serde_json::json!({"metadata": {"name": "r", "labels": {"a": "1"},
             "annotations": {"heal.dev/x": "someone else"}}});
         assert!(!carries_metadata_of(&other, &sent));
-        assert!(!carries_metadata_of(&serde_json::json!({"metadata": {}}), &sent));
+        assert!(!carries_metadata_of(
+            &serde_json::json!({"metadata": {}}),
+            &sent
+        ));
     }
 
     #[test]

@@ -762,7 +762,9 @@ async fn a_lost_answer_applies_the_write_then_closes_the_connection_before_any_a
     let _ = driver.await;
 
     // The write was applied in full: the store, the resourceVersion, the log.
-    let web = server.get("apps/v1", "deployments", "default", "web").unwrap();
+    let web = server
+        .get("apps/v1", "deployments", "default", "web")
+        .unwrap();
     assert_eq!(web["spec"]["replicas"], 3);
     assert_eq!(server.resource_version(), rv_before + 1);
     assert_eq!(
@@ -773,7 +775,10 @@ async fn a_lost_answer_applies_the_write_then_closes_the_connection_before_any_a
     assert_eq!(log.len(), 1, "{}", server.log_text());
     assert_eq!(
         (log[0].method.as_str(), log[0].path.as_str()),
-        ("PATCH", "/apis/apps/v1/namespaces/default/deployments/web/scale")
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/web/scale"
+        )
     );
     assert_eq!(log[0].status, 0, "no answer was sent");
     assert!(log[0].injected);
@@ -788,7 +793,11 @@ async fn a_lost_answer_applies_the_write_then_closes_the_connection_before_any_a
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["spec"]["replicas"], 3);
-    assert_eq!(server.resource_version(), rv_before + 1, "a no-op write stores nothing");
+    assert_eq!(
+        server.resource_version(),
+        rv_before + 1,
+        "a no-op write stores nothing"
+    );
 
     // A create whose answer is lost exists; its retry is 409 AlreadyExists.
     server.inject(Fault::on("POST", "/configmaps").lose_answer());

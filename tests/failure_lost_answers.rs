@@ -103,12 +103,7 @@ fn assert_seen(server: &ApiServer, expected: &[(&str, &str, u16)]) {
         .iter()
         .map(|(m, p, s)| (m.to_string(), p.to_string(), *s))
         .collect();
-    assert_eq!(
-        actual,
-        expected,
-        "the server saw:\n{}",
-        server.log_text()
-    );
+    assert_eq!(actual, expected, "the server saw:\n{}", server.log_text());
 }
 
 /// Both attempts of a retried write carried exactly this content type, query and body.
@@ -119,11 +114,7 @@ fn assert_writes(writes: &[Recorded], content_type: &str, raw_query: &str, body:
         assert_eq!(w.raw_query, raw_query, "{w}");
         assert_eq!(w.body.as_ref(), Some(body), "{w}");
     }
-    assert!(
-        writes[0].injected && writes[0].status == 0,
-        "{}",
-        writes[0]
-    );
+    assert!(writes[0].injected && writes[0].status == 0, "{}", writes[0]);
 }
 
 fn rv(obj: &Value) -> String {
@@ -144,8 +135,11 @@ async fn a_relative_scale_whose_answer_is_lost_adds_one_replica_and_says_so() {
     let e = env();
     e.server.insert(deployment("default", "web", 2));
     let version = rv(&e.deployment());
-    e.server
-        .inject(Fault::on("PATCH", "/deployments/web").times(1).lose_answer());
+    e.server.inject(
+        Fault::on("PATCH", "/deployments/web")
+            .times(1)
+            .lose_answer(),
+    );
     let r = e.heal(&["scale", "deploy/web", "--replicas", "+1"]).await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_eq!(
@@ -186,7 +180,10 @@ async fn a_relative_scale_whose_answer_is_lost_adds_one_replica_and_says_so() {
         web["metadata"]["annotations"]["heal.dev/scale-correlation-id"],
         CID
     );
-    assert_eq!(web["metadata"]["annotations"]["heal.dev/scale-replicas"], "3");
+    assert_eq!(
+        web["metadata"]["annotations"]["heal.dev/scale-replicas"],
+        "3"
+    );
     let ev = events(&e.server);
     assert_eq!(ev.len(), 1, "{ev:#?}");
     assert_eq!(ev[0]["reason"], "HealScaled");
@@ -199,15 +196,22 @@ fn a_relative_scale_run_again_after_a_lost_answer_finds_it_applied_and_adds_noth
     let version = rv(&e.deployment());
     // The write is applied, its answer lost, and the API server then fails until the
     // step's timeout: exit 3, and the engine runs the step again.
-    e.server
-        .inject(Fault::on("PATCH", "/deployments/web").times(1).lose_answer());
+    e.server.inject(
+        Fault::on("PATCH", "/deployments/web")
+            .times(1)
+            .lose_answer(),
+    );
     e.server.inject(
         Fault::on("PATCH", "/deployments/web")
             .service_unavailable()
             .always(),
     );
     let (code, first) = e.step(&["scale", "deploy/web", "--replicas", "+1", "--timeout", "2s"]);
-    assert_eq!((code, first["outcome"].as_str()), (3, Some("failed")), "{first}");
+    assert_eq!(
+        (code, first["outcome"].as_str()),
+        (3, Some("failed")),
+        "{first}"
+    );
     let patches = e.server.requests_matching("PATCH", WEB);
     assert!(patches.len() >= 2, "{}", e.server.log_text());
     for p in &patches {
@@ -226,12 +230,20 @@ fn a_relative_scale_run_again_after_a_lost_answer_finds_it_applied_and_adds_noth
             }))
         );
     }
-    assert_eq!(e.deployment()["spec"]["replicas"], 3, "the lost write was applied");
+    assert_eq!(
+        e.deployment()["spec"]["replicas"],
+        3,
+        "the lost write was applied"
+    );
 
     e.server.clear_faults();
     e.server.clear_requests();
     let (code, second) = e.step(&["scale", "deploy/web", "--replicas", "+1"]);
-    assert_eq!((code, second["outcome"].as_str()), (0, Some("noop")), "{second}");
+    assert_eq!(
+        (code, second["outcome"].as_str()),
+        (0, Some("noop")),
+        "{second}"
+    );
     assert_eq!(
         second["message"],
         "deployment/web was already scaled to 3 replicas by this remediation"
@@ -283,8 +295,11 @@ async fn a_restart_whose_answer_is_lost_restarts_once_in_process_and_on_a_rerun(
     let e = env();
     e.server.insert(deployment("default", "web", 2));
     let generation = e.deployment()["metadata"]["generation"].as_i64().unwrap();
-    e.server
-        .inject(Fault::on("PATCH", "/deployments/web").times(1).lose_answer());
+    e.server.inject(
+        Fault::on("PATCH", "/deployments/web")
+            .times(1)
+            .lose_answer(),
+    );
     let r = e.heal(&["restart", "deploy/web"]).await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     // The retry is the same patch (same time, same id): applied again, it changes nothing.
@@ -299,11 +314,11 @@ async fn a_restart_whose_answer_is_lost_restarts_once_in_process_and_on_a_rerun(
     );
     let patches = e.server.requests_matching("PATCH", WEB);
     let body = patches[0].body.clone().unwrap();
-    let restarted_at = body["spec"]["template"]["metadata"]["annotations"]
-        ["kubectl.kubernetes.io/restartedAt"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let restarted_at =
+        body["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .as_str()
+            .unwrap()
+            .to_string();
     assert_writes(
         &patches,
         "application/strategic-merge-patch+json",
@@ -327,7 +342,11 @@ async fn a_restart_whose_answer_is_lost_restarts_once_in_process_and_on_a_rerun(
     // The engine runs the step again with the same correlation id: nothing is sent.
     e.server.clear_requests();
     let (code, again) = e.step(&["restart", "deploy/web"]);
-    assert_eq!((code, again["outcome"].as_str()), (0, Some("noop")), "{again}");
+    assert_eq!(
+        (code, again["outcome"].as_str()),
+        (0, Some("noop")),
+        "{again}"
+    );
     assert_seen(&e.server, &[("GET", WEB, 200)]);
     let web = e.deployment();
     assert_eq!(web["metadata"]["generation"], json!(generation + 1));
@@ -345,8 +364,7 @@ fn web_with_env() -> Value {
     d
 }
 
-const APPEND: &str =
-    r#"[{"op":"add","path":"/spec/template/spec/containers/0/env/-","value":{"name":"B","value":"2"}}]"#;
+const APPEND: &str = r#"[{"op":"add","path":"/spec/template/spec/containers/0/env/-","value":{"name":"B","value":"2"}}]"#;
 
 fn env_of(web: &Value) -> Value {
     web["spec"]["template"]["spec"]["containers"][0]["env"].clone()
@@ -365,8 +383,11 @@ async fn a_json_patch_appending_to_a_list_whose_answer_is_lost_appends_once() {
     let e = env();
     e.server.insert(web_with_env());
     let version = rv(&e.deployment());
-    e.server
-        .inject(Fault::on("PATCH", "/deployments/web").times(1).lose_answer());
+    e.server.inject(
+        Fault::on("PATCH", "/deployments/web")
+            .times(1)
+            .lose_answer(),
+    );
     let r = e
         .heal(&["patch", "deploy/web", "--type", "json", "--patch", APPEND])
         .await;
@@ -397,8 +418,7 @@ async fn a_json_patch_appending_to_a_list_whose_answer_is_lost_appends_once() {
         CID
     );
     assert_eq!(
-        web["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
-        "1",
+        web["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "1",
         "the other annotations stay"
     );
 }
@@ -408,24 +428,42 @@ fn a_json_patch_run_again_after_a_lost_answer_does_not_append_again() {
     let e = env();
     e.server.insert(web_with_env());
     let version = rv(&e.deployment());
-    e.server
-        .inject(Fault::on("PATCH", "/deployments/web").times(1).lose_answer());
+    e.server.inject(
+        Fault::on("PATCH", "/deployments/web")
+            .times(1)
+            .lose_answer(),
+    );
     e.server.inject(
         Fault::on("PATCH", "/deployments/web")
             .service_unavailable()
             .always(),
     );
     let (code, first) = e.step(&[
-        "patch", "deploy/web", "--type", "json", "--patch", APPEND, "--timeout", "2s",
+        "patch",
+        "deploy/web",
+        "--type",
+        "json",
+        "--patch",
+        APPEND,
+        "--timeout",
+        "2s",
     ]);
-    assert_eq!((code, first["outcome"].as_str()), (3, Some("failed")), "{first}");
+    assert_eq!(
+        (code, first["outcome"].as_str()),
+        (3, Some("failed")),
+        "{first}"
+    );
     for p in e.server.requests_matching("PATCH", WEB) {
         assert_eq!(p.body, Some(guarded_append(&version)), "{p}");
     }
     e.server.clear_faults();
     e.server.clear_requests();
     let (code, second) = e.step(&["patch", "deploy/web", "--type", "json", "--patch", APPEND]);
-    assert_eq!((code, second["outcome"].as_str()), (0, Some("noop")), "{second}");
+    assert_eq!(
+        (code, second["outcome"].as_str()),
+        (0, Some("noop")),
+        "{second}"
+    );
     assert_eq!(
         second["message"],
         "deployment/web was already patched by this remediation"
@@ -441,7 +479,10 @@ fn a_json_patch_run_again_after_a_lost_answer_does_not_append_again() {
 async fn a_json_patch_on_an_object_without_annotations_adds_the_map_with_the_id() {
     let e = env();
     let mut cm = configmap("default", "c", &[("a", "1")]);
-    cm["metadata"].as_object_mut().unwrap().remove("annotations");
+    cm["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
     e.server.insert(cm);
     let version = rv(&e.server.get("v1", "configmaps", "default", "c").unwrap());
     let r = e
@@ -480,7 +521,8 @@ async fn a_json_patch_on_an_object_without_annotations_adds_the_map_with_the_id(
 async fn a_cordon_whose_answer_is_lost_is_sent_again_and_a_rerun_is_a_noop() {
     let e = env();
     e.server.insert(node("n1"));
-    e.server.inject(Fault::on("PATCH", "/nodes/n1").lose_answer());
+    e.server
+        .inject(Fault::on("PATCH", "/nodes/n1").lose_answer());
     let r = e.heal(&["cordon", "node/n1"]).await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_seen(
@@ -514,7 +556,8 @@ async fn a_drain_whose_eviction_answer_is_lost_counts_the_pod_as_evicted() {
     let pod = seeded.pod_names()[0].clone();
     let pod_path = format!("/api/v1/namespaces/default/pods/{pod}");
     let eviction = format!("{pod_path}/eviction");
-    e.server.inject(Fault::on("POST", "/eviction").lose_answer());
+    e.server
+        .inject(Fault::on("POST", "/eviction").lose_answer());
     let r = e.heal(&["drain", "node/n1"]).await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_eq!(r.0.after["evicted"], json!([format!("default/{pod}")]));
@@ -550,11 +593,19 @@ fn a_drain_run_again_after_a_lost_eviction_answer_is_a_noop() {
     e.server.insert(node("n1"));
     let seeded = e.server.seed_deployment("default", "web", 1, &["n1"]);
     let pod = seeded.pod_names()[0].clone();
-    e.server.inject(Fault::on("POST", "/eviction").lose_answer());
     e.server
-        .inject(Fault::on("POST", "/eviction").service_unavailable().always());
+        .inject(Fault::on("POST", "/eviction").lose_answer());
+    e.server.inject(
+        Fault::on("POST", "/eviction")
+            .service_unavailable()
+            .always(),
+    );
     let (code, first) = e.step(&["drain", "node/n1", "--timeout", "2s"]);
-    assert_eq!((code, first["outcome"].as_str()), (3, Some("failed")), "{first}");
+    assert_eq!(
+        (code, first["outcome"].as_str()),
+        (3, Some("failed")),
+        "{first}"
+    );
     assert!(
         e.server.get("v1", "pods", "default", &pod).is_none(),
         "the lost eviction was applied"
@@ -562,7 +613,11 @@ fn a_drain_run_again_after_a_lost_eviction_answer_is_a_noop() {
     e.server.clear_faults();
     e.server.clear_requests();
     let (code, second) = e.step(&["drain", "node/n1"]);
-    assert_eq!((code, second["outcome"].as_str()), (0, Some("noop")), "{second}");
+    assert_eq!(
+        (code, second["outcome"].as_str()),
+        (0, Some("noop")),
+        "{second}"
+    );
     assert_eq!(second["message"], "node/n1 is already cordoned and drained");
     assert_seen(
         &e.server,
@@ -578,7 +633,8 @@ async fn a_delete_whose_answer_is_lost_is_reported_as_deleted() {
     e.server.insert(pod("default", "p"));
     let path = "/api/v1/namespaces/default/pods/p";
     let uid = e.server.get("v1", "pods", "default", "p").unwrap()["metadata"]["uid"].clone();
-    e.server.inject(Fault::on("DELETE", "/pods/p").lose_answer());
+    e.server
+        .inject(Fault::on("DELETE", "/pods/p").lose_answer());
     let r = e.heal(&["delete", "pod/p"]).await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert!(r.0.message.contains("deleted pod/p"), "{}", r.0.message);
@@ -720,7 +776,8 @@ impl HealdCase {
 async fn heald_counts_a_run_whose_create_answer_was_lost_as_created() {
     heal_testkit::require_reference!();
     let c = heald_case().await;
-    c.server.inject(Fault::on("POST", "/workflows").lose_answer());
+    c.server
+        .inject(Fault::on("POST", "/workflows").lose_answer());
     let d = c.decide().await;
     assert_eq!(d["decision"], "submitted", "{d}");
     assert_eq!(d["run"], json!(c.run));
@@ -737,11 +794,20 @@ async fn heald_counts_a_run_whose_create_answer_was_lost_as_created() {
         ],
     );
     let creates = c.server.requests_matching("POST", WORKFLOWS);
-    assert_eq!(creates[0].body, creates[1].body, "the retry is the same run");
+    assert_eq!(
+        creates[0].body, creates[1].body,
+        "the retry is the same run"
+    );
     assert_eq!(creates[1].raw_query, "fieldValidation=Strict");
-    assert_eq!(c.server.names("argoproj.io/v1alpha1", "workflows", NS), [c.run.clone()]);
+    assert_eq!(
+        c.server.names("argoproj.io/v1alpha1", "workflows", NS),
+        [c.run.clone()]
+    );
     assert_eq!(c.submitted_events().len(), 1);
-    assert!(c.holds_the_run(), "the hold stays with the run heald follows");
+    assert!(
+        c.holds_the_run(),
+        "the hold stays with the run heald follows"
+    );
 }
 
 #[tokio::test]

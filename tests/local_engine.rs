@@ -687,9 +687,7 @@ fn a_step_interrupted_by_a_restart_that_could_apply_twice_is_reported_instead_of
     });
     assert_eq!(r.outcomes(), ["failed"]);
     assert_eq!(
-        r.server
-            .requests_matching("PATCH", WEB)
-            .len(),
+        r.server.requests_matching("PATCH", WEB).len(),
         0,
         "a relative scale is not sent again:\n{}",
         r.server.log_text()

@@ -551,7 +551,13 @@ mod tests {
         let long = format!("{}-{}", "a".repeat(235), "b".repeat(20));
         let name = event_name(&long, at);
         assert!(name.len() <= 253, "{}", name.len());
-        assert_eq!(name, format!("{}.{:x}", "a".repeat(235), at.as_nanosecond()));
-        assert_ne!(event_name("web", at), event_name("web", at + jiff::SignedDuration::from_nanos(1)));
+        assert_eq!(
+            name,
+            format!("{}.{:x}", "a".repeat(235), at.as_nanosecond())
+        );
+        assert_ne!(
+            event_name("web", at),
+            event_name("web", at + jiff::SignedDuration::from_nanos(1))
+        );
     }
 }

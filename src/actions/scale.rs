@@ -105,7 +105,10 @@ fn replicas_in_spec(rt: &ResourceType) -> bool {
 }
 
 fn annotation<'v>(obj: &'v Value, key: &str) -> Option<&'v str> {
-    str_at(obj, &format!("/metadata/annotations/{}", key.replace('/', "~1")))
+    str_at(
+        obj,
+        &format!("/metadata/annotations/{}", key.replace('/', "~1")),
+    )
 }
 
 pub(super) async fn run(
@@ -241,7 +244,8 @@ async fn relative(
             } else {
                 format!(" (it has {current} now)")
             };
-            let state = json!({"replicas": current, "readyReplicas": int(&obj, "/status/replicas")});
+            let state =
+                json!({"replicas": current, "readyReplicas": int(&obj, "/status/replicas")});
             return Ok(Done {
                 outcome: Outcome::Noop,
                 before: state.clone(),

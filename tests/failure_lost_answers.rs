@@ -801,7 +801,7 @@ async fn heald_counts_a_run_whose_create_answer_was_lost_as_created() {
     assert_eq!(creates[1].raw_query, "fieldValidation=Strict");
     assert_eq!(
         c.server.names("argoproj.io/v1alpha1", "workflows", NS),
-        [c.run.clone()]
+        std::slice::from_ref(&c.run)
     );
     assert_eq!(c.submitted_events().len(), 1);
     assert!(

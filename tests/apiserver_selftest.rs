@@ -720,6 +720,97 @@ fn a_reset_fault_closes_the_connection_without_an_answer_and_a_delay_still_answe
     assert_eq!(server.requests()[0].status, 0);
 }
 
+#[tokio::test]
+async fn a_lost_answer_applies_the_write_then_closes_the_connection_before_any_answer() {
+    let server = ApiServer::start();
+    // No status write of the rollout controller in between: resourceVersions count writes.
+    server.set_rollout(Rollout::AfterReads(100));
+    server.insert(deployment("default", "web", 2));
+    let rv_before = server.resource_version();
+    server.inject(
+        Fault::on("PATCH", "/deployments/web/scale")
+            .times(1)
+            .lose_answer(),
+    );
+    // A real HTTP client sees the connection close before any byte of an answer.
+    let stream = tokio::net::TcpStream::connect(server.address())
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let driver = tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method("PATCH")
+        .uri(format!("{DEPLOY}/web/scale"))
+        .header("host", server.address().to_string())
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", MERGE)
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(
+            br#"{"spec":{"replicas":3}}"#,
+        )))
+        .unwrap();
+    let err = sender
+        .send_request(req)
+        .await
+        .expect_err("a lost answer is no answer");
+    assert!(
+        err.is_incomplete_message(),
+        "the client sees the connection closed before the answer: {err:?}"
+    );
+    let _ = driver.await;
+
+    // The write was applied in full: the store, the resourceVersion, the log.
+    let web = server
+        .get("apps/v1", "deployments", "default", "web")
+        .unwrap();
+    assert_eq!(web["spec"]["replicas"], 3);
+    assert_eq!(server.resource_version(), rv_before + 1);
+    assert_eq!(
+        web["metadata"]["resourceVersion"],
+        json!((rv_before + 1).to_string())
+    );
+    let log = server.requests();
+    assert_eq!(log.len(), 1, "{}", server.log_text());
+    assert_eq!(
+        (log[0].method.as_str(), log[0].path.as_str()),
+        (
+            "PATCH",
+            "/apis/apps/v1/namespaces/default/deployments/web/scale"
+        )
+    );
+    assert_eq!(log[0].status, 0, "no answer was sent");
+    assert!(log[0].injected);
+    assert_eq!(log[0].body, Some(json!({"spec": {"replicas": 3}})));
+
+    // The fault is used up: the same request again is answered, and changes nothing more.
+    let r = server.request(
+        "PATCH",
+        &format!("{DEPLOY}/web/scale"),
+        Some(MERGE),
+        Some(r#"{"spec":{"replicas":3}}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["spec"]["replicas"], 3);
+    assert_eq!(
+        server.resource_version(),
+        rv_before + 1,
+        "a no-op write stores nothing"
+    );
+
+    // A create whose answer is lost exists; its retry is 409 AlreadyExists.
+    server.inject(Fault::on("POST", "/configmaps").lose_answer());
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+    let path = "/api/v1/namespaces/default/configmaps";
+    let r = server.send_json("POST", path, "application/json", &cm);
+    assert_eq!(r.status, 0);
+    assert!(server.get("v1", "configmaps", "default", "c").is_some());
+    let r = server.send_json("POST", path, "application/json", &cm);
+    assert_eq!(r.status, 409);
+    assert_eq!(r.json()["reason"], "AlreadyExists");
+}
+
 #[test]
 fn chaos_fails_the_same_requests_for_the_same_seed() {
     let run = |seed: u64| {

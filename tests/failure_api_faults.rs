@@ -410,15 +410,22 @@ fn with_30_percent_of_api_requests_failing_every_heal_action_is_applied_exactly_
     for i in 0..N {
         let web = format!("{apps}/web-{i}");
         let scale = format!("{web}/scale");
-        assert_eq!(
-            applied(&log, "PATCH", &scale, true).len(),
-            1,
-            "web-{i} scaled once"
-        );
+        let patches = applied(&log, "PATCH", &web, true);
+        // A relative scale patches the Deployment, recording its correlation id.
+        let scales = patches
+            .iter()
+            .filter(|r| {
+                r.raw_body
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("heal.dev/scale-correlation-id")
+            })
+            .count();
+        assert_eq!(scales, 1, "web-{i} scaled once");
+        assert!(applied(&log, "PATCH", &scale, true).is_empty());
         let d = server.get("apps/v1", "deployments", "shop", &format!("web-{i}"));
         let d = d.unwrap();
         assert_eq!(d["spec"]["replicas"], 3, "+1 from 2, once: web-{i}");
-        let patches = applied(&log, "PATCH", &web, true);
         let restarts = patches
             .iter()
             .filter(|r| r.raw_body.as_deref().unwrap_or("").contains("restartedAt"))

@@ -30,12 +30,17 @@ fn env() -> Env {
 impl Env {
     /// Run `heal ARGS` in-process against the test server.
     async fn heal(&self, args: &[&str]) -> (HealResult, Exit) {
+        self.heal_as("cid-1", args).await
+    }
+
+    /// Run `heal ARGS` for the remediation with correlation id `cid`.
+    async fn heal_as(&self, cid: &str, args: &[&str]) -> (HealResult, Exit) {
         let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         argv.extend([
             "--kubeconfig".to_string(),
             self.kubeconfig.display().to_string(),
             "--correlation-id".to_string(),
-            "cid-1".to_string(),
+            cid.to_string(),
         ]);
         heal::cli::execute(&argv).await.expect("valid arguments")
     }
@@ -117,21 +122,56 @@ async fn scale_to_the_current_count_is_a_noop_without_a_write() {
 }
 
 #[tokio::test]
-async fn relative_scale_is_clamped_and_carries_the_resource_version() {
+async fn relative_scale_is_clamped_and_carries_the_resource_version_and_the_correlation_id() {
     let e = env();
     e.server.insert(deployment("default", "web", 4));
+    let rv = e.deployment("web")["metadata"]["resourceVersion"].clone();
     let r = e
         .heal(&["scale", "deploy/web", "--replicas", "+3", "--max", "5"])
         .await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_eq!(r.0.after["replicas"], 5);
-    let patch = e.server.assert_requested("PATCH", SCALE);
-    let body = patch.body.unwrap();
-    assert_eq!(body["spec"]["replicas"], 5);
-    assert!(body["metadata"]["resourceVersion"].is_string(), "{body}");
+    // A relative change patches the workload itself: the count, the version it was
+    // computed from, and which remediation set it, in one write.
+    e.server.assert_no_discovery();
+    e.server.assert_requests(&[
+        ("GET", WEB),
+        ("PATCH", WEB),
+        ("POST", "/api/v1/namespaces/default/events"),
+    ]);
+    let patch = e.server.assert_requested("PATCH", WEB);
+    assert_eq!(
+        patch.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert!(patch.query.is_empty(), "{:?}", patch.query);
+    assert_eq!(
+        patch.body,
+        Some(json!({
+            "metadata": {
+                "resourceVersion": rv,
+                "annotations": {
+                    "heal.dev/scale-correlation-id": "cid-1",
+                    "heal.dev/scale-replicas": "5",
+                },
+            },
+            "spec": {"replicas": 5},
+        }))
+    );
+
+    // The same remediation again: already applied, nothing sent.
+    e.server.clear_requests();
+    let r = e
+        .heal(&["scale", "deploy/web", "--replicas", "+3", "--max", "5"])
+        .await;
+    assert_outcome(&r, Outcome::Noop, Exit::Ok);
+    e.server.assert_requests(&[("GET", WEB)]);
 
     let r = e
-        .heal(&["scale", "deploy/web", "--replicas", "-10", "--min", "2"])
+        .heal_as(
+            "cid-2",
+            &["scale", "deploy/web", "--replicas", "-10", "--min", "2"],
+        )
         .await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_eq!(e.deployment("web")["spec"]["replicas"], 2);
@@ -141,16 +181,19 @@ async fn relative_scale_is_clamped_and_carries_the_resource_version() {
 async fn scale_conflict_is_retried_on_the_fresh_object() {
     let e = env();
     e.server.insert(deployment("default", "web", 2));
-    e.server.inject(Fault::on("PATCH", "/scale").conflict());
+    e.server
+        .inject(Fault::on("PATCH", "/deployments/web").conflict());
     let r = e.heal(&["scale", "deploy/web", "--replicas", "+1"]).await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     e.server.assert_requests(&[
-        ("GET", SCALE),
-        ("PATCH", SCALE),
-        ("GET", SCALE),
-        ("PATCH", SCALE),
+        ("GET", WEB),
+        ("PATCH", WEB),
+        ("GET", WEB),
+        ("PATCH", WEB),
         ("POST", "/api/v1/namespaces/default/events"),
     ]);
+    let patches = e.server.requests_matching("PATCH", WEB);
+    assert_eq!((patches[0].status, patches[1].status), (409, 200));
     assert_eq!(e.deployment("web")["spec"]["replicas"], 3);
 }
 

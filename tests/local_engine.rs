@@ -127,8 +127,7 @@ fn marks(requests: &[Recorded]) -> Vec<String> {
             r.body.as_ref()?["metadata"]["annotations"]
                 .as_object()?
                 .keys()
-                .next()
-                .map(|k| k.trim_start_matches("heal.dev/step-").to_string())
+                .find_map(|k| k.strip_prefix("heal.dev/step-").map(str::to_string))
         })
         .collect()
 }
@@ -578,11 +577,19 @@ impl Restart {
     }
 }
 
+/// Relative scales applied: patches of the Deployment recording a scale's correlation id.
 fn scale_patches(server: &ApiServer) -> usize {
     server
-        .requests_matching("PATCH", &format!("{WEB}/scale"))
+        .requests_matching("PATCH", WEB)
         .into_iter()
-        .filter(|r| r.status == 200)
+        .filter(|r| {
+            r.status == 200
+                && r.body.as_ref().is_some_and(|b| {
+                    b["metadata"]["annotations"]
+                        .get("heal.dev/scale-correlation-id")
+                        .is_some()
+                })
+        })
         .count()
 }
 
@@ -596,8 +603,9 @@ fn a_restart_in_the_middle_of_a_run_repeats_no_finished_step_and_reports_once() 
     );
     let mut r = Restart::new(&spec);
     r.first_life("heald-0", |s| {
+        // One GET of the relative scale, then two of the wait: settle is running.
         step(s, "scale-up").is_some_and(|st| st["phase"] == "Succeeded")
-            && s.requests_matching("GET", WEB).len() >= 2
+            && s.requests_matching("GET", WEB).len() >= 3
     });
     assert_eq!(scale_patches(&r.server), 1);
     assert_eq!(step(&r.server, "settle"), None, "settle was running");
@@ -655,15 +663,14 @@ fn a_step_interrupted_by_a_restart_that_could_apply_twice_is_reported_instead_of
         mark("done", &["scale-up"]),
     );
     let mut r = Restart::new(&spec);
-    // The scale PATCH hangs: heald #1 stops while it is in flight.
+    // The scale PATCH (of the Deployment: the scale is relative) hangs: heald #1 stops
+    // while it is in flight.
     r.server.inject(
-        Fault::on("PATCH", "/deployments/web/scale")
+        Fault::on("PATCH", "/deployments/web")
             .delay(Duration::from_secs(1))
             .always(),
     );
-    r.first_life("heald-0", |s| {
-        s.requests_matching("GET", &format!("{WEB}/scale")).len() == 1
-    });
+    r.first_life("heald-0", |s| s.requests_matching("GET", WEB).len() == 1);
     // Let the server finish the delayed request, whatever it makes of it.
     std::thread::sleep(Duration::from_millis(1500));
     r.server.clear_faults();
@@ -674,9 +681,7 @@ fn a_step_interrupted_by_a_restart_that_could_apply_twice_is_reported_instead_of
     });
     assert_eq!(r.outcomes(), ["failed"]);
     assert_eq!(
-        r.server
-            .requests_matching("PATCH", &format!("{WEB}/scale"))
-            .len(),
+        r.server.requests_matching("PATCH", WEB).len(),
         0,
         "a relative scale is not sent again:\n{}",
         r.server.log_text()

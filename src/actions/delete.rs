@@ -66,10 +66,10 @@ pub(super) async fn run(
     }
     let url = format!("{path}{}", ctx.dry_query());
     let before = json!({"exists": true, "uid": uid, "resourceVersion": str_at(&obj, "/metadata/resourceVersion")});
-    match ctx
-        .write(Method::DELETE, &url, Some(JSON), Some(&options))
-        .await
-    {
+    let sent = ctx
+        .write_tracked(Method::DELETE, &url, Some(JSON), Some(&options))
+        .await;
+    match sent.result {
         Ok(_) => Ok(Done {
             outcome: ctx.changed(),
             before,
@@ -79,6 +79,14 @@ pub(super) async fn run(
             } else {
                 format!("deleted {}", ctx.target_name())
             },
+            reason: "HealDeleted",
+        }),
+        // Gone (or replaced) after a delete that got no answer: that delete removed it.
+        Err(e) if (e.is_not_found() || e.is_conflict()) && sent.unanswered => Ok(Done {
+            outcome: ctx.changed(),
+            before,
+            after: json!({"exists": false, "uid": uid}),
+            message: format!("deleted {} (the first answer was lost)", ctx.target_name()),
             reason: "HealDeleted",
         }),
         Err(e) if e.is_not_found() => Ok(gone(ctx, spec)),

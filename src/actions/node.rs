@@ -202,11 +202,14 @@ pub(super) async fn drain(
             enc(name),
             ctx.dry_query()
         );
-        match ctx
-            .write(Method::POST, &url, Some(JSON), Some(&eviction))
-            .await
-        {
+        let sent = ctx
+            .write_tracked(Method::POST, &url, Some(JSON), Some(&eviction))
+            .await;
+        match sent.result {
             Ok(_) => evicted.push(pod_key(p)),
+            // Gone after an eviction that got no answer: that eviction removed it.
+            Err(e) if e.is_not_found() && sent.unanswered => evicted.push(pod_key(p)),
+            // Already gone: nothing left to evict.
             Err(e) if e.is_not_found() => {}
             Err(e) if e.is_transient() => {
                 return Err(ActionError::Transient(format!(

@@ -1,12 +1,22 @@
-//! `heal scale`: set replicas through the scale subresource, absolute or relative, clamped.
+//! `heal scale`: set replicas, absolute or relative, clamped. An absolute count goes
+//! through the scale subresource: sending it again changes nothing. A relative change of a
+//! built-in workload is a merge patch of the workload that also records the remediation's
+//! correlation id and the count it set, in the same write, so that a retry whose first
+//! answer was lost, or a re-run of the step with the same correlation id, finds it applied
+//! instead of adding again.
 
 use http::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{ActionError, Ctx, Done, int, str_at};
 use crate::address::{Address, ResourceType};
 use crate::kube_api::MERGE_PATCH;
 use crate::outcome::Outcome;
+
+/// Annotation: the correlation id of the remediation whose relative scale set the replicas.
+pub const SCALE_CORRELATION: &str = "heal.dev/scale-correlation-id";
+/// Annotation: the replica count that relative scale set.
+pub const SCALE_REPLICAS: &str = "heal.dev/scale-replicas";
 
 /// `--replicas N`, `+N` or `-N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +95,22 @@ pub(super) fn check_kind(rt: &ResourceType) -> Result<(), ActionError> {
     )))
 }
 
+/// Built-in workloads keep their replicas in `spec.replicas`, where a patch of the object
+/// can set them together with the annotations.
+fn replicas_in_spec(rt: &ResourceType) -> bool {
+    matches!(
+        (rt.group.as_str(), rt.kind.as_str()),
+        ("apps", "Deployment" | "StatefulSet" | "ReplicaSet") | ("", "ReplicationController")
+    )
+}
+
+fn annotation<'v>(obj: &'v Value, key: &str) -> Option<&'v str> {
+    str_at(
+        obj,
+        &format!("/metadata/annotations/{}", key.replace('/', "~1")),
+    )
+}
+
 pub(super) async fn run(
     ctx: &mut Ctx<'_>,
     addr: &Address,
@@ -93,6 +119,9 @@ pub(super) async fn run(
     let (rt, ns) = ctx.resolve(addr).await?;
     check_kind(&rt)?;
     ctx.check_namespace(ns.as_deref())?;
+    if matches!(spec.replicas, Replicas::Relative(_)) && replicas_in_spec(&rt) {
+        return relative(ctx, addr, spec, &rt, ns.as_deref()).await;
+    }
     let path = format!("{}/scale", rt.object_path(ns.as_deref(), &addr.name));
     if ctx.common.require_label.is_some() {
         let obj = super::get_required(ctx.kube, &rt, ns.as_deref(), &addr.name).await?;
@@ -137,6 +166,118 @@ pub(super) async fn run(
             body["metadata"] = json!({"resourceVersion": rv});
         }
         let url = format!("{path}{}", ctx.dry_query());
+        let sent = ctx
+            .write_tracked(Method::PATCH, &url, Some(MERGE_PATCH), Some(&body))
+            .await;
+        match sent.result {
+            // A relative change whose answer was lost may have been applied: the scale
+            // subresource records no correlation id, so computing it again could add twice.
+            Err(e) if e.is_conflict() && sent.unanswered && body.get("metadata").is_some() => {
+                return Err(ActionError::Failed(format!(
+                    "the answer to the scale of {} was lost and it changed since: it may have been \
+                     scaled already, so it is not scaled again (check its replicas; a relative \
+                     scale of a custom resource cannot be recognised as applied): {e}",
+                    ctx.target_name()
+                )));
+            }
+            Ok(answer) => {
+                let after = int(&answer, "/spec/replicas");
+                let verb = if ctx.common.dry_run {
+                    "would scale"
+                } else {
+                    "scaled"
+                };
+                return Ok(Done {
+                    outcome: ctx.changed(),
+                    before,
+                    after: json!({"replicas": after}),
+                    message: format!(
+                        "{verb} {} from {current} to {after} replicas",
+                        ctx.target_name()
+                    ),
+                    reason: "HealScaled",
+                });
+            }
+            Err(e) if e.is_conflict() => {
+                tracing::info!(correlation_id = %ctx.common.correlation_id, phase = "apply", "conflict, re-reading {path}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A relative scale of a built-in workload: read it, and when this remediation's
+/// correlation id is not on it yet, set the replicas and record the id and the count in one
+/// merge patch carrying the `resourceVersion` the count was computed from.
+async fn relative(
+    ctx: &mut Ctx<'_>,
+    addr: &Address,
+    spec: &ScaleSpec,
+    rt: &ResourceType,
+    ns: Option<&str>,
+) -> Result<Done, ActionError> {
+    let cid = ctx.common.correlation_id.clone();
+    // The state a write of this run was computed from: when the next read finds the
+    // correlation id, that write was applied and its answer lost.
+    let mut pending: Option<(i64, Value)> = None;
+    loop {
+        let obj = super::get_required(ctx.kube, rt, ns, &addr.name).await?;
+        ctx.check_object(&obj)?;
+        let current = int(&obj, "/spec/replicas");
+        if annotation(&obj, SCALE_CORRELATION) == Some(cid.as_str()) {
+            if let Some((from, before)) = pending {
+                return Ok(Done {
+                    outcome: ctx.changed(),
+                    before,
+                    after: json!({"replicas": current}),
+                    message: format!(
+                        "scaled {} from {from} to {current} replicas (the first answer was lost)",
+                        ctx.target_name()
+                    ),
+                    reason: "HealScaled",
+                });
+            }
+            let set = annotation(&obj, SCALE_REPLICAS).unwrap_or("?").to_string();
+            let now = if set == current.to_string() {
+                String::new()
+            } else {
+                format!(" (it has {current} now)")
+            };
+            let state =
+                json!({"replicas": current, "readyReplicas": int(&obj, "/status/replicas")});
+            return Ok(Done {
+                outcome: Outcome::Noop,
+                before: state.clone(),
+                after: json!({"replicas": current}),
+                message: format!(
+                    "{} was already scaled to {set} replicas by this remediation{now}",
+                    ctx.target_name()
+                ),
+                reason: "HealScaled",
+            });
+        }
+        let desired = spec.desired(current);
+        let before = json!({"replicas": current, "readyReplicas": int(&obj, "/status/replicas")});
+        if desired == current {
+            return Ok(Done {
+                outcome: Outcome::Noop,
+                after: json!({"replicas": current}),
+                before,
+                message: format!("{} already has {current} replicas", ctx.target_name()),
+                reason: "HealScaled",
+            });
+        }
+        let rv = str_at(&obj, "/metadata/resourceVersion").unwrap_or_default();
+        let body = json!({
+            "metadata": {
+                "resourceVersion": rv,
+                "annotations": {SCALE_CORRELATION: cid, SCALE_REPLICAS: desired.to_string()},
+            },
+            "spec": {"replicas": desired},
+        });
+        let url = format!("{}{}", rt.object_path(ns, &addr.name), ctx.dry_query());
+        pending = Some((current, before.clone()));
         match ctx
             .write(Method::PATCH, &url, Some(MERGE_PATCH), Some(&body))
             .await
@@ -160,7 +301,7 @@ pub(super) async fn run(
                 });
             }
             Err(e) if e.is_conflict() => {
-                tracing::info!(correlation_id = %ctx.common.correlation_id, phase = "apply", "conflict, re-reading {path}");
+                tracing::info!(correlation_id = %cid, phase = "apply", "conflict, re-reading {url}");
                 continue;
             }
             Err(e) => return Err(e.into()),

@@ -1,7 +1,9 @@
 //! heald's Kubernetes calls, all through [`Kube`]: each call waits for a token of the QPS
 //! limiter and gets its own deadline. Reading and writing the guard Leases (create, or
 //! replace with `resourceVersion`; 409 means another replica won), listing and marking runs,
-//! and recording Events on runs.
+//! and recording Events on runs. A create whose answer was lost, met by 409 on its retry,
+//! is recognised as created (see [`Kube::create`]); so is a Lease update whose answer was
+//! lost when the Lease holds what was written.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::heald::lease::{LeaseError, LeaseState};
 use crate::heald::ratelimit::QpsLimiter;
-use crate::kube_api::{ApiError, JSON, Kube, MERGE_PATCH, enc};
+use crate::kube_api::{ApiError, JSON, Kube, MERGE_PATCH, Sent, enc};
 
 /// A failure of one of heald's Kubernetes operations.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -144,7 +146,9 @@ impl K8s {
             .unwrap_or(false)
     }
 
-    /// Send one request under the limiter and the deadline.
+    /// Send one request under the limiter and the deadline. A POST of a named object is a
+    /// create: when its answer was lost and the retry answers 409, the object found under
+    /// that name with the labels and annotations sent is the answer ([`Kube::create`]).
     pub async fn send(
         &self,
         method: Method,
@@ -152,16 +156,42 @@ impl K8s {
         content_type: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
+        let kube = self.limited().await?;
+        match body {
+            Some(b) if method == Method::POST && b.pointer("/metadata/name").is_some() => {
+                kube.create(path, content_type, b).await
+            }
+            _ => kube.send(method, path, content_type, body).await,
+        }
+    }
+
+    /// [`Self::send`] without the create handling, telling whether an attempt went
+    /// unanswered.
+    pub async fn send_tracked(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&Value>,
+    ) -> Sent {
+        match self.limited().await {
+            Ok(kube) => kube.send_tracked(method, path, content_type, body).await,
+            Err(e) => Sent {
+                result: Err(e),
+                unanswered: false,
+            },
+        }
+    }
+
+    /// The client with this call's deadline, once the limiter lets the call go.
+    async fn limited(&self) -> Result<Kube, ApiError> {
         let deadline = Instant::now() + self.timeout;
         if !self.prepaid() && !self.qps.acquire(deadline).await {
             return Err(ApiError::Timeout(Some(
                 "heald's Kubernetes request rate limit (--kube-qps) was reached".into(),
             )));
         }
-        self.kube
-            .with_deadline(deadline)
-            .send(method, path, content_type, body)
-            .await
+        Ok(self.kube.with_deadline(deadline))
     }
 
     /// GET, with 404 as `None`.
@@ -205,13 +235,24 @@ impl K8s {
                 .await
             }
             Some(_) => {
-                self.send(
-                    Method::PUT,
-                    &lease_path(namespace, Some(&lease.name)),
-                    Some(JSON),
-                    Some(&obj),
-                )
-                .await
+                let path = lease_path(namespace, Some(&lease.name));
+                let sent = self
+                    .send_tracked(Method::PUT, &path, Some(JSON), Some(&obj))
+                    .await;
+                match sent.result {
+                    // The answer to the replace was lost and its retry met the version it
+                    // wrote: when the Lease holds what was written, it was written.
+                    Err(e) if e.is_conflict() && sent.unanswered => {
+                        match self.read_lease(namespace, &lease.name).await? {
+                            Some(now) if same_state(&now, lease) => {
+                                tracing::info!(lease = %lease.name, "the answer to the Lease update was lost; the Lease holds what was written");
+                                return Ok(now);
+                            }
+                            _ => Err(e),
+                        }
+                    }
+                    result => result,
+                }
             }
         };
         match result {
@@ -373,6 +414,8 @@ impl K8s {
     }
 
     /// Record a `core/v1` Event on a run (or any object). Failures are logged, never fatal.
+    /// The Event is named for its object and time, as client-go names Events, so that a
+    /// retry after a lost answer meets it (409) instead of recording it twice.
     pub async fn event(&self, on: &EventTarget<'_>, event_type: &str, reason: &str, message: &str) {
         let now = Timestamp::now();
         let time = now.to_string();
@@ -380,7 +423,7 @@ impl K8s {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "generateName": format!("{}.", on.name),
+                "name": crate::actions::event_name(on.name, now),
                 "namespace": on.namespace,
                 "annotations": {"heal.dev/correlation-id": on.correlation_id},
             },
@@ -408,6 +451,15 @@ impl K8s {
             tracing::warn!(correlation_id = on.correlation_id, run = on.name, error = %e, "could not record event");
         }
     }
+}
+
+/// Whether two states of a Lease are the same, whatever their `resourceVersion`.
+fn same_state(a: &LeaseState, b: &LeaseState) -> bool {
+    let strip = |s: &LeaseState| LeaseState {
+        resource_version: None,
+        ..s.clone()
+    };
+    strip(a) == strip(b)
 }
 
 /// Longest watch event heald reads (a run object with its status).

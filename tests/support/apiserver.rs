@@ -1117,6 +1117,7 @@ async fn handle(
             }
         }
     };
+    let mut lose_answer = false;
     if let Some(action) = action {
         let injected = match action {
             FaultAction::Respond(e) => Some(e),
@@ -1139,6 +1140,10 @@ async fn handle(
                 std::future::pending::<()>().await;
                 None
             }
+            FaultAction::LoseAnswer => {
+                lose_answer = true;
+                None
+            }
         };
         if let Some(e) = injected {
             record.status = e.code;
@@ -1150,9 +1155,19 @@ async fn handle(
         let mut state = shared.lock();
         let reply = handler::serve(&mut state, &request, &shared.address);
         record.status = reply.status();
+        if lose_answer {
+            // Applied; the answer is never sent.
+            record.status = 0;
+            record.injected = true;
+        }
         state.log.push(record);
         reply
     };
+    if lose_answer {
+        // Dropping the connection drops this future, and the answer with it.
+        reset.notify_one();
+        std::future::pending::<()>().await;
+    }
     Ok(match reply {
         Reply::Json {
             status,

@@ -1,5 +1,6 @@
 //! Fault injection: a FIFO of rules that answer matching requests with an error, delay
-//! them, or drop the connection, plus seeded random failures for chaos tests.
+//! them, drop the connection, or apply them and then drop the connection (a lost answer),
+//! plus seeded random failures for chaos tests.
 
 use std::time::Duration;
 
@@ -23,8 +24,14 @@ pub enum FaultAction {
     Conflict,
     /// Wait, then answer normally.
     Delay(Duration),
-    /// Close the connection without answering.
+    /// Close the connection without answering (the request is not applied).
     Reset,
+    /// Apply the request fully (the store changes, the resourceVersion moves on, watchers
+    /// see the event, the request is logged with status `0`), then close the connection
+    /// before any byte of the answer: the write happened and the client cannot know it, as
+    /// when a load balancer or the network drops the connection after the API server
+    /// committed the write.
+    LoseAnswer,
 }
 
 /// Which paths a rule applies to.
@@ -165,6 +172,13 @@ impl Fault {
     /// Close the connection without answering.
     pub fn reset(mut self) -> Fault {
         self.action = FaultAction::Reset;
+        self
+    }
+
+    /// Apply the request, then close the connection without answering (see
+    /// [`FaultAction::LoseAnswer`]).
+    pub fn lose_answer(mut self) -> Fault {
+        self.action = FaultAction::LoseAnswer;
         self
     }
 

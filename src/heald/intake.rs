@@ -220,9 +220,7 @@ pub async fn handle_resolved(
     if policy.on_resolved != OnResolved::Cancel {
         return Ok(rec);
     }
-    let Some(k8s) = &state.k8s else {
-        return Err(Unavailable("heald has no Kubernetes connection".into()));
-    };
+    let k8s = &state.k8s;
     let engine = policy.engine.unwrap_or(state.config.engine);
     let starts_at = alert.starts_at_rfc3339();
     let run = policy::run_name(&policy.name, &alert.fingerprint, &starts_at);
@@ -474,15 +472,14 @@ pub async fn handle_match_from(
     // end, whatever the answer.
     let mut token: Option<String> = None;
     let out = observe_decide_act(state, loaded, policy, alert, from, &mut token).await;
-    if let Some(k8s) = &state.k8s {
-        if let Some(ns) = token {
-            state
-                .limiter
-                .refund(k8s, &state.config.namespace, &state.config.instance, &ns)
-                .await;
-        }
-        k8s.return_unused();
+    let k8s = &state.k8s;
+    if let Some(ns) = token {
+        state
+            .limiter
+            .refund(k8s, &state.config.namespace, &state.config.instance, &ns)
+            .await;
     }
+    k8s.return_unused();
     out
 }
 
@@ -574,9 +571,7 @@ async fn observe_decide_act(
             "heald cannot submit to the {engine} engine (not configured in this heald)"
         ));
     };
-    let Some(k8s) = &state.k8s else {
-        return Err(Unavailable("heald has no Kubernetes connection".into()));
-    };
+    let k8s = &state.k8s;
     let lease_ns = &state.config.namespace;
     let lease = lease_name(&policy.name, &plan.target);
     let hold = hold_duration(state, loaded, &plan);
@@ -1153,9 +1148,7 @@ fn escalate_not_started(
 /// Drop `run`'s hold on a Lease after a failed or duplicate submission. Best effort: a
 /// hold that is not dropped lapses at its deadline.
 async fn release(state: &State, lease: &str, run: &str, end: RunEnd) {
-    let Some(k8s) = &state.k8s else {
-        return;
-    };
+    let k8s = &state.k8s;
     let now = Timestamp::now();
     let result = k8s
         .update_lease(&state.config.namespace, lease, |cur| {

@@ -46,9 +46,7 @@ pub async fn run(st: Arc<State>) {
 
 /// One look at every Lease of heald's: how many intents were acted on.
 pub async fn pass(st: &Arc<State>) -> Result<usize, KubeIoError> {
-    let Some(k8s) = &st.k8s else {
-        return Ok(0);
-    };
+    let k8s = &st.k8s;
     let objs = k8s
         .list(
             &lease_path(&st.config.namespace, None),
@@ -103,9 +101,7 @@ async fn complete(st: &Arc<State>, lease: &LeaseState, run: &str, intent: &Inten
         policy = %lease.policy,
         "the intent in the Lease can no longer be completed (its policy or alert changed): dropping the hold and the run's silence"
     );
-    let Some(k8s) = &st.k8s else {
-        return;
-    };
+    let k8s = &st.k8s;
     let now = Timestamp::now();
     let dropped = k8s
         .update_lease(&st.config.namespace, &lease.name, |cur| {

@@ -485,9 +485,7 @@ async fn run_step(ctx: StepCtx, step: PlanStep, prior: Option<StepStatus>) -> St
 
 /// Execute a local run to its end and hand the outcome to [`finish`].
 async fn execute(st: Arc<State>, run: LocalRun, resumed: bool, _slot: Slot, cancel: CancelSender) {
-    let Some(k8s) = st.k8s.clone() else {
-        return;
-    };
+    let k8s = st.k8s.clone();
     let Some(path) = object_path(Kind::Local, &run.namespace, &run.name) else {
         return;
     };
@@ -717,7 +715,8 @@ async fn execute(st: Arc<State>, run: LocalRun, resumed: bool, _slot: Slot, canc
 /// One tracking pass over the unreported local runs of `namespace`: handle the ended ones,
 /// count the ones executing, take over and resume the ones nobody executes.
 pub async fn pass(st: &Arc<State>, namespace: &str, out: &mut Pass) -> Result<(), KubeIoError> {
-    let (Some(k8s), Some(collection)) = (&st.k8s, collection_path(Kind::Local, namespace)) else {
+    let k8s = &st.k8s;
+    let Some(collection) = collection_path(Kind::Local, namespace) else {
         return Ok(());
     };
     let selector = format!("{MANAGED_BY}=heald,heal.dev/engine=local,!{REPORTED_LABEL}");
@@ -811,9 +810,7 @@ pub async fn drain(st: &State, grace: Duration) {
     if st.local.wait_idle(grace).await {
         return;
     }
-    let Some(k8s) = &st.k8s else {
-        return;
-    };
+    let k8s = &st.k8s;
     for k in st.local.abort_all() {
         let Some((ns, name)) = k.split_once('/') else {
             continue;

@@ -322,11 +322,7 @@ async fn reports_inner(st: &Arc<State>, req: Request) -> Result<(StatusCode, Val
             "engine: heald does not track {engine} runs"
         )));
     };
-    let Some(k8s) = &st.k8s else {
-        return Err(ApiProblem::Unavailable(
-            "heald has no Kubernetes connection".into(),
-        ));
-    };
+    let k8s = &st.k8s;
     let not_found = || {
         ApiProblem::NotFound(format!(
             "no {} {}/{} created by heald",

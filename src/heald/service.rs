@@ -118,9 +118,8 @@ pub async fn serve(config: Config) -> Result<i32, ServeError> {
         tokio::time::Instant::now() + Duration::from_secs(3600),
     )
     .await?;
-    let state = Arc::new(
-        State::new(config, policies, Some(kube)).map_err(|e| ServeError::Setup(e.to_string()))?,
-    );
+    let state =
+        Arc::new(State::new(config, policies, kube).map_err(|e| ServeError::Setup(e.to_string()))?);
     let listeners = Listeners::bind(&state.config).await?;
     tracing::info!(
         listen = %listeners.web_addr,

@@ -31,8 +31,8 @@ pub struct State {
     pub config: Config,
     /// Policies and templates.
     pub policies: PolicyStore,
-    /// The Kubernetes client; `None` only in tests that never reach Kubernetes.
-    pub k8s: Option<K8s>,
+    /// The Kubernetes client.
+    pub k8s: K8s,
     /// Engines by kind.
     pub engines: HashMap<Kind, Arc<dyn Engine>>,
     /// Submission token buckets.
@@ -77,33 +77,27 @@ pub enum StateError {
 }
 
 impl State {
-    /// Build the state. With `kube`, Argo and Tekton runs are created through the Kubernetes
-    /// API (Argo through the Argo Server when `--argo-server-url` is set), and local runs
-    /// are executed by heald itself.
-    pub fn new(
-        config: Config,
-        policies: PolicyStore,
-        kube: Option<Kube>,
-    ) -> Result<State, StateError> {
+    /// Build the state: Argo and Tekton runs are created through the Kubernetes API (Argo
+    /// through the Argo Server when `--argo-server-url` is set), and local runs are
+    /// executed by heald itself.
+    pub fn new(config: Config, policies: PolicyStore, kube: Kube) -> Result<State, StateError> {
         let http = crate::heald::alertmanager_http::client(Duration::from_secs(10))
             .map_err(StateError::Http)?;
-        let k8s = kube.map(|k| K8s::new(k, config.kube_qps, config.kube_burst, config.api_timeout));
+        let k8s = K8s::new(kube, config.kube_qps, config.kube_burst, config.api_timeout);
         let mut engines: HashMap<Kind, Arc<dyn Engine>> = HashMap::new();
         let local = LocalRuns::new(&config.instance);
-        if let Some(k8s) = &k8s {
-            engines.insert(
-                Kind::Local,
-                Arc::new(LocalEngine::new(k8s.clone(), local.holder())),
-            );
-            engines.insert(
-                Kind::Argo,
-                Arc::new(KubeEngine::new(Kind::Argo, k8s.clone())),
-            );
-            engines.insert(
-                Kind::Tekton,
-                Arc::new(KubeEngine::new(Kind::Tekton, k8s.clone())),
-            );
-        }
+        engines.insert(
+            Kind::Local,
+            Arc::new(LocalEngine::new(k8s.clone(), local.holder())),
+        );
+        engines.insert(
+            Kind::Argo,
+            Arc::new(KubeEngine::new(Kind::Argo, k8s.clone())),
+        );
+        engines.insert(
+            Kind::Tekton,
+            Arc::new(KubeEngine::new(Kind::Tekton, k8s.clone())),
+        );
         if let Some(url) = &config.argo_server_url {
             engines.insert(
                 Kind::Argo,

@@ -86,9 +86,7 @@ pub fn run_namespaces(st: &State) -> BTreeSet<String> {
 /// [`local::pass`](crate::heald::local::pass): it also resumes the local runs nobody
 /// executes).
 pub async fn pass(st: &Arc<State>) -> Result<Pass, KubeIoError> {
-    let Some(k8s) = &st.k8s else {
-        return Ok(Pass::default());
-    };
+    let k8s = &st.k8s;
     let mut out = Pass::default();
     let sweep = st.sweeps.start_pass();
     let unreported = format!("{MANAGED_BY}=heald,!{REPORTED_LABEL}");
@@ -202,10 +200,8 @@ pub async fn run(st: Arc<State>) {
 
 /// Ask the engine to stop a run that overran its deadline. Best effort.
 async fn stop(st: &State, info: &RunInfo) {
-    let (Some(k8s), Some(path)) = (
-        &st.k8s,
-        object_path(info.engine, &info.namespace, &info.name),
-    ) else {
+    let k8s = &st.k8s;
+    let Some(path) = object_path(info.engine, &info.namespace, &info.name) else {
         return;
     };
     let patch = match info.engine {
@@ -229,9 +225,7 @@ async fn claim(
     ending: &Ending,
     owed: Option<&PendingSilence>,
 ) -> Result<Option<RunInfo>, KubeIoError> {
-    let Some(k8s) = &st.k8s else {
-        return Ok(None);
-    };
+    let k8s = &st.k8s;
     let mut obj = obj.clone();
     for _ in 0..5 {
         let Some(info) = RunInfo::from_object(&obj) else {
@@ -298,7 +292,8 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
     };
     crate::heald::failpoint::hit("end-claimed");
     let policy = current.set.policy(&info.policy);
-    if let (Some(k8s), Some(lease)) = (&st.k8s, &info.lease) {
+    let k8s = &st.k8s;
+    if let Some(lease) = &info.lease {
         let end = match ending.outcome {
             RunOutcome::Succeeded => RunEnd::Success,
             RunOutcome::Cancelled => RunEnd::Cancelled,
@@ -348,7 +343,7 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
         correlation_id: Some(info.correlation_id.clone()),
         reason: reason.clone(),
     });
-    if let Some(k8s) = &st.k8s {
+    {
         let (kind, reason_word) = match ending.outcome {
             RunOutcome::Succeeded => ("Normal", "RemediationSucceeded"),
             RunOutcome::Cancelled => ("Normal", "RemediationCancelled"),
@@ -495,9 +490,9 @@ fn owed_to_alertmanager(
 /// Try once to deliver what a run owes Alertmanager; clear it from the run when delivered
 /// (or when trying again cannot help), leave it for a later pass otherwise.
 async fn deliver(st: &State, info: &RunInfo, owed: &PendingSilence) {
-    let (Some(am), Some(k8s), Some(path)) = (
+    let k8s = &st.k8s;
+    let (Some(am), Some(path)) = (
         st.config.alertmanager_url.as_deref(),
-        &st.k8s,
         object_path(info.engine, &info.namespace, &info.name),
     ) else {
         return;
@@ -593,7 +588,8 @@ async fn deliver(st: &State, info: &RunInfo, owed: &PendingSilence) {
 /// next due time, under its resourceVersion), so one replica makes it. Returns how many
 /// runs owed one when the look started.
 async fn sweep_pending(st: &State, kind: Kind, namespace: &str) -> Result<usize, KubeIoError> {
-    let (Some(k8s), Some(collection)) = (&st.k8s, collection_path(kind, namespace)) else {
+    let k8s = &st.k8s;
+    let Some(collection) = collection_path(kind, namespace) else {
         return Ok(0);
     };
     let selector = format!("{MANAGED_BY}=heald,{PENDING_LABEL}={PENDING}");
@@ -698,7 +694,8 @@ pub async fn escalate(
 /// Delete this namespace's finished Tekton runs older than the retention period (Tekton
 /// has no TTL of its own).
 async fn prune_tekton(st: &State, ns: &str) -> Result<usize, KubeIoError> {
-    let (Some(k8s), Some(collection)) = (&st.k8s, collection_path(Kind::Tekton, ns)) else {
+    let k8s = &st.k8s;
+    let Some(collection) = collection_path(Kind::Tekton, ns) else {
         return Ok(0);
     };
     let reported = format!("{MANAGED_BY}=heald,{REPORTED_LABEL}");

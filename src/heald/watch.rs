@@ -39,7 +39,7 @@ impl Watchers {
     /// Start the watches of run namespaces not watched yet (policies name new ones when
     /// they are reloaded).
     pub fn ensure(&mut self, st: &Arc<State>) {
-        if st.k8s.is_none() || st.is_shutting_down() {
+        if st.is_shutting_down() {
             return;
         }
         for ns in run_namespaces(st) {
@@ -107,7 +107,8 @@ async fn handle(st: &State, kind: Kind, obj: &Value) {
 
 /// Watch `kind`'s unreported runs in `namespace` until shutdown.
 async fn watch_runs(st: Arc<State>, namespace: String, kind: Kind) {
-    let (Some(k8s), Some(collection)) = (st.k8s.clone(), collection_path(kind, &namespace)) else {
+    let k8s = st.k8s.clone();
+    let Some(collection) = collection_path(kind, &namespace) else {
         return;
     };
     let selector = format!("{MANAGED_BY}=heald,!{REPORTED_LABEL}");

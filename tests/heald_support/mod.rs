@@ -224,19 +224,26 @@ impl Heald {
         )
         .await
         .expect("connect to the test API server");
-        let state = Arc::new(State::new(config, policies, Some(kube)).expect("state"));
+        let state = Arc::new(State::new(config, policies, kube).expect("state"));
         Heald {
             app: heal::heald::router(Arc::clone(&state)),
             state,
         }
     }
 
-    /// A replica without Kubernetes (for answers that never reach it).
+    /// A replica whose Kubernetes API server does not answer (127.0.0.1:9), for answers
+    /// that never reach it. Needs a Tokio runtime (the client's worker starts in it).
     pub fn offline(files: &Files, extra: &[&str]) -> Heald {
         let config = config(files, None, extra);
         let policies = PolicyStore::load(&config.policies, config.templates.as_deref())
             .expect("test policies load");
-        let state = Arc::new(State::new(config, policies, None).expect("state"));
+        let unreachable = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(unreachable).expect("a client for 127.0.0.1:9");
+        let kube = Kube::from_client(
+            client,
+            tokio::time::Instant::now() + Duration::from_secs(3600),
+        );
+        let state = Arc::new(State::new(config, policies, kube).expect("state"));
         Heald {
             app: heal::heald::router(Arc::clone(&state)),
             state,

@@ -141,7 +141,8 @@ async fn paced(
     rate: f64,
     duration: Duration,
 ) -> Phase {
-    let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+    let client =
+        heal::heald::reporting::alertmanager_http::client(Duration::from_secs(30)).unwrap();
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -183,7 +184,8 @@ async fn flood(
     duration: Duration,
     limit: usize,
 ) -> Phase {
-    let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+    let client =
+        heal::heald::reporting::alertmanager_http::client(Duration::from_secs(30)).unwrap();
     let counter = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..workers)

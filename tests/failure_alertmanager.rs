@@ -419,7 +419,7 @@ fn storm(n: usize, extra: &[&str], runs: usize) -> Option<Storm> {
     let mut seen = 0;
     wait_for(
         "every alert to be decided and its runs created",
-        Duration::from_secs(180),
+        Duration::from_secs(300),
         || {
             let now = server.list(WF.0, WF.1, NS).len();
             if now > seen {
@@ -569,7 +569,8 @@ fn a_storm_of_1000_new_alerts_at_the_default_limits_gets_one_decision_each_and_a
 /// Submission limits raised past what `--kube-qps` can serve before the answer is due:
 /// the alerts beyond the request budget are answered `deferred` (2xx) and all get their
 /// run as the budget frees up, one each.
-fn storm_past_the_request_budget(n: usize) {
+fn storm_past_the_request_budget(n: usize, qps: &str) {
+    let burst = (qps.parse::<u32>().unwrap() * 2).to_string();
     let Some(s) = storm(
         n,
         &[
@@ -582,9 +583,9 @@ fn storm_past_the_request_budget(n: usize) {
             "--namespace-submit-rate",
             "1000",
             "--kube-qps",
-            "100",
+            qps,
             "--kube-burst",
-            "200",
+            &burst,
         ],
         n,
     ) else {
@@ -597,15 +598,15 @@ fn storm_past_the_request_budget(n: usize) {
         s.decisions
     );
     assert!(s.decisions.contains_key("deferred"), "{:?}", s.decisions);
-    print(&format!("{n}, past --kube-qps 100"), &s);
+    print(&format!("{n}, past --kube-qps {qps}"), &s);
 }
 
 #[test]
 fn a_storm_of_300_new_alerts_past_the_request_budget_is_deferred_and_every_alert_gets_its_run() {
-    storm_past_the_request_budget(300);
+    storm_past_the_request_budget(300, "100");
 }
 
 #[test]
 fn a_storm_of_1000_new_alerts_past_the_request_budget_is_deferred_and_every_alert_gets_its_run() {
-    storm_past_the_request_budget(1000);
+    storm_past_the_request_budget(1000, "200");
 }

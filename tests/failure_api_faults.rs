@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use heal::heald::track;
+use heal::heald::tracking;
 use heald_support::*;
 use serde_json::{Value, json};
 use support::apiserver::{ApiServer, Chaos, Fault, FaultAction, Recorded};
@@ -166,7 +166,7 @@ async fn with_30_percent_of_api_requests_failing_every_alert_gets_exactly_one_ru
     }
     let started = Instant::now();
     loop {
-        let _ = track::pass(&h.state).await;
+        let _ = tracking::pass(&h.state).await;
         let reported = server
             .list(WF.0, WF.1, NS)
             .iter()

@@ -71,7 +71,8 @@ fn storm(
             .build()
             .unwrap();
         rt.block_on(async move {
-            let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+            let client =
+                heal::heald::reporting::alertmanager_http::client(Duration::from_secs(30)).unwrap();
             let queue = Arc::new(Mutex::new(deliveries.into_iter()));
             let retries = Arc::new(AtomicUsize::new(0));
             let tasks: Vec<_> = (0..workers)

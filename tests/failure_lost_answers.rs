@@ -707,7 +707,7 @@ const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/heal-system/leases
 const HEALD_EVENTS: &str = "/api/v1/namespaces/heal-system/events";
 
 fn lease_name() -> String {
-    heal::heald::lease::lease_name(
+    heal::heald::guards::lease::lease_name(
         "restart-web",
         &heal::plan::PlanTarget {
             kind: "deployment".into(),
@@ -868,7 +868,8 @@ async fn heald_counts_a_lease_whose_update_answer_was_lost_as_written() {
         name: "web".into(),
     };
     c.server.insert(
-        heal::heald::lease::LeaseState::new(&lease_name(), "restart-web", &target).to_object(NS),
+        heal::heald::guards::lease::LeaseState::new(&lease_name(), "restart-web", &target)
+            .to_object(NS),
     );
     c.server.clear_requests();
     c.server

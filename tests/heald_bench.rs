@@ -78,7 +78,8 @@ async fn paced(
     rate: f64,
     duration: Duration,
 ) -> Run {
-    let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+    let client =
+        heal::heald::reporting::alertmanager_http::client(Duration::from_secs(30)).unwrap();
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -118,7 +119,8 @@ async fn flood(
     workers: usize,
     duration: Duration,
 ) -> Run {
-    let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+    let client =
+        heal::heald::reporting::alertmanager_http::client(Duration::from_secs(30)).unwrap();
     let counter = Arc::new(AtomicUsize::new(0));
     let body = Arc::new(body);
     let start = Instant::now();

@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use heal::heald::track;
+use heal::heald::tracking;
 use heald_support::*;
 use serde_json::{Value, json};
 use support::apiserver::ApiServer;
@@ -46,7 +46,7 @@ fn expected_run(h: &Heald, policy: &str, alert: &Value, engine: heal::render::En
     );
     ann.insert(
         "heal.dev/lease".into(),
-        json!(heal::heald::lease::lease_name(policy, &plan.target)),
+        json!(heal::heald::guards::lease::lease_name(policy, &plan.target)),
     );
     ann.insert(
         "heal.dev/deadline-seconds".into(),
@@ -66,7 +66,7 @@ fn lease_of(server: &ApiServer, policy: &str, name: &str) -> Value {
             "coordination.k8s.io/v1",
             "leases",
             NS,
-            &heal::heald::lease::lease_name(policy, &target),
+            &heal::heald::guards::lease::lease_name(policy, &target),
         )
         .unwrap_or_else(|| panic!("no Lease for {policy} {name}:\n{}", server.log_text()))
 }
@@ -90,7 +90,7 @@ async fn an_argo_workflow_is_created_with_exactly_the_rendered_manifest_and_stri
     server.clear_requests();
     let d = h.decide(&webhook(std::slice::from_ref(&a))).await;
     assert_eq!(decision(&d), "submitted");
-    let lease = heal::heald::lease::lease_name(
+    let lease = heal::heald::guards::lease::lease_name(
         "restart-web",
         &heal::plan::PlanTarget {
             kind: "deployment".into(),
@@ -246,7 +246,7 @@ fn lease_held_by(run: &str, taken: jiff::Timestamp) -> Value {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": {
-            "name": heal::heald::lease::lease_name("restart-web", &target),
+            "name": heal::heald::guards::lease::lease_name("restart-web", &target),
             "namespace": NS,
             "annotations": {
                 "heal.dev/policy": "restart-web",
@@ -422,7 +422,7 @@ async fn two_replicas_agree_on_duplicates_locks_cooldowns_and_circuits_through_l
     );
 
     set_phase(&server, &run_name("restart-web", &first), "Succeeded");
-    let pass = track::pass(&b.state).await.unwrap();
+    let pass = tracking::pass(&b.state).await.unwrap();
     assert_eq!(pass.finished, 1);
     let lease = lease_of(&server, "restart-web", "web");
     assert!(
@@ -442,14 +442,14 @@ async fn two_replicas_agree_on_duplicates_locks_cooldowns_and_circuits_through_l
         "submitted"
     );
     set_phase(&server, &run_name("restart-web", &api1), "Failed");
-    assert_eq!(track::pass(&a.state).await.unwrap().finished, 1);
+    assert_eq!(tracking::pass(&a.state).await.unwrap().finished, 1);
     let api2 = web_down("api", "2026-08-20T10:10:00Z");
     assert_eq!(
         decision(&b.decide(&webhook(std::slice::from_ref(&api2))).await),
         "submitted"
     );
     set_phase(&server, &run_name("restart-web", &api2), "Failed");
-    assert_eq!(track::pass(&b.state).await.unwrap().finished, 1);
+    assert_eq!(tracking::pass(&b.state).await.unwrap().finished, 1);
     let api3 = web_down("api", "2026-08-20T10:20:00Z");
     let d = a.decide(&webhook(&[api3])).await;
     assert_eq!(decision(&d), "circuit-open", "{d:?}");
@@ -486,7 +486,7 @@ async fn a_successful_run_silences_the_alert_releases_the_target_and_is_recorded
     let a = web_down("web", "2026-08-20T10:00:00Z");
     let d = h.decide(&webhook(std::slice::from_ref(&a))).await;
     let run = run_name("restart-web", &a);
-    assert_eq!(track::pass(&h.state).await.unwrap().in_flight, 1);
+    assert_eq!(tracking::pass(&h.state).await.unwrap().in_flight, 1);
     let during = am.bodies("/api/v2/silences");
     assert_eq!(during.len(), 1, "silenced while the run is in progress");
     assert!(
@@ -506,7 +506,7 @@ async fn a_successful_run_silences_the_alert_releases_the_target_and_is_recorded
             "n1": {"displayName": "restart", "type": "Pod", "outputs": {"parameters": [
                 {"name": "result", "value": "{\"outcome\":\"applied\",\"message\":\"restarted\"}"}]}}}});
     });
-    let pass = track::pass(&h.state).await.unwrap();
+    let pass = tracking::pass(&h.state).await.unwrap();
     assert_eq!((pass.finished, pass.in_flight), (1, 0));
     let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
     assert_eq!(wf["metadata"]["labels"]["heal.dev/reported"], "true");
@@ -568,7 +568,7 @@ async fn a_successful_run_silences_the_alert_releases_the_target_and_is_recorded
     assert_eq!(outcomes.len(), 1);
     assert_eq!(outcomes[0].result, "succeeded");
     assert_eq!(
-        track::pass(&h.state).await.unwrap().finished,
+        tracking::pass(&h.state).await.unwrap().finished,
         0,
         "handled once"
     );
@@ -590,7 +590,7 @@ async fn a_failed_run_escalates_to_the_notifier_with_its_steps_and_leaves_the_al
             "n1": {"displayName": "restart", "type": "Pod", "outputs": {"parameters": [
                 {"name": "result", "value": "{\"outcome\":\"failed\",\"message\":\"forbidden\"}"}]}}}});
     });
-    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert_eq!(tracking::pass(&h.state).await.unwrap().finished, 1);
     assert_eq!(
         am.bodies("/api/v2/silences").len(),
         1,
@@ -678,7 +678,7 @@ async fn a_success_silence_alertmanager_could_not_take_is_kept_on_the_run_and_de
     let forgetful = forgetful_alertmanager(status.clone()).await;
     let h = Heald::start(&server, &f, &["--alertmanager-url", &forgetful.url]).await;
     set_phase(&server, &run, "Succeeded");
-    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert_eq!(tracking::pass(&h.state).await.unwrap().finished, 1);
     let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
     assert_eq!(wf["metadata"]["labels"]["heal.dev/reported"], "true");
     assert_eq!(
@@ -696,7 +696,7 @@ async fn a_success_silence_alertmanager_could_not_take_is_kept_on_the_run_and_de
     assert_eq!(forgetful.bodies("/api/v2/silences").len(), 1, "one attempt");
 
     *status.lock().unwrap() = 200;
-    track::pass(&h.state).await.unwrap();
+    tracking::pass(&h.state).await.unwrap();
     assert_eq!(
         forgetful.bodies("/api/v2/silences").len(),
         1,
@@ -705,7 +705,7 @@ async fn a_success_silence_alertmanager_could_not_take_is_kept_on_the_run_and_de
     tokio::time::sleep(Duration::from_millis(2100)).await;
     // Another replica (or this one restarted) finds it by label and delivers it.
     let other = Heald::start(&server, &f, &["--alertmanager-url", &forgetful.url]).await;
-    track::pass(&other.state).await.unwrap();
+    tracking::pass(&other.state).await.unwrap();
     let sent = forgetful.bodies("/api/v2/silences");
     assert_eq!(
         sent.len(),
@@ -733,8 +733,8 @@ async fn a_success_silence_alertmanager_could_not_take_is_kept_on_the_run_and_de
         wf["metadata"]["annotations"]["heal.dev/silence-id"],
         "silence-2"
     );
-    track::pass(&h.state).await.unwrap();
-    track::pass(&other.state).await.unwrap();
+    tracking::pass(&h.state).await.unwrap();
+    tracking::pass(&other.state).await.unwrap();
     assert_eq!(
         forgetful.bodies("/api/v2/silences").len(),
         3,
@@ -755,7 +755,7 @@ async fn a_failed_runs_in_progress_silence_is_expired_once_alertmanager_answers_
     let run = run_name("restart-web", &a);
     *am.status.lock().unwrap() = 503;
     set_phase(&server, &run, "Failed");
-    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert_eq!(tracking::pass(&h.state).await.unwrap().finished, 1);
     assert_eq!(
         notifier.bodies("/notify").len(),
         1,
@@ -765,7 +765,7 @@ async fn a_failed_runs_in_progress_silence_is_expired_once_alertmanager_answers_
     assert_eq!(wf["metadata"]["labels"]["heal.dev/silence"], "pending");
     *am.status.lock().unwrap() = 200;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    track::pass(&h.state).await.unwrap();
+    tracking::pass(&h.state).await.unwrap();
     assert_eq!(
         am.bodies("/api/v2/silence/silence-1").len(),
         2,
@@ -791,7 +791,7 @@ async fn a_notifier_that_fails_at_first_gets_the_notification_on_a_retry() {
         tokio::time::sleep(Duration::from_millis(150)).await;
         *status.lock().unwrap() = 200;
     });
-    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert_eq!(tracking::pass(&h.state).await.unwrap().finished, 1);
     let notes = am.bodies("/notify");
     assert!(notes.len() >= 2, "retried: {notes:?}");
     let text = h.state.metrics.encode();
@@ -812,14 +812,14 @@ async fn a_run_that_never_starts_times_out_at_its_deadline_and_is_stopped() {
     h.decide(&webhook(std::slice::from_ref(&a))).await;
     let run = run_name("restart-web", &a);
     assert_eq!(
-        track::pass(&h.state).await.unwrap().in_flight,
+        tracking::pass(&h.state).await.unwrap().in_flight,
         1,
         "not yet overdue"
     );
     server.modify(WF.0, WF.1, NS, &run, |o| {
         o["metadata"]["creationTimestamp"] = json!("2020-01-01T00:00:00Z");
     });
-    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert_eq!(tracking::pass(&h.state).await.unwrap().finished, 1);
     let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
     assert_eq!(wf["metadata"]["labels"]["heal.dev/outcome"], "timed-out");
     assert_eq!(
@@ -894,7 +894,7 @@ async fn a_report_ends_the_run_at_once_and_a_second_report_changes_nothing() {
     assert_eq!(status.as_u16(), 200);
     assert_eq!(v["status"], "already-reported");
     set_phase(&server, &run, "Succeeded");
-    assert_eq!(track::pass(&h.state).await.unwrap().finished, 0);
+    assert_eq!(tracking::pass(&h.state).await.unwrap().finished, 0);
     let mut wrong = report;
     wrong["correlationId"] = json!("not-it");
     let (status, _, v) = post(wrong).await;
@@ -930,13 +930,13 @@ async fn after_a_restart_every_run_in_flight_is_still_reported_exactly_once() {
     set_phase(&server, &runs[2], "Failed");
     let a = Heald::start(&server, &f, &extra).await;
     let b = Heald::start(&server, &f, &extra).await;
-    let (pa, pb) = tokio::join!(track::pass(&a.state), track::pass(&b.state));
+    let (pa, pb) = tokio::join!(tracking::pass(&a.state), tracking::pass(&b.state));
     let (pa, pb) = (pa.unwrap(), pb.unwrap());
     assert_eq!(pa.finished + pb.finished, 3, "{pa:?} {pb:?}");
     set_phase(&server, &runs[3], "Succeeded");
-    let (pa, pb) = tokio::join!(track::pass(&a.state), track::pass(&b.state));
+    let (pa, pb) = tokio::join!(tracking::pass(&a.state), tracking::pass(&b.state));
     assert_eq!(pa.unwrap().finished + pb.unwrap().finished, 1);
-    assert_eq!(track::pass(&a.state).await.unwrap().finished, 0);
+    assert_eq!(tracking::pass(&a.state).await.unwrap().finished, 0);
     let silences = am.bodies("/api/v2/silences");
     let replaced = silences.iter().filter(|s| s.get("id").is_some()).count();
     assert_eq!(
@@ -978,12 +978,12 @@ async fn finished_tekton_runs_are_pruned_after_the_retention_period() {
             "completionTime": jiff::Timestamp::now().to_string(),
         });
     });
-    let p = track::pass(&h.state).await.unwrap();
+    let p = tracking::pass(&h.state).await.unwrap();
     assert_eq!((p.finished, p.pruned), (1, 0), "kept while recent");
     server.modify(PR.0, PR.1, NS, &run, |o| {
         o["status"]["completionTime"] = json!("2020-01-01T00:00:00Z");
     });
-    assert_eq!(track::pass(&h.state).await.unwrap().pruned, 1);
+    assert_eq!(tracking::pass(&h.state).await.unwrap().pruned, 1);
     assert!(server.get(PR.0, PR.1, NS, &run).is_none());
 }
 
@@ -1096,7 +1096,7 @@ async fn a_resolved_alert_stops_its_unfinished_argo_workflow_and_the_end_is_repo
     server.modify(WF.0, WF.1, NS, &run, |o| {
         o["status"] = json!({"phase": "Failed", "message": "Stopped with strategy 'Stop'"});
     });
-    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert_eq!(tracking::pass(&h.state).await.unwrap().finished, 1);
     let wf = server.get(WF.0, WF.1, NS, &run).unwrap();
     assert_eq!(wf["metadata"]["labels"]["heal.dev/outcome"], "cancelled");
     assert!(
@@ -1172,7 +1172,7 @@ async fn a_resolved_alert_cancels_its_unfinished_tekton_pipelinerun() {
         o["status"] = json!({"conditions": [{"type": "Succeeded", "status": "False",
             "reason": "Cancelled", "message": "PipelineRun was cancelled"}]});
     });
-    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert_eq!(tracking::pass(&h.state).await.unwrap().finished, 1);
     let pr = server.get(PR.0, PR.1, NS, &run).unwrap();
     assert_eq!(pr["metadata"]["labels"]["heal.dev/outcome"], "cancelled");
 }
@@ -1233,7 +1233,7 @@ async fn a_runs_end_is_handled_as_soon_as_the_watch_shows_it_without_waiting_for
     let a = web_down("web", "2026-08-20T10:00:00Z");
     h.decide(&webhook(std::slice::from_ref(&a))).await;
     let run = run_name("restart-web", &a);
-    let tracker = tokio::spawn(track::run(std::sync::Arc::clone(&h.state)));
+    let tracker = tokio::spawn(tracking::run(std::sync::Arc::clone(&h.state)));
     let path = format!("/apis/argoproj.io/v1alpha1/namespaces/{NS}/workflows");
     let watch = wait_async("a watch on the workflows", || {
         server

@@ -326,7 +326,7 @@ fn guard_lease(annotations: Value) -> Value {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": {
-            "name": heal::heald::lease::lease_name("restart-web", &target),
+            "name": heal::heald::guards::lease::lease_name("restart-web", &target),
             "namespace": NS,
             "annotations": ann,
         },

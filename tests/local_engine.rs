@@ -9,7 +9,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use heal::heald::track;
+use heal::heald::tracking;
 use heald_support::*;
 use serde_json::{Value, json};
 use support::apiserver::{ApiServer, Fault, Recorded};
@@ -243,7 +243,7 @@ async fn a_local_policy_runs_its_steps_in_dependency_order_inside_heald_and_repo
     assert_eq!(again[0]["decision"], "duplicate");
     assert_eq!(server.names(CM.0, CM.1, NS), [run()]);
     assert_eq!(
-        track::pass(&h.state).await.unwrap().finished,
+        tracking::pass(&h.state).await.unwrap().finished,
         0,
         "handled once"
     );
@@ -399,7 +399,7 @@ async fn a_local_run_whose_end_was_not_handled_is_handled_by_the_next_pass_and_n
         labels.remove("heal.dev/outcome");
     };
     server.modify(CM.0, CM.1, NS, &run(), unclaim);
-    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert_eq!(tracking::pass(&h.state).await.unwrap().finished, 1);
     assert_eq!(
         state(&server)["metadata"]["labels"]["heal.dev/outcome"],
         "succeeded"
@@ -409,7 +409,7 @@ async fn a_local_run_whose_end_was_not_handled_is_handled_by_the_next_pass_and_n
         unclaim(cm);
         cm["data"] = json!({"plan.json": "{not a plan"});
     });
-    assert_eq!(track::pass(&h.state).await.unwrap().finished, 1);
+    assert_eq!(tracking::pass(&h.state).await.unwrap().finished, 1);
     assert_eq!(
         state(&server)["metadata"]["labels"]["heal.dev/outcome"],
         "failed"
@@ -551,14 +551,14 @@ impl Restart {
     }
 
     /// Start heald #2 and run one tracking pass.
-    fn second_life(&mut self, instance: &str) -> track::Pass {
+    fn second_life(&mut self, instance: &str) -> tracking::Pass {
         let mut extra = self.extra();
         extra.extend(["--instance".into(), instance.into()]);
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let h2 = self
             .second
             .block_on(Heald::start(&self.server, &self.files, &extra));
-        let pass = self.second.block_on(track::pass(&h2.state)).unwrap();
+        let pass = self.second.block_on(tracking::pass(&h2.state)).unwrap();
         self.h2 = Some(h2);
         pass
     }
@@ -634,7 +634,7 @@ fn a_restart_in_the_middle_of_a_run_repeats_no_finished_step_and_reports_once() 
     // Later passes and other replicas find nothing left to report.
     let again = r
         .second
-        .block_on(track::pass(&r.h2.as_ref().unwrap().state))
+        .block_on(tracking::pass(&r.h2.as_ref().unwrap().state))
         .unwrap();
     assert_eq!((again.finished, again.in_flight), (0, 0));
     let events = r
@@ -760,7 +760,7 @@ fn another_replica_takes_a_run_over_only_once_its_heartbeat_is_stale() {
         cm["metadata"]["annotations"]["heal.dev/heartbeat"] = json!("2026-01-01T00:00:00Z");
     });
     let h2 = r.h2.take().unwrap();
-    let pass = r.second.block_on(track::pass(&h2.state)).unwrap();
+    let pass = r.second.block_on(tracking::pass(&h2.state)).unwrap();
     assert_eq!(pass.in_flight, 1);
     assert!(holder(&r.server).as_str().unwrap().starts_with("heald-1/"));
     r.h2 = Some(h2);

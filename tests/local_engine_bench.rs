@@ -96,7 +96,8 @@ fn local_engine_webhook_to_first_action_and_to_outcome() {
         &["--alertmanager-url", &am.url, "--log-format", "json"],
     );
     let url = format!("{}/v1/alerts", p.web);
-    let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+    let client =
+        heal::heald::reporting::alertmanager_http::client(Duration::from_secs(30)).unwrap();
     let send = |body: Value| {
         let (client, url) = (client.clone(), url.clone());
         rt.spawn(async move {

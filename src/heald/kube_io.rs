@@ -5,7 +5,7 @@
 //! is recognised as created (see [`Kube::create`]); so is a Lease update whose answer was
 //! lost when the Lease holds what was written.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Method;
@@ -13,8 +13,6 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::heald::lease::{LeaseError, LeaseState};
-use crate::heald::ratelimit::QpsLimiter;
 use crate::kube_api::{ApiError, JSON, Kube, MERGE_PATCH, Sent, enc};
 
 /// A failure of one of heald's Kubernetes operations.
@@ -23,9 +21,9 @@ pub enum KubeIoError {
     /// The API server refused or could not be reached.
     #[error(transparent)]
     Api(#[from] ApiError),
-    /// A Lease heald cannot read.
-    #[error(transparent)]
-    Lease(#[from] LeaseError),
+    /// An object of heald's (a Lease) it cannot read.
+    #[error("{0}")]
+    Unreadable(String),
     /// Another writer changed the object first (409): read again and decide again.
     #[error("{0} was changed by someone else first")]
     Conflict(String),
@@ -36,7 +34,7 @@ impl KubeIoError {
     pub fn is_transient(&self) -> bool {
         match self {
             KubeIoError::Api(e) => e.is_transient(),
-            KubeIoError::Lease(_) => false,
+            KubeIoError::Unreadable(_) => false,
             KubeIoError::Conflict(_) => true,
         }
     }
@@ -203,96 +201,6 @@ impl K8s {
         }
     }
 
-    /// Read a Lease; `None` when it does not exist.
-    pub async fn read_lease(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<LeaseState>, KubeIoError> {
-        match self.get_opt(&lease_path(namespace, Some(name))).await? {
-            Some(obj) => Ok(Some(LeaseState::from_object(&obj)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Write a Lease: create it when it has no `resourceVersion`, else replace it with that
-    /// version as a precondition. 409 (created or changed by another replica first) is
-    /// [`KubeIoError::Conflict`]. Returns the state as written.
-    pub async fn write_lease(
-        &self,
-        namespace: &str,
-        lease: &LeaseState,
-    ) -> Result<LeaseState, KubeIoError> {
-        let obj = lease.to_object(namespace);
-        let result = match &lease.resource_version {
-            None => {
-                self.send(
-                    Method::POST,
-                    &lease_path(namespace, None),
-                    Some(JSON),
-                    Some(&obj),
-                )
-                .await
-            }
-            Some(_) => {
-                let path = lease_path(namespace, Some(&lease.name));
-                let sent = self
-                    .send_tracked(Method::PUT, &path, Some(JSON), Some(&obj))
-                    .await;
-                match sent.result {
-                    // The answer to the replace was lost and its retry met the version it
-                    // wrote: when the Lease holds what was written, it was written.
-                    Err(e) if e.is_conflict() && sent.unanswered => {
-                        match self.read_lease(namespace, &lease.name).await? {
-                            Some(now) if same_state(&now, lease) => {
-                                tracing::info!(lease = %lease.name, "the answer to the Lease update was lost; the Lease holds what was written");
-                                return Ok(now);
-                            }
-                            _ => Err(e),
-                        }
-                    }
-                    result => result,
-                }
-            }
-        };
-        match result {
-            Ok(v) => Ok(LeaseState::from_object(&v)?),
-            Err(e) if e.is_conflict() => {
-                Err(KubeIoError::Conflict(format!("Lease {}", lease.name)))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Apply `change` to a Lease, re-reading and retrying when another replica wrote it
-    /// first. `change` gets the current state (`None`: no Lease yet) and returns the state
-    /// to write, or `None` to write nothing.
-    pub async fn update_lease<F>(
-        &self,
-        namespace: &str,
-        name: &str,
-        mut change: F,
-    ) -> Result<Option<LeaseState>, KubeIoError>
-    where
-        F: FnMut(Option<LeaseState>) -> Option<LeaseState>,
-    {
-        let mut last = None;
-        for _ in 0..5 {
-            let current = self.read_lease(namespace, name).await?;
-            let Some(next) = change(current) else {
-                return Ok(None);
-            };
-            match self.write_lease(namespace, &next).await {
-                Ok(written) => return Ok(Some(written)),
-                Err(KubeIoError::Conflict(what)) => last = Some(what),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(KubeIoError::Conflict(
-            last.unwrap_or_else(|| format!("Lease {name}")),
-        ))
-    }
-
     /// List objects of a collection matching a label selector; 404 (the engine's CRD is not
     /// installed) is an empty list.
     pub async fn list(&self, collection: &str, selector: &str) -> Result<Vec<Value>, ApiError> {
@@ -453,15 +361,6 @@ impl K8s {
     }
 }
 
-/// Whether two states of a Lease are the same, whatever their `resourceVersion`.
-fn same_state(a: &LeaseState, b: &LeaseState) -> bool {
-    let strip = |s: &LeaseState| LeaseState {
-        resource_version: None,
-        ..s.clone()
-    };
-    strip(a) == strip(b)
-}
-
 /// Longest watch event heald reads (a run object with its status).
 const MAX_WATCH_LINE: usize = 16 * 1024 * 1024;
 
@@ -557,5 +456,133 @@ pub fn lease_path(namespace: &str, name: Option<&str>) -> String {
     match name {
         Some(n) => format!("{base}/{}", enc(n)),
         None => base,
+    }
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst` stored.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: u32, now: Instant) -> Bucket {
+        Bucket {
+            rate,
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+    }
+
+    /// Whether a token is there at `now`, without taking it.
+    pub fn has_token(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= 1.0
+    }
+
+    /// Take a token if one is there.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Take a token now or in the future: how long the caller must wait for it.
+    pub fn reserve(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+
+    /// Take `n` tokens now or in the future: how long until the last of them is there.
+    pub fn reserve_n(&mut self, n: u32, now: Instant) -> Duration {
+        self.refill(now);
+        self.tokens -= f64::from(n);
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+}
+
+/// Bounds heald's Kubernetes request rate: each request waits for its token.
+#[derive(Debug)]
+pub struct QpsLimiter {
+    bucket: Mutex<Bucket>,
+}
+
+impl QpsLimiter {
+    /// `qps` requests per second, bursts of `burst`.
+    pub fn new(qps: f64, burst: u32) -> QpsLimiter {
+        QpsLimiter {
+            bucket: Mutex::new(Bucket::new(qps, burst, Instant::now())),
+        }
+    }
+
+    /// Reserve `n` requests' tokens for one piece of work (an alert's decision and its
+    /// effects), if the last of them comes by `deadline`: how long to wait before starting
+    /// (after which the `n` requests need no token), or `None` (nothing is taken).
+    pub fn reserve(&self, n: u32, deadline: Instant) -> Option<Duration> {
+        let now = Instant::now();
+        let mut b = match self.bucket.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let wait = b.reserve_n(n, now);
+        if now + wait > deadline {
+            b.tokens += f64::from(n);
+            return None;
+        }
+        Some(wait)
+    }
+
+    /// Give back `n` tokens reserved and not used.
+    pub fn give_back(&self, n: u32) {
+        let mut b = match self.bucket.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        b.tokens = (b.tokens + f64::from(n)).min(b.burst);
+    }
+
+    /// Wait for a token; `false` when it would come after `deadline` (nothing is taken).
+    pub async fn acquire(&self, deadline: Instant) -> bool {
+        let now = Instant::now();
+        let wait = {
+            let mut b = match self.bucket.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let wait = b.reserve(now);
+            if now + wait > deadline {
+                b.tokens += 1.0;
+                return false;
+            }
+            wait
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        true
     }
 }

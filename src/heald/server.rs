@@ -21,9 +21,9 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
 use crate::alert::Webhook;
-use crate::heald::runs::{RunInfo, object_path};
+use crate::heald::engines::runs::{RunInfo, object_path};
 use crate::heald::state::State;
-use crate::heald::track::{Ending, finish};
+use crate::heald::tracking::{Ending, finish};
 use crate::heald::{REPORTED_LABEL, intake};
 use crate::render::Engine as Kind;
 
@@ -362,8 +362,8 @@ async fn reports_inner(st: &Arc<State>, req: Request) -> Result<(StatusCode, Val
     }
     let status = report.outcome.as_deref().unwrap_or(&report.status);
     let outcome = match crate::report_http::normalise(status) {
-        "succeeded" => crate::heald::runs::RunOutcome::Succeeded,
-        _ => crate::heald::runs::RunOutcome::Failed,
+        "succeeded" => crate::heald::engines::runs::RunOutcome::Succeeded,
+        _ => crate::heald::engines::runs::RunOutcome::Failed,
     };
     let ending = Ending {
         outcome,

@@ -204,9 +204,9 @@ fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServeError> {
 pub async fn run(state: Arc<State>, listeners: Listeners) -> i32 {
     let stop = state.shutdown_signal();
     let grace = state.config.shutdown_grace;
-    let tracker = tokio::spawn(crate::heald::track::run(Arc::clone(&state)));
-    let intents = tokio::spawn(crate::heald::intents::run(Arc::clone(&state)));
-    let deferred = tokio::spawn(crate::heald::deferred::run(Arc::clone(&state)));
+    let tracker = tokio::spawn(crate::heald::tracking::run(Arc::clone(&state)));
+    let intents = tokio::spawn(crate::heald::intake::intents::run(Arc::clone(&state)));
+    let deferred = tokio::spawn(crate::heald::intake::deferred::run(Arc::clone(&state)));
     let reloader = tokio::spawn(reload_loop(Arc::clone(&state)));
     // The admin port stays up during the drain so /readyz can say so.
     let (admin_stop_tx, admin_stop) = watch::channel(false);
@@ -230,7 +230,7 @@ pub async fn run(state: Arc<State>, listeners: Listeners) -> i32 {
         tracing::warn!("the tracker did not finish within the shutdown grace");
     }
     // Local runs get the same grace; what is left is released for a replica to resume.
-    crate::heald::local::drain(&state, grace).await;
+    crate::heald::engines::local::drain(&state, grace).await;
     intents.abort();
     // Deferred alerts left now were never held or silenced: Alertmanager brings them again.
     if !state.deferred.is_empty() {

@@ -10,14 +10,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::heald::config::Config;
+use crate::heald::engines::local::{LocalEngine, LocalRuns};
 use crate::heald::engines::{ArgoServerEngine, Engine, KubeEngine};
+use crate::heald::guards::ratelimit::SubmitLimiter;
 use crate::heald::kube_io::K8s;
-use crate::heald::local::{LocalEngine, LocalRuns};
-use crate::heald::metrics::Metrics;
-use crate::heald::pending::Sweeps;
 use crate::heald::policies::PolicyStore;
-use crate::heald::ratelimit::SubmitLimiter;
-use crate::heald::remediations::{History, KeyedLocks, KnownRuns};
+use crate::heald::reporting::metrics::Metrics;
+use crate::heald::reporting::pending::Sweeps;
+use crate::heald::reporting::remediations::{History, KeyedLocks, KnownRuns};
 use crate::kube_api::Kube;
 use crate::policy::PlanDefaults;
 use crate::render::Engine as Kind;
@@ -33,6 +33,9 @@ pub struct State {
     pub policies: PolicyStore,
     /// The Kubernetes client.
     pub k8s: K8s,
+    /// How a run's end is handled ([`tracking::finish`](crate::heald::tracking::finish)),
+    /// for the local engine, which hands its runs' ends up without importing tracking.
+    pub finish_run: crate::heald::tracking::FinishRun,
     /// Engines by kind.
     pub engines: HashMap<Kind, Arc<dyn Engine>>,
     /// Submission token buckets.
@@ -42,7 +45,7 @@ pub struct State {
     /// Runs this replica created or saw.
     pub known: KnownRuns,
     /// Alerts waiting for heald's Kubernetes request budget.
-    pub deferred: crate::heald::deferred::Deferred,
+    pub deferred: crate::heald::intake::deferred::Deferred,
     /// One decision at a time per run name in this replica.
     pub deciding: KeyedLocks,
     /// Metrics.
@@ -81,7 +84,7 @@ impl State {
     /// through the Argo Server when `--argo-server-url` is set), and local runs are
     /// executed by heald itself.
     pub fn new(config: Config, policies: PolicyStore, kube: Kube) -> Result<State, StateError> {
-        let http = crate::heald::alertmanager_http::client(Duration::from_secs(10))
+        let http = crate::heald::reporting::alertmanager_http::client(Duration::from_secs(10))
             .map_err(StateError::Http)?;
         let k8s = K8s::new(kube, config.kube_qps, config.kube_burst, config.api_timeout);
         let mut engines: HashMap<Kind, Arc<dyn Engine>> = HashMap::new();
@@ -124,7 +127,7 @@ impl State {
             limiter: SubmitLimiter::new(config.rate_limits),
             history: History::new(config.history),
             known: KnownRuns::new(KNOWN_RUNS),
-            deferred: crate::heald::deferred::Deferred::default(),
+            deferred: crate::heald::intake::deferred::Deferred::default(),
             deciding: KeyedLocks::default(),
             metrics,
             http,
@@ -135,6 +138,7 @@ impl State {
             shutdown,
             engines,
             k8s,
+            finish_run: crate::heald::tracking::finish_boxed,
             policies,
             config,
         })

@@ -590,7 +590,8 @@ pub fn http(
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+        let client =
+            heal::heald::reporting::alertmanager_http::client(Duration::from_secs(30)).unwrap();
         let mut req = client.request(method.parse().unwrap(), url);
         if let Some(t) = token {
             req = req.bearer_auth(t);

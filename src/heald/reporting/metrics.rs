@@ -13,8 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::heald::decide::Decision;
-use crate::heald::runs::RunOutcome;
+use crate::heald::engines::runs::RunOutcome;
 
 /// Distinct policy label values at most; the rest count as `other`.
 const MAX_POLICY_LABELS: usize = 200;
@@ -201,10 +200,10 @@ impl Metrics {
     }
 
     /// Count a decision.
-    pub fn decision(&self, decision: Decision, engine: &str, policy: &str) {
+    pub fn decision(&self, decision: &str, engine: &str, policy: &str) {
         self.decisions
             .get_or_create(&DecisionLabels {
-                decision: decision.as_str().into(),
+                decision: decision.into(),
                 engine: engine.into(),
                 policy: self.policy_label(policy),
             })
@@ -259,8 +258,8 @@ mod tests {
     #[test]
     fn decisions_show_in_the_text_format_with_their_labels() {
         let m = Metrics::new();
-        m.decision(Decision::Submitted, "argo", "restart-web");
-        m.decision(Decision::Submitted, "argo", "restart-web");
+        m.decision("submitted", "argo", "restart-web");
+        m.decision("submitted", "argo", "restart-web");
         let text = m.encode();
         assert!(
             text.contains(
@@ -276,7 +275,7 @@ mod tests {
     fn policy_labels_are_capped() {
         let m = Metrics::new();
         for i in 0..MAX_POLICY_LABELS + 10 {
-            m.decision(Decision::NoMatch, "", &format!("p{i}"));
+            m.decision("no-match", "", &format!("p{i}"));
         }
         let text = m.encode();
         let series = text

@@ -1,13 +1,17 @@
 //! Performing the decision for each alert of a webhook: match policies, build and render
 //! the plan, then **observe** (the target's Lease, the run when the Lease names it, the
 //! rate budget), **decide** ([`decide`], pure) and **act**: the decision's
-//! [`effects`](crate::heald::decide::effects), in their order, performed by one function.
+//! [`effects`](crate::heald::intake::decide::effects), in their order, performed by one function.
 //! The hold and the intent to create the run (the alert itself) are written to the Lease
 //! before anything else changes, so a heald killed at any later point leaves a record from
-//! which any replica ([`intents`](super::intents), or a redelivery) creates the run. A
+//! which any replica ([`intents`](crate::heald::intake::intents), or a redelivery) creates the run. A
 //! resolved alert whose policy says `onResolved: cancel` cancels its unfinished run. Each
 //! alert is handled in its own task, so an answer that is cut short (client gone, timeout)
 //! never stops the effects half way.
+
+pub mod decide;
+pub mod deferred;
+pub mod intents;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,24 +22,27 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::alert::Alert;
-use crate::heald::alertmanager_http::{
-    create_silence, expire_silence, find_silences, progress_marker, silence_body,
+use crate::heald::engines::SubmitError;
+use crate::heald::engines::runs::{
+    RunInfo, RunOutcome, cancel_patch, object_path, run_object_type,
 };
-use crate::heald::decide::{
+use crate::heald::failpoint;
+use crate::heald::guards::lease::LeaseIo;
+use crate::heald::guards::lease::{LeaseState, RunEnd, lease_name};
+use crate::heald::guards::ratelimit::Admit;
+use crate::heald::intake::decide::{
     Decision, Effect, Observed, RateScope, Verdict, completes_intent, decide, effects,
     hold_being_created, stale_hold,
 };
-use crate::heald::engines::SubmitError;
-use crate::heald::failpoint;
 use crate::heald::kube_io::{Budget, EventTarget, K8s, KubeIoError, answer_due};
-use crate::heald::lease::{LeaseState, RunEnd, lease_name};
-use crate::heald::notify_http::Notification;
 use crate::heald::policies::Loaded;
-use crate::heald::ratelimit::Admit;
-use crate::heald::remediations::Entry;
-use crate::heald::runs::{RunInfo, RunOutcome, cancel_patch, object_path, run_object_type};
+use crate::heald::reporting::alertmanager_http::{
+    create_silence, expire_silence, find_silences, progress_marker, silence_body,
+};
+use crate::heald::reporting::notify_http::Notification;
+use crate::heald::reporting::remediations::Entry;
 use crate::heald::state::State;
-use crate::heald::track::{alert_link, escalate};
+use crate::heald::tracking::{alert_link, escalate};
 use crate::heald::{
     ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION, REPORTED_LABEL,
     SILENCE_ANNOTATION,
@@ -81,7 +88,7 @@ pub struct Unavailable(pub String);
 ///
 /// With `answer_within` (the webhook's `--request-timeout`) the answer is on time whatever
 /// the storm: an alert whose Kubernetes requests cannot all be sent under `--kube-qps`
-/// before half of it is [deferred](crate::heald::deferred) without any effect, and an alert
+/// before half of it is [deferred](crate::heald::intake::deferred) without any effect, and an alert
 /// still being decided at 70% of it is answered `deferred` while its decision goes on in
 /// the background (if that then needs a retry, the alert joins the deferred queue). With
 /// the default 10 s that is within Alertmanager's own limit for a notification (its
@@ -253,8 +260,8 @@ pub async fn handle_resolved(
     };
     rec.engine = Some(engine.as_str().into());
     let finished = matches!(
-        crate::heald::runs::state(engine, &obj),
-        crate::heald::runs::RunState::Finished(..)
+        crate::heald::engines::runs::state(engine, &obj),
+        crate::heald::engines::runs::RunState::Finished(..)
     );
     if !run_in_flight(&obj) || finished {
         rec.reason = format!("the alert resolved; run {run} had already ended: nothing to cancel");
@@ -324,7 +331,7 @@ async fn cancel_run(
     }
     let mut current = obj.clone();
     for _ in 0..5 {
-        if crate::heald::local_run::recorded_outcome(&current).is_some() {
+        if crate::heald::engines::local_run::recorded_outcome(&current).is_some() {
             return Ok(false);
         }
         let rv = str_at(&current, "/metadata/resourceVersion").unwrap_or_default();
@@ -345,7 +352,7 @@ async fn cancel_run(
 /// Count, log and remember a decision.
 pub(crate) fn note(state: &State, rec: &DecisionRecord) {
     state.metrics.decision(
-        rec.decision,
+        rec.decision.as_str(),
         rec.engine.as_deref().unwrap_or(""),
         rec.policy.as_deref().unwrap_or(""),
     );
@@ -505,7 +512,7 @@ fn defer(state: &State, plan: &Plan, engine: Engine, alert: &Alert) -> DecisionR
             "heald's Kubernetes request budget (--kube-qps) cannot decide this alert before \
              the answer is due, and {} alerts already wait: Alertmanager's next notification \
              of its group brings it again",
-            crate::heald::deferred::CAPACITY
+            crate::heald::intake::deferred::CAPACITY
         )
     };
     record(
@@ -841,7 +848,7 @@ async fn act(
                         // The first step starts before the answer and the Event go out.
                         match &created.object {
                             Some(obj) => {
-                                crate::heald::local::start(state, obj, false);
+                                crate::heald::engines::local::start(state, obj, false);
                             }
                             None => {
                                 tracing::warn!(run = %plan.run_name, "the created local run was not returned; the tracker resumes it once its heartbeat is stale")
@@ -973,7 +980,7 @@ async fn create_run(
     state
         .metrics
         .submit_seconds
-        .get_or_create(&crate::heald::metrics::EngineLabels {
+        .get_or_create(&crate::heald::reporting::metrics::EngineLabels {
             engine: engine.as_str().into(),
         })
         .observe(started.elapsed().as_secs_f64());

@@ -1,6 +1,6 @@
 //! Following the runs heald created to their end, and handling each end exactly once.
 //!
-//! Argo and Tekton runs are [watched](super::watch), so an end is handled when it happens;
+//! Argo and Tekton runs are [watched](crate::heald::tracking::watch), so an end is handled when it happens;
 //! every period, as the resync, heald lists, per engine and run namespace, the runs labelled
 //! `app.kubernetes.io/managed-by=heald` that are not yet labelled `heal.dev/reported`
 //! (after a restart this finds every run still in flight), reads each one's outcome, and
@@ -11,10 +11,13 @@
 //! precondition, so of two replicas (or a report and the tracker) exactly one goes on to
 //! release the Lease, record the cooldown or failure, notify, count it, and record an
 //! Event. What Alertmanager must be told (the success silence, or expiring the
-//! in-progress one) is recorded in that same patch ([`pending`](super::pending)) and
+//! in-progress one) is recorded in that same patch ([`pending`](crate::heald::reporting::pending)) and
 //! retried by later passes until it is delivered.
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod local;
+pub mod watch;
+
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,23 +25,26 @@ use http::Method;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use crate::heald::alertmanager_http::{
-    DeliveryError, create_silence, expire_silence, silence_body,
-};
-use crate::heald::kube_io::{EventTarget, KubeIoError, truncate};
-use crate::heald::lease::RunEnd;
-use crate::heald::notify_http::{Notification, notify};
-use crate::heald::pending::{
-    PENDING, PENDING_LABEL, PendingSilence, SilenceWork, clear_patch, silence_at, without_id,
-};
-use crate::heald::policies::Loaded;
-use crate::heald::remediations::Entry;
-use crate::heald::runs::{
+use crate::heald::engines::BoxFuture;
+pub use crate::heald::engines::runs::Ending;
+use crate::heald::engines::runs::{
     RunInfo, RunOutcome, RunState, argo_step_results, collection_path, object_path,
     run_object_type, state,
 };
+use crate::heald::guards::lease::LeaseIo;
+use crate::heald::guards::lease::RunEnd;
+use crate::heald::kube_io::{EventTarget, KubeIoError, truncate};
+use crate::heald::policies::Loaded;
+use crate::heald::reporting::alertmanager_http::{
+    DeliveryError, create_silence, expire_silence, silence_body,
+};
+use crate::heald::reporting::notify_http::{Notification, notify};
+use crate::heald::reporting::pending::{
+    PENDING, PENDING_LABEL, PendingSilence, SilenceWork, clear_patch, silence_at, without_id,
+};
+use crate::heald::reporting::remediations::Entry;
 use crate::heald::state::State;
-use crate::heald::watch::Watchers;
+use crate::heald::tracking::watch::Watchers;
 use crate::heald::{MANAGED_BY, OUTCOME_LABEL, REPORTED_LABEL, RESULTS_ANNOTATION};
 use crate::kube_api::MERGE_PATCH;
 use crate::policy::Policy;
@@ -46,19 +52,6 @@ use crate::render::Engine as Kind;
 
 /// Longest step-results JSON kept on a run.
 const MAX_RESULTS_JSON: usize = 32 * 1024;
-
-/// How a run ended, and what is known about its steps.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ending {
-    /// The outcome.
-    pub outcome: RunOutcome,
-    /// The engine's (or heald's) message.
-    pub message: String,
-    /// Each step's result, by step name.
-    pub steps: BTreeMap<String, Value>,
-    /// Who said so: `engine`, `report`, `deadline` or `local` (heald's local engine).
-    pub source: &'static str,
-}
 
 /// What one tracking pass saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,7 +76,7 @@ pub fn run_namespaces(st: &State) -> BTreeSet<String> {
 }
 
 /// One tracking pass over every engine and run namespace (for the local engine, see
-/// [`local::pass`](crate::heald::local::pass): it also resumes the local runs nobody
+/// [`local::pass`]: it also resumes the local runs nobody
 /// executes).
 pub async fn pass(st: &Arc<State>) -> Result<Pass, KubeIoError> {
     let k8s = &st.k8s;
@@ -139,7 +132,7 @@ pub async fn pass(st: &Arc<State>) -> Result<Pass, KubeIoError> {
                 }
             }
         }
-        crate::heald::local::pass(st, &ns, &mut out).await?;
+        local::pass(st, &ns, &mut out).await?;
         out.pruned += prune_tekton(st, &ns).await.unwrap_or(0);
     }
     if let Some(token) = sweep {
@@ -168,7 +161,7 @@ pub async fn pass(st: &Arc<State>) -> Result<Pass, KubeIoError> {
 }
 
 /// Track until shutdown: a pass at once (which picks up runs left by a previous heald),
-/// then one per `--track-interval`, and meanwhile a [watch](crate::heald::watch) on the
+/// then one per `--track-interval`, and meanwhile a [watch](crate::heald::tracking::watch) on the
 /// Argo and Tekton runs of each run namespace, which handles an end as soon as it happens.
 pub async fn run(st: Arc<State>) {
     let mut stop = st.shutdown_signal();
@@ -279,6 +272,20 @@ async fn claim(
 /// Handle a run's end once: claim it, release the Lease and count the outcome, silence or
 /// escalate, record metrics, history, a log line and an Event. `Ok(false)` when someone
 /// else handled it.
+/// The type of [`finish_boxed`].
+pub type FinishRun =
+    for<'a> fn(&'a State, &'a Value, Ending) -> BoxFuture<'a, Result<bool, KubeIoError>>;
+
+/// [`finish`] as the state keeps it, for the local engine (which must not import
+/// tracking, a part above it): [`State::finish_run`].
+pub fn finish_boxed<'a>(
+    st: &'a State,
+    obj: &'a Value,
+    ending: Ending,
+) -> BoxFuture<'a, Result<bool, KubeIoError>> {
+    Box::pin(finish(st, obj, ending))
+}
+
 pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, KubeIoError> {
     let ending = cancelled_ending(obj, ending);
     let now = Timestamp::now();

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use http::Method;
+
+use crate::heald::kube_io::{K8s, KubeIoError, lease_path};
+use crate::kube_api::JSON;
 use crate::plan::PlanTarget;
 
 /// Annotation: the policy the Lease belongs to.
@@ -407,6 +411,142 @@ fn holder_from_spec(obj: &Value) -> Result<Option<Holder>, String> {
         until: start + SignedDuration::from_secs(secs),
         intent: None,
     }))
+}
+
+/// Reading and writing target Leases through heald's client.
+pub trait LeaseIo {
+    /// Read a Lease; `None` when it does not exist.
+    fn read_lease(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<Option<LeaseState>, KubeIoError>> + Send;
+    /// Write a Lease: create it when it has no `resourceVersion`, else replace it with that
+    /// version as a precondition. 409 (created or changed by another replica first) is
+    /// [`KubeIoError::Conflict`]. Returns the state as written.
+    fn write_lease(
+        &self,
+        namespace: &str,
+        lease: &LeaseState,
+    ) -> impl std::future::Future<Output = Result<LeaseState, KubeIoError>> + Send;
+    /// Apply `change` to a Lease, re-reading and retrying when another replica wrote it
+    /// first. `change` gets the current state (`None`: no Lease yet) and returns the state
+    /// to write, or `None` to write nothing.
+    fn update_lease<F>(
+        &self,
+        namespace: &str,
+        name: &str,
+        change: F,
+    ) -> impl std::future::Future<Output = Result<Option<LeaseState>, KubeIoError>> + Send
+    where
+        F: FnMut(Option<LeaseState>) -> Option<LeaseState> + Send;
+}
+
+impl From<LeaseError> for KubeIoError {
+    fn from(e: LeaseError) -> KubeIoError {
+        KubeIoError::Unreadable(e.to_string())
+    }
+}
+
+impl LeaseIo for K8s {
+    /// Read a Lease; `None` when it does not exist.
+    async fn read_lease(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<LeaseState>, KubeIoError> {
+        match self.get_opt(&lease_path(namespace, Some(name))).await? {
+            Some(obj) => Ok(Some(LeaseState::from_object(&obj)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Write a Lease: create it when it has no `resourceVersion`, else replace it with that
+    /// version as a precondition. 409 (created or changed by another replica first) is
+    /// [`KubeIoError::Conflict`]. Returns the state as written.
+    async fn write_lease(
+        &self,
+        namespace: &str,
+        lease: &LeaseState,
+    ) -> Result<LeaseState, KubeIoError> {
+        let obj = lease.to_object(namespace);
+        let result = match &lease.resource_version {
+            None => {
+                self.send(
+                    Method::POST,
+                    &lease_path(namespace, None),
+                    Some(JSON),
+                    Some(&obj),
+                )
+                .await
+            }
+            Some(_) => {
+                let path = lease_path(namespace, Some(&lease.name));
+                let sent = self
+                    .send_tracked(Method::PUT, &path, Some(JSON), Some(&obj))
+                    .await;
+                match sent.result {
+                    // The answer to the replace was lost and its retry met the version it
+                    // wrote: when the Lease holds what was written, it was written.
+                    Err(e) if e.is_conflict() && sent.unanswered => {
+                        match self.read_lease(namespace, &lease.name).await? {
+                            Some(now) if same_state(&now, lease) => {
+                                tracing::info!(lease = %lease.name, "the answer to the Lease update was lost; the Lease holds what was written");
+                                return Ok(now);
+                            }
+                            _ => Err(e),
+                        }
+                    }
+                    result => result,
+                }
+            }
+        };
+        match result {
+            Ok(v) => Ok(LeaseState::from_object(&v)?),
+            Err(e) if e.is_conflict() => {
+                Err(KubeIoError::Conflict(format!("Lease {}", lease.name)))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Apply `change` to a Lease, re-reading and retrying when another replica wrote it
+    /// first. `change` gets the current state (`None`: no Lease yet) and returns the state
+    /// to write, or `None` to write nothing.
+    async fn update_lease<F>(
+        &self,
+        namespace: &str,
+        name: &str,
+        mut change: F,
+    ) -> Result<Option<LeaseState>, KubeIoError>
+    where
+        F: FnMut(Option<LeaseState>) -> Option<LeaseState> + Send,
+    {
+        let mut last = None;
+        for _ in 0..5 {
+            let current = self.read_lease(namespace, name).await?;
+            let Some(next) = change(current) else {
+                return Ok(None);
+            };
+            match self.write_lease(namespace, &next).await {
+                Ok(written) => return Ok(Some(written)),
+                Err(KubeIoError::Conflict(what)) => last = Some(what),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(KubeIoError::Conflict(
+            last.unwrap_or_else(|| format!("Lease {name}")),
+        ))
+    }
+}
+
+/// Whether two states of a Lease are the same, whatever their `resourceVersion`.
+fn same_state(a: &LeaseState, b: &LeaseState) -> bool {
+    let strip = |s: &LeaseState| LeaseState {
+        resource_version: None,
+        ..s.clone()
+    };
+    strip(a) == strip(b)
 }
 
 #[cfg(test)]

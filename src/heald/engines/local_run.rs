@@ -25,7 +25,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::heald::runs::{RunOutcome, run_object_type};
+use crate::heald::engines::runs::{RunOutcome, run_object_type};
 use crate::plan::{Plan, PlanStep};
 use crate::render::HealPlan;
 
@@ -714,7 +714,7 @@ mod tests {
             "the replica that is starting it"
         );
         assert_eq!(
-            crate::heald::runs::engine_of(&cm),
+            crate::heald::engines::runs::engine_of(&cm),
             Some(crate::render::Engine::Local)
         );
     }

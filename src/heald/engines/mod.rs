@@ -1,9 +1,13 @@
 //! Submitting a rendered run to the engine that carries it out: the one trait seam of heald
-//! (the local engine's side is in [`local`](super::local)).
+//! (the local engine's side is in [`local`](crate::heald::engines::local)).
 //! Argo Workflows and Tekton PipelineRuns are created through the Kubernetes API
 //! (`fieldValidation=Strict`, so a field the CRD does not know is an error instead of being
 //! dropped); Argo Workflows may instead go through the Argo Server REST API. Creating a run
 //! whose deterministic name exists answers 409: the alert episode is already handled.
+
+pub mod local;
+pub mod local_run;
+pub mod runs;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,8 +15,8 @@ use std::pin::Pin;
 use http::Method;
 use serde_json::{Value, json};
 
+use crate::heald::engines::runs::collection_path;
 use crate::heald::kube_io::K8s;
-use crate::heald::runs::collection_path;
 use crate::kube_api::{ApiError, JSON, enc};
 use crate::prometheus_http::redacted_url;
 use crate::render::Engine as Kind;

@@ -1,7 +1,6 @@
 //! Token buckets: the global and per-namespace limits on submissions that protect the API
-//! server during alert storms, kept in the cluster so that they hold across replicas, and
-//! the limiter that bounds heald's own Kubernetes request rate (QPS and burst). The bucket
-//! arithmetic takes the time as an argument, so it is tested without waiting.
+//! server during alert storms, kept in the cluster so that they hold across replicas. The
+//! bucket arithmetic takes the time as an argument, so it is tested without waiting.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,79 +12,21 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::heald::config::RateLimits;
-use crate::heald::decide::RateScope;
+use crate::heald::guards::lease::micro_time;
 use crate::heald::kube_io::{K8s, KubeIoError, lease_path};
-use crate::heald::lease::micro_time;
 use crate::kube_api::JSON;
 
 /// Namespaces whose buckets are kept at most; full buckets are forgotten first, since a
 /// new bucket starts full anyway.
 const MAX_NAMESPACE_BUCKETS: usize = 10_000;
 
-/// A token bucket: `rate` tokens per second, at most `burst` stored.
-#[derive(Debug, Clone)]
-pub struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    /// A full bucket.
-    pub fn new(rate: f64, burst: u32, now: Instant) -> Bucket {
-        Bucket {
-            rate,
-            burst: f64::from(burst),
-            tokens: f64::from(burst),
-            last: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.last = now;
-    }
-
-    /// Whether a token is there at `now`, without taking it.
-    pub fn has_token(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        self.tokens >= 1.0
-    }
-
-    /// Take a token if one is there.
-    pub fn try_take(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Take a token now or in the future: how long the caller must wait for it.
-    pub fn reserve(&mut self, now: Instant) -> Duration {
-        self.refill(now);
-        self.tokens -= 1.0;
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / self.rate)
-        }
-    }
-
-    /// Take `n` tokens now or in the future: how long until the last of them is there.
-    pub fn reserve_n(&mut self, n: u32, now: Instant) -> Duration {
-        self.refill(now);
-        self.tokens -= f64::from(n);
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / self.rate)
-        }
-    }
+/// Which token bucket refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateScope {
+    /// The bucket shared by all namespaces.
+    Global,
+    /// The bucket of this target namespace.
+    Namespace(String),
 }
 
 /// A bucket's level as kept in the cluster: `tokens` at the wall-clock time `at`. Pure
@@ -549,71 +490,10 @@ fn bucket_object(
     })
 }
 
-/// Bounds heald's Kubernetes request rate: each request waits for its token.
-#[derive(Debug)]
-pub struct QpsLimiter {
-    bucket: Mutex<Bucket>,
-}
-
-impl QpsLimiter {
-    /// `qps` requests per second, bursts of `burst`.
-    pub fn new(qps: f64, burst: u32) -> QpsLimiter {
-        QpsLimiter {
-            bucket: Mutex::new(Bucket::new(qps, burst, Instant::now())),
-        }
-    }
-
-    /// Reserve `n` requests' tokens for one piece of work (an alert's decision and its
-    /// effects), if the last of them comes by `deadline`: how long to wait before starting
-    /// (after which the `n` requests need no token), or `None` (nothing is taken).
-    pub fn reserve(&self, n: u32, deadline: Instant) -> Option<Duration> {
-        let now = Instant::now();
-        let mut b = match self.bucket.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let wait = b.reserve_n(n, now);
-        if now + wait > deadline {
-            b.tokens += f64::from(n);
-            return None;
-        }
-        Some(wait)
-    }
-
-    /// Give back `n` tokens reserved and not used.
-    pub fn give_back(&self, n: u32) {
-        let mut b = match self.bucket.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        b.tokens = (b.tokens + f64::from(n)).min(b.burst);
-    }
-
-    /// Wait for a token; `false` when it would come after `deadline` (nothing is taken).
-    pub async fn acquire(&self, deadline: Instant) -> bool {
-        let now = Instant::now();
-        let wait = {
-            let mut b = match self.bucket.lock() {
-                Ok(g) => g,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let wait = b.reserve(now);
-            if now + wait > deadline {
-                b.tokens += 1.0;
-                return false;
-            }
-            wait
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::heald::kube_io::Bucket;
 
     fn limits() -> RateLimits {
         RateLimits {

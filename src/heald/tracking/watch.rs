@@ -4,7 +4,7 @@
 //! (`app.kubernetes.io/managed-by=heald,!heal.dev/reported`): list them (handling the ended
 //! ones) and watch from the list's `resourceVersion`, picking up after each event's; a
 //! watch the server closes is reopened where it stopped, and one whose version expired
-//! (410) starts again with a list. The periodic pass of [`track`](super::track) stays: it
+//! (410) starts again with a list. The periodic pass of [`track`](crate::heald::tracking) stays: it
 //! resyncs, and it alone calls runs overdue and resumes local runs. Claiming a run's end
 //! makes handling it once safe when both see it.
 
@@ -15,9 +15,9 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use crate::heald::runs::{RunInfo, RunState, argo_step_results, collection_path, state};
+use crate::heald::engines::runs::{RunInfo, RunState, argo_step_results, collection_path, state};
 use crate::heald::state::State;
-use crate::heald::track::{Ending, finish, run_namespaces};
+use crate::heald::tracking::{Ending, finish, run_namespaces};
 use crate::heald::{MANAGED_BY, REPORTED_LABEL};
 use crate::render::Engine as Kind;
 

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::heald::alertmanager_http::{DeliveryError, post_retrying};
-use crate::heald::runs::RunOutcome;
+use crate::heald::engines::runs::RunOutcome;
+use crate::heald::reporting::alertmanager_http::{DeliveryError, post_retrying};
 use crate::policy::{Notifier, NotifierKind, UrlSource};
 
 /// What a failure notification says.

@@ -1,5 +1,5 @@
 //! Reading a run: where an Argo Workflow, Tekton PipelineRun or local-engine run (a
-//! ConfigMap, see [`local_run`](super::local_run)) lives in the API, whether it has ended
+//! ConfigMap, see [`local_run`](crate::heald::engines::local_run)) lives in the API, whether it has ended
 //! and how (Argo `status.phase`, Tekton's `Succeeded` condition, the local run's recorded
 //! outcome), whether it has overrun its deadline (including runs that never started
 //! because the engine's controller is down), and the step results it carries. Pure.
@@ -161,7 +161,7 @@ pub fn state(engine: Engine, obj: &Value) -> RunState {
                 _ => RunState::Pending,
             }
         }
-        Engine::Local => match crate::heald::local_run::recorded_outcome(obj) {
+        Engine::Local => match crate::heald::engines::local_run::recorded_outcome(obj) {
             Some((outcome, message)) => RunState::Finished(outcome, message),
             None => RunState::Running,
         },
@@ -204,6 +204,19 @@ pub fn cancel_patch(engine: Engine, reason: &str) -> Value {
         Engine::Local => {}
     }
     patch
+}
+
+/// How a run ended, and what is known about its steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ending {
+    /// The outcome.
+    pub outcome: RunOutcome,
+    /// The engine's (or heald's) message.
+    pub message: String,
+    /// Each step's result, by step name.
+    pub steps: BTreeMap<String, Value>,
+    /// Who said so: `engine`, `report`, `deadline` or `local` (heald's local engine).
+    pub source: &'static str,
 }
 
 /// What heald needs to know about a run it created, read from the object.

@@ -2,7 +2,7 @@
 //! code the `heal` binary uses ([`execute_with`](crate::cli::execute_with)) on heald's own
 //! Kubernetes connection, with no pod per step.
 //!
-//! Submitting a local run creates its ConfigMap (see [`local_run`](super::local_run)):
+//! Submitting a local run creates its ConfigMap (see [`local_run`](crate::heald::engines::local_run)):
 //! create-if-absent, so a second create answers 409 and the alert episode is a duplicate,
 //! across replicas and restarts. The run then executes in a task of this replica: steps in
 //! dependency order, parallel where the DAG allows, each with its own timeout, retried
@@ -10,7 +10,7 @@
 //! its dependants. Each step's status is written to the ConfigMap when it ends (with the
 //! resourceVersion last written as precondition, so a replica that lost the run stops
 //! writing), and dependants start only once it is written. When every step has ended, the
-//! outcome is written and handled by [`track::finish`](super::track::finish), the same code that handles the end
+//! outcome is written and handled by the state's `finish_run` (tracking's `finish`), the same code that handles the end
 //! of an Argo or Tekton run: Lease release, cooldown or failure count, silence or
 //! escalation, metrics, history and Event.
 //!
@@ -19,7 +19,7 @@
 //! [`STALE`] is taken over (a merge patch of the holder under the run's resourceVersion,
 //! so one replica wins) and resumed: succeeded steps are skipped, and a step that may have
 //! been running is repeated only when that is harmless
-//! ([`repeatable`](super::local_run::repeatable)); otherwise it counts as interrupted and
+//! ([`repeatable`](crate::heald::engines::local_run::repeatable)); otherwise it counts as interrupted and
 //! the run fails and is reported.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,16 +33,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::heald::engines::{BoxFuture, Engine, SubmitError, Submitted};
-use crate::heald::kube_io::{K8s, KubeIoError};
-use crate::heald::local_run::{
+use crate::heald::engines::local_run::{
     LocalRun, StepPhase, StepStatus, backoff, blocked, config_map, cut, holder_patch, outcome,
     outcome_patch, possibly_started, ready, recorded_outcome, repeatable, steps_patch,
 };
-use crate::heald::runs::{RunOutcome, collection_path, object_path, run_object_type};
+use crate::heald::engines::runs::Ending;
+use crate::heald::engines::runs::{RunOutcome, collection_path, object_path};
+use crate::heald::engines::{BoxFuture, Engine, SubmitError, Submitted};
+use crate::heald::kube_io::{K8s, KubeIoError};
 use crate::heald::state::State;
-use crate::heald::track::{Ending, Pass, finish};
-use crate::heald::{MANAGED_BY, REPORTED_LABEL};
 use crate::kube_api::{JSON, Kube, MERGE_PATCH};
 use crate::outcome::Exit;
 use crate::plan::PlanStep;
@@ -707,94 +706,9 @@ async fn execute(st: Arc<State>, run: LocalRun, resumed: bool, _slot: Slot, canc
         steps: reports,
         source: "local",
     };
-    if let Err(e) = finish(&st, &obj, ending).await {
+    if let Err(e) = (st.finish_run)(&st, &obj, ending).await {
         tracing::warn!(correlation_id = %cid, run = %run.name, error = %e, "could not handle the local run's outcome; the tracker will");
     }
-}
-
-/// One tracking pass over the unreported local runs of `namespace`: handle the ended ones,
-/// count the ones executing, take over and resume the ones nobody executes.
-pub async fn pass(st: &Arc<State>, namespace: &str, out: &mut Pass) -> Result<(), KubeIoError> {
-    let k8s = &st.k8s;
-    let Some(collection) = collection_path(Kind::Local, namespace) else {
-        return Ok(());
-    };
-    let selector = format!("{MANAGED_BY}=heald,heal.dev/engine=local,!{REPORTED_LABEL}");
-    for mut obj in k8s.list(&collection, &selector).await? {
-        // Items of a built-in type's list carry no apiVersion and kind.
-        let (api_version, kind) = run_object_type(Kind::Local);
-        obj["apiVersion"] = json!(api_version);
-        obj["kind"] = json!(kind);
-        let Some(name) = obj
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
-            continue;
-        };
-        let name = name.as_str();
-        if st.local.is_running(namespace, name) {
-            out.in_flight += 1;
-            continue;
-        }
-        let run = match LocalRun::from_object(&obj) {
-            Ok(r) => r,
-            Err(e) => {
-                // Never drop a run silently: one whose state cannot be read is a failure.
-                let ending = Ending {
-                    outcome: RunOutcome::Failed,
-                    message: e.to_string(),
-                    steps: BTreeMap::new(),
-                    source: "local",
-                };
-                if finish(st, &obj, ending).await? {
-                    out.finished += 1;
-                }
-                continue;
-            }
-        };
-        if let Some((outcome, message)) = run.outcome.clone() {
-            let ending = Ending {
-                outcome,
-                message,
-                steps: run.reports(),
-                source: "local",
-            };
-            if finish(st, &obj, ending).await? {
-                out.finished += 1;
-            }
-            continue;
-        }
-        let now = Timestamp::now();
-        if !run.may_take_over(st.local.holder(), now, STALE) {
-            out.in_flight += 1;
-            continue;
-        }
-        let Some(path) = object_path(Kind::Local, namespace, name) else {
-            continue;
-        };
-        let mut patch = holder_patch(Some(st.local.holder()), now);
-        patch["metadata"]["resourceVersion"] = json!(run.resource_version);
-        match k8s
-            .send(Method::PATCH, &path, Some(MERGE_PATCH), Some(&patch))
-            .await
-        {
-            Ok(taken) => {
-                tracing::info!(
-                    correlation_id = %run.plan.correlation_id,
-                    run = %run.name,
-                    previous = run.holder.as_deref().unwrap_or(""),
-                    "taking over the local run"
-                );
-                start(st, &taken, true);
-                out.in_flight += 1;
-            }
-            // Another replica took it first, or it is gone.
-            Err(e) if e.is_conflict() || e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 /// At shutdown: let the local runs executing here finish within `grace`, then stop the

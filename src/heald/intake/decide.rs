@@ -1,6 +1,6 @@
 //! Deciding what to do about one alert for one matched policy, from what heald read: the
 //! Lease of the target, whether the run is already known, the rate limiters' answer and
-//! the dry-run switch. Deciding is separated from doing ([`intake`](super::intake)
+//! the dry-run switch. Deciding is separated from doing ([`intake`](crate::heald::intake)
 //! performs the decision), so every rule here is tested without Kubernetes. Pure.
 
 use std::fmt;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Serialize, Serializer};
 
-use crate::heald::lease::LeaseState;
+use crate::heald::guards::lease::LeaseState;
 use crate::policy::Policy;
 
 /// What heald did about an alert.
@@ -87,14 +87,7 @@ impl Serialize for Decision {
     }
 }
 
-/// Which token bucket refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RateScope {
-    /// The bucket shared by all namespaces.
-    Global,
-    /// The bucket of this target namespace.
-    Namespace(String),
-}
+pub use crate::heald::guards::ratelimit::RateScope;
 
 /// What heald knows when it decides.
 #[derive(Debug, Clone)]
@@ -366,7 +359,7 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::heald::lease::RunEnd;
+    use crate::heald::guards::lease::RunEnd;
     use crate::plan::PlanTarget;
     use crate::policy::PolicySet;
     use std::time::Duration;

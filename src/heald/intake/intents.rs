@@ -15,11 +15,12 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::heald::MANAGED_BY;
-use crate::heald::alertmanager_http::{expire_silence, find_silences};
+use crate::heald::guards::lease::LeaseIo;
+use crate::heald::guards::lease::{Intent, LeaseState, RunEnd};
+use crate::heald::guards::ratelimit::RATE_BUCKET_LABEL;
 use crate::heald::intake::{Intake, alert_of_intent, handle_match_from, note};
 use crate::heald::kube_io::{KubeIoError, lease_path};
-use crate::heald::lease::{Intent, LeaseState, RunEnd};
-use crate::heald::ratelimit::RATE_BUCKET_LABEL;
+use crate::heald::reporting::alertmanager_http::{expire_silence, find_silences};
 use crate::heald::state::State;
 
 /// How often every replica looks for intents left behind.

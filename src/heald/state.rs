@@ -2,7 +2,6 @@
 //! policies, the Kubernetes client, the engines, the rate limiters, the recent history, the
 //! metrics and the readiness switch.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -11,7 +10,7 @@ use tokio::sync::watch;
 
 use crate::heald::config::Config;
 use crate::heald::engines::local::{LocalEngine, LocalRuns};
-use crate::heald::engines::{ArgoServerEngine, Engine, KubeEngine};
+use crate::heald::engines::{ArgoServerEngine, Engine, Engines, KubeEngine};
 use crate::heald::guards::ratelimit::SubmitLimiter;
 use crate::heald::kube_io::K8s;
 use crate::heald::policies::PolicyStore;
@@ -37,7 +36,7 @@ pub struct State {
     /// for the local engine, which hands its runs' ends up without importing tracking.
     pub finish_run: crate::heald::tracking::FinishRun,
     /// Engines by kind.
-    pub engines: HashMap<Kind, Arc<dyn Engine>>,
+    pub engines: Engines,
     /// Submission token buckets.
     pub limiter: SubmitLimiter,
     /// Recent decisions and outcomes.
@@ -55,7 +54,7 @@ pub struct State {
     /// What plans take when a policy does not say.
     pub plan_defaults: PlanDefaults,
     /// Local-engine runs executing in this replica, and this replica's holder identity.
-    pub local: LocalRuns,
+    pub local: Arc<LocalRuns>,
     /// When the tracker looks for silences still owed to Alertmanager.
     pub sweeps: Sweeps,
     ready: AtomicBool,
@@ -66,7 +65,7 @@ impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State")
             .field("config", &self.config)
-            .field("engines", &self.engines.keys().collect::<Vec<_>>())
+            .field("engines", &self.engines)
             .finish_non_exhaustive()
     }
 }
@@ -87,30 +86,21 @@ impl State {
         let http = crate::heald::reporting::alertmanager_http::client(Duration::from_secs(10))
             .map_err(StateError::Http)?;
         let k8s = K8s::new(kube, config.kube_qps, config.kube_burst, config.api_timeout);
-        let mut engines: HashMap<Kind, Arc<dyn Engine>> = HashMap::new();
-        let local = LocalRuns::new(&config.instance);
-        engines.insert(
-            Kind::Local,
-            Arc::new(LocalEngine::new(k8s.clone(), local.holder())),
-        );
-        engines.insert(
-            Kind::Argo,
-            Arc::new(KubeEngine::new(Kind::Argo, k8s.clone())),
-        );
-        engines.insert(
-            Kind::Tekton,
+        let local = Arc::new(LocalRuns::new(&config.instance));
+        let argo: Arc<dyn Engine> = match &config.argo_server_url {
+            Some(url) => Arc::new(ArgoServerEngine::new(
+                http.clone(),
+                url,
+                config.argo_server_token.clone(),
+                k8s.clone(),
+            )),
+            None => Arc::new(KubeEngine::new(Kind::Argo, k8s.clone())),
+        };
+        let engines = Engines::new(
+            argo,
             Arc::new(KubeEngine::new(Kind::Tekton, k8s.clone())),
+            Arc::new(LocalEngine::new(k8s.clone(), Arc::clone(&local))),
         );
-        if let Some(url) = &config.argo_server_url {
-            engines.insert(
-                Kind::Argo,
-                Arc::new(ArgoServerEngine::new(
-                    http.clone(),
-                    url,
-                    config.argo_server_token.clone(),
-                )),
-            );
-        }
         let plan_defaults = PlanDefaults {
             run_namespace: config.run_namespace.clone(),
             service_account: config.service_account.clone(),
@@ -146,7 +136,7 @@ impl State {
 
     /// Use `engine` for its kind instead of the default (tests, other submitters).
     pub fn with_engine(mut self, engine: Arc<dyn Engine>) -> State {
-        self.engines.insert(engine.kind(), engine);
+        self.engines.set(engine);
         self
     }
 

@@ -38,11 +38,11 @@ use crate::heald::engines::local_run::{
     outcome_patch, possibly_started, ready, recorded_outcome, repeatable, steps_patch,
 };
 use crate::heald::engines::runs::Ending;
-use crate::heald::engines::runs::{RunOutcome, collection_path, object_path};
-use crate::heald::engines::{BoxFuture, Engine, SubmitError, Submitted};
+use crate::heald::engines::runs::{RunOutcome, cancel_patch, collection_path, object_path};
+use crate::heald::engines::{BoxFuture, Cancel, Engine, SubmitError, Submitted};
 use crate::heald::kube_io::{K8s, KubeIoError};
 use crate::heald::state::State;
-use crate::kube_api::{JSON, Kube, MERGE_PATCH};
+use crate::kube_api::{ApiError, JSON, Kube, MERGE_PATCH};
 use crate::outcome::Exit;
 use crate::plan::PlanStep;
 use crate::render::Engine as Kind;
@@ -56,20 +56,20 @@ const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// Time a step gets past its own deadline before heald stops waiting for it.
 const STEP_GRACE: Duration = Duration::from_secs(1);
 
-/// The local engine's submission: create the run's ConfigMap.
+/// The local engine behind the engine seam: a run is a ConfigMap (created held by this
+/// replica), its outcome is recorded in it, and cancelling it is an annotation the
+/// executing replica reads before it starts another step.
 #[derive(Debug, Clone)]
 pub struct LocalEngine {
     k8s: K8s,
-    holder: String,
+    runs: Arc<LocalRuns>,
 }
 
 impl LocalEngine {
-    /// Create local runs with `k8s`, held by the replica `holder` (`INSTANCE/BOOT`).
-    pub fn new(k8s: K8s, holder: &str) -> LocalEngine {
-        LocalEngine {
-            k8s,
-            holder: holder.to_string(),
-        }
+    /// Create local runs with `k8s`, held by this replica (`runs`, whose executions a
+    /// cancel also tells at once).
+    pub fn new(k8s: K8s, runs: Arc<LocalRuns>) -> LocalEngine {
+        LocalEngine { k8s, runs }
     }
 }
 
@@ -80,7 +80,7 @@ impl Engine for LocalEngine {
 
     fn submit<'a>(&'a self, run: &'a Value) -> BoxFuture<'a, Result<Submitted, SubmitError>> {
         Box::pin(async move {
-            let cm = config_map(run, &self.holder, Timestamp::now())
+            let cm = config_map(run, self.runs.holder(), Timestamp::now())
                 .map_err(|e| SubmitError::Rejected(e.to_string()))?;
             let ns = cm
                 .pointer("/metadata/namespace")
@@ -107,6 +107,52 @@ impl Engine for LocalEngine {
                     .map(str::to_string),
                 object: Some(created),
             })
+        })
+    }
+
+    /// The annotation is written under the run's resourceVersion, so a run that ended
+    /// meanwhile is left alone; the replica executing it stops scheduling steps at once
+    /// when it is this one, else at its next write. A deadline is the executor's own.
+    fn cancel<'a>(
+        &'a self,
+        obj: &'a Value,
+        why: &'a str,
+        how: Cancel,
+    ) -> BoxFuture<'a, Result<bool, ApiError>> {
+        Box::pin(async move {
+            if how == Cancel::Terminate {
+                return Ok(false);
+            }
+            let str_at =
+                |o: &Value, p: &str| o.pointer(p).and_then(Value::as_str).map(str::to_string);
+            let namespace = str_at(obj, "/metadata/namespace").unwrap_or_default();
+            let name = str_at(obj, "/metadata/name").unwrap_or_default();
+            let Some(path) = object_path(Kind::Local, &namespace, &name) else {
+                return Ok(false);
+            };
+            let patch = cancel_patch(Kind::Local, why, how);
+            let mut current = obj.clone();
+            for _ in 0..5 {
+                if recorded_outcome(&current).is_some() {
+                    return Ok(false);
+                }
+                let rv = str_at(&current, "/metadata/resourceVersion").unwrap_or_default();
+                if self
+                    .k8s
+                    .patch_if_unchanged(&path, &rv, patch.clone())
+                    .await?
+                {
+                    self.runs.cancel(&namespace, &name, why);
+                    return Ok(true);
+                }
+                match self.k8s.get_opt(&path).await? {
+                    Some(fresh) => current = fresh,
+                    None => return Ok(false),
+                }
+            }
+            Err(ApiError::Timeout(Some(format!(
+                "local run {namespace}/{name} kept changing; could not cancel it"
+            ))))
         })
     }
 }

@@ -11,13 +11,14 @@ pub mod runs;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use http::Method;
 use serde_json::{Value, json};
 
-use crate::heald::engines::runs::collection_path;
+use crate::heald::engines::runs::{RunState, collection_path};
 use crate::heald::kube_io::K8s;
-use crate::kube_api::{ApiError, JSON, enc};
+use crate::kube_api::{ApiError, JSON, MERGE_PATCH, enc};
 use crate::prometheus_http::redacted_url;
 use crate::render::Engine as Kind;
 
@@ -78,12 +79,103 @@ pub struct Submitted {
     pub object: Option<Value>,
 }
 
-/// A workflow engine heald submits runs to.
+/// How to cancel an unfinished run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    /// Start no further step; the running ones finish and the exit handler reports (the
+    /// alert resolved: Argo `spec.shutdown: Stop`, Tekton `spec.status: Cancelled`, a local
+    /// run starts no further step).
+    Stop,
+    /// Stop the running steps too (the run overran its deadline: Argo `Terminate`, Tekton
+    /// `Cancelled`; a local run's executor keeps its own deadline, so nothing).
+    Terminate,
+}
+
+/// A workflow engine heald submits runs to, reads the outcome of, and cancels.
 pub trait Engine: Send + Sync {
     /// Which engine this is.
     fn kind(&self) -> Kind;
     /// Create `run` (a rendered Workflow or PipelineRun, with name and namespace).
     fn submit<'a>(&'a self, run: &'a Value) -> BoxFuture<'a, Result<Submitted, SubmitError>>;
+    /// Where the engine says the run `obj` (as read from the cluster) is.
+    fn outcome(&self, obj: &Value) -> RunState {
+        runs::state(self.kind(), obj)
+    }
+    /// Cancel the unfinished run `obj`, saying `why`: `Ok(false)` when it is gone or ended
+    /// meanwhile (or, for `how`, the engine has nothing to do).
+    fn cancel<'a>(
+        &'a self,
+        obj: &'a Value,
+        why: &'a str,
+        how: Cancel,
+    ) -> BoxFuture<'a, Result<bool, ApiError>>;
+}
+
+/// The engines of one heald: all three kinds, always (Argo through the Argo Server when
+/// `--argo-server-url` is set).
+#[derive(Clone)]
+pub struct Engines {
+    argo: Arc<dyn Engine>,
+    tekton: Arc<dyn Engine>,
+    local: Arc<dyn Engine>,
+}
+
+impl std::fmt::Debug for Engines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engines").finish_non_exhaustive()
+    }
+}
+
+impl Engines {
+    /// These three.
+    pub fn new(argo: Arc<dyn Engine>, tekton: Arc<dyn Engine>, local: Arc<dyn Engine>) -> Engines {
+        Engines {
+            argo,
+            tekton,
+            local,
+        }
+    }
+
+    /// The engine of `kind`.
+    pub fn get(&self, kind: Kind) -> &Arc<dyn Engine> {
+        match kind {
+            Kind::Argo => &self.argo,
+            Kind::Tekton => &self.tekton,
+            Kind::Local => &self.local,
+        }
+    }
+
+    /// Replace the engine of its kind (tests put a fake one in).
+    pub fn set(&mut self, engine: Arc<dyn Engine>) {
+        match engine.kind() {
+            Kind::Argo => self.argo = engine,
+            Kind::Tekton => self.tekton = engine,
+            Kind::Local => self.local = engine,
+        }
+    }
+}
+
+/// Cancel a run of the Kubernetes API (Argo or Tekton) with a merge patch.
+async fn cancel_by_patch(
+    k8s: &K8s,
+    kind: Kind,
+    obj: &Value,
+    why: &str,
+    how: Cancel,
+) -> Result<bool, ApiError> {
+    let (ns, name) = name_of(obj);
+    let Some(path) = runs::object_path(kind, &ns, &name) else {
+        return Ok(false);
+    };
+    let patch = runs::cancel_patch(kind, why, how);
+    match k8s
+        .send(Method::PATCH, &path, Some(MERGE_PATCH), Some(&patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn name_of(run: &Value) -> (String, String) {
@@ -140,6 +232,15 @@ impl Engine for KubeEngine {
             })
         })
     }
+
+    fn cancel<'a>(
+        &'a self,
+        obj: &'a Value,
+        why: &'a str,
+        how: Cancel,
+    ) -> BoxFuture<'a, Result<bool, ApiError>> {
+        Box::pin(cancel_by_patch(&self.k8s, self.kind, obj, why, how))
+    }
 }
 
 /// Argo Workflows through the Argo Server REST API (`POST /api/v1/workflows/{namespace}`).
@@ -148,15 +249,25 @@ pub struct ArgoServerEngine {
     client: reqwest::Client,
     url: String,
     token: Option<String>,
+    /// Runs are read and cancelled through the Kubernetes API, as the Argo Server's own
+    /// Workflows are the same objects.
+    k8s: K8s,
 }
 
 impl ArgoServerEngine {
-    /// Submit to the Argo Server at `url` (no trailing slash) with an optional bearer token.
-    pub fn new(client: reqwest::Client, url: &str, token: Option<String>) -> ArgoServerEngine {
+    /// Submit to the Argo Server at `url` (no trailing slash) with an optional bearer token;
+    /// cancel through `k8s`.
+    pub fn new(
+        client: reqwest::Client,
+        url: &str,
+        token: Option<String>,
+        k8s: K8s,
+    ) -> ArgoServerEngine {
         ArgoServerEngine {
             client,
             url: url.trim_end_matches('/').to_string(),
             token,
+            k8s,
         }
     }
 
@@ -215,6 +326,15 @@ impl Engine for ArgoServerEngine {
                 object: Some(body),
             })
         })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        obj: &'a Value,
+        why: &'a str,
+        how: Cancel,
+    ) -> BoxFuture<'a, Result<bool, ApiError>> {
+        Box::pin(cancel_by_patch(&self.k8s, Kind::Argo, obj, why, how))
     }
 }
 

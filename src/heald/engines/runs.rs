@@ -195,13 +195,24 @@ pub fn state(engine: Engine, obj: &Value) -> RunState {
 /// (no new steps; running ones finish and the exit handler reports), Tekton
 /// `spec.status: Cancelled`; a local run only gets the annotation, which the replica
 /// executing it reads before it starts another step.
-pub fn cancel_patch(engine: Engine, reason: &str) -> Value {
-    let mut patch =
-        serde_json::json!({"metadata": {"annotations": {CANCELLED_ANNOTATION: reason}}});
-    match engine {
-        Engine::Argo => patch["spec"] = serde_json::json!({"shutdown": "Stop"}),
-        Engine::Tekton => patch["spec"] = serde_json::json!({"status": "Cancelled"}),
-        Engine::Local => {}
+///
+/// Terminating (a deadline overrun) stops running steps too (Argo `Terminate`) and leaves
+/// no annotation: the run's end says why.
+pub fn cancel_patch(engine: Engine, reason: &str, how: crate::heald::engines::Cancel) -> Value {
+    use crate::heald::engines::Cancel;
+    let mut patch = match how {
+        Cancel::Stop => {
+            serde_json::json!({"metadata": {"annotations": {CANCELLED_ANNOTATION: reason}}})
+        }
+        Cancel::Terminate => serde_json::json!({}),
+    };
+    match (engine, how) {
+        (Engine::Argo, Cancel::Stop) => patch["spec"] = serde_json::json!({"shutdown": "Stop"}),
+        (Engine::Argo, Cancel::Terminate) => {
+            patch["spec"] = serde_json::json!({"shutdown": "Terminate"});
+        }
+        (Engine::Tekton, _) => patch["spec"] = serde_json::json!({"status": "Cancelled"}),
+        (Engine::Local, _) => {}
     }
     patch
 }
@@ -435,17 +446,24 @@ mod tests {
 
     #[test]
     fn a_cancellation_stops_each_engine_its_own_way_and_says_why() {
-        let argo = cancel_patch(Engine::Argo, "alert resolved");
+        let argo = cancel_patch(
+            Engine::Argo,
+            "alert resolved",
+            crate::heald::engines::Cancel::Stop,
+        );
         assert_eq!(
             argo,
             json!({"metadata": {"annotations": {"heal.dev/cancelled": "alert resolved"}},
                    "spec": {"shutdown": "Stop"}})
         );
         assert_eq!(
-            cancel_patch(Engine::Tekton, "x")["spec"],
+            cancel_patch(Engine::Tekton, "x", crate::heald::engines::Cancel::Stop)["spec"],
             json!({"status": "Cancelled"})
         );
-        assert_eq!(cancel_patch(Engine::Local, "x").get("spec"), None);
+        assert_eq!(
+            cancel_patch(Engine::Local, "x", crate::heald::engines::Cancel::Stop).get("spec"),
+            None
+        );
         let names: Vec<&str> = RunOutcome::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!(names, ["succeeded", "failed", "timed-out", "cancelled"]);
         assert_eq!(

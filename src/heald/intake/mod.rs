@@ -23,9 +23,7 @@ use tokio::time::Instant;
 
 use crate::alert::Alert;
 use crate::heald::engines::SubmitError;
-use crate::heald::engines::runs::{
-    RunInfo, RunOutcome, cancel_patch, object_path, run_object_type,
-};
+use crate::heald::engines::runs::{RunInfo, RunOutcome, object_path, run_object_type};
 use crate::heald::failpoint;
 use crate::heald::guards::lease::LeaseIo;
 use crate::heald::guards::lease::{LeaseState, RunEnd, lease_name};
@@ -47,7 +45,7 @@ use crate::heald::{
     ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION, REPORTED_LABEL,
     SILENCE_ANNOTATION,
 };
-use crate::kube_api::{ApiError, MERGE_PATCH};
+use crate::kube_api::ApiError;
 use crate::plan::Plan;
 use crate::policy::{self, OnResolved, Policy};
 use crate::render::Engine;
@@ -260,7 +258,7 @@ pub async fn handle_resolved(
     };
     rec.engine = Some(engine.as_str().into());
     let finished = matches!(
-        crate::heald::engines::runs::state(engine, &obj),
+        state.engines.get(engine).outcome(&obj),
         crate::heald::engines::runs::RunState::Finished(..)
     );
     if !run_in_flight(&obj) || finished {
@@ -276,7 +274,12 @@ pub async fn handle_resolved(
         alert.name(),
         alert.fingerprint
     );
-    match cancel_run(state, k8s, engine, &obj, &why).await {
+    match state
+        .engines
+        .get(engine)
+        .cancel(&obj, &why, crate::heald::engines::Cancel::Stop)
+        .await
+    {
         Ok(true) => {
             let how = match engine {
                 Engine::Argo => "spec.shutdown: Stop",
@@ -299,54 +302,6 @@ pub async fn handle_resolved(
             Ok(rec)
         }
     }
-}
-
-/// Cancel the unfinished run `obj` of `engine` (see [`cancel_patch`]). A local run's
-/// annotation is written under its resourceVersion, so a run that ended meanwhile is left
-/// alone; the replica executing it stops scheduling steps at once when it is this one,
-/// else at its next write. `Ok(false)`: the run is gone or ended meanwhile.
-async fn cancel_run(
-    state: &State,
-    k8s: &K8s,
-    engine: Engine,
-    obj: &Value,
-    why: &str,
-) -> Result<bool, ApiError> {
-    let str_at = |o: &Value, p: &str| o.pointer(p).and_then(Value::as_str).map(str::to_string);
-    let namespace = str_at(obj, "/metadata/namespace").unwrap_or_default();
-    let name = str_at(obj, "/metadata/name").unwrap_or_default();
-    let Some(path) = object_path(engine, &namespace, &name) else {
-        return Ok(false);
-    };
-    let patch = cancel_patch(engine, why);
-    if engine != Engine::Local {
-        return match k8s
-            .send(http::Method::PATCH, &path, Some(MERGE_PATCH), Some(&patch))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
-        };
-    }
-    let mut current = obj.clone();
-    for _ in 0..5 {
-        if crate::heald::engines::local_run::recorded_outcome(&current).is_some() {
-            return Ok(false);
-        }
-        let rv = str_at(&current, "/metadata/resourceVersion").unwrap_or_default();
-        if k8s.patch_if_unchanged(&path, &rv, patch.clone()).await? {
-            state.local.cancel(&namespace, &name, why);
-            return Ok(true);
-        }
-        match k8s.get_opt(&path).await? {
-            Some(fresh) => current = fresh,
-            None => return Ok(false),
-        }
-    }
-    Err(ApiError::Timeout(Some(format!(
-        "local run {namespace}/{name} kept changing; could not cancel it"
-    ))))
 }
 
 /// Count, log and remember a decision.
@@ -573,11 +528,7 @@ async fn observe_decide_act(
     {
         return err(why);
     }
-    let Some(submitter) = state.engines.get(&engine).cloned() else {
-        return err(format!(
-            "heald cannot submit to the {engine} engine (not configured in this heald)"
-        ));
-    };
+    let submitter = Arc::clone(state.engines.get(engine));
     let k8s = &state.k8s;
     let lease_ns = &state.config.namespace;
     let lease = lease_name(&policy.name, &plan.target);
@@ -958,8 +909,8 @@ async fn create_run(
     if let Err(e @ (SubmitError::EngineMissing(_) | SubmitError::Rejected(_))) = &submitted
         && engine != Engine::Local
         && cx.policy.fallback == Some(Engine::Local)
-        && let Some(local) = state.engines.get(&Engine::Local).cloned()
     {
+        let local = state.engines.get(Engine::Local);
         match cx.loaded.renderer.render(plan, Engine::Local) {
             Ok(r) => {
                 let why = e.to_string();

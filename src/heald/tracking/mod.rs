@@ -26,10 +26,10 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
 use crate::heald::engines::BoxFuture;
+use crate::heald::engines::Cancel;
 pub use crate::heald::engines::runs::Ending;
 use crate::heald::engines::runs::{
-    RunInfo, RunOutcome, RunState, argo_step_results, collection_path, object_path,
-    run_object_type, state,
+    RunInfo, RunOutcome, RunState, argo_step_results, collection_path, object_path, run_object_type,
 };
 use crate::heald::guards::lease::LeaseIo;
 use crate::heald::guards::lease::RunEnd;
@@ -94,7 +94,7 @@ pub async fn pass(st: &Arc<State>) -> Result<Pass, KubeIoError> {
                 let Some(info) = RunInfo::from_object(&obj) else {
                     continue;
                 };
-                let ending = match state(kind, &obj) {
+                let ending = match st.engines.get(kind).outcome(&obj) {
                     RunState::Finished(outcome, message) => Ending {
                         outcome,
                         message,
@@ -114,7 +114,7 @@ pub async fn pass(st: &Arc<State>) -> Result<Pass, KubeIoError> {
                                 info.deadline_seconds.unwrap_or(0)
                             )
                         };
-                        stop(st, &info).await;
+                        stop(st, &info, &obj).await;
                         Ending {
                             outcome: RunOutcome::TimedOut,
                             message,
@@ -192,18 +192,12 @@ pub async fn run(st: Arc<State>) {
 }
 
 /// Ask the engine to stop a run that overran its deadline. Best effort.
-async fn stop(st: &State, info: &RunInfo) {
-    let k8s = &st.k8s;
-    let Some(path) = object_path(info.engine, &info.namespace, &info.name) else {
-        return;
-    };
-    let patch = match info.engine {
-        Kind::Argo => json!({"spec": {"shutdown": "Terminate"}}),
-        Kind::Tekton => json!({"spec": {"status": "Cancelled"}}),
-        Kind::Local => return,
-    };
-    if let Err(e) = k8s
-        .send(Method::PATCH, &path, Some(MERGE_PATCH), Some(&patch))
+async fn stop(st: &State, info: &RunInfo, obj: &Value) {
+    let why = "the run overran its deadline";
+    if let Err(e) = st
+        .engines
+        .get(info.engine)
+        .cancel(obj, why, Cancel::Terminate)
         .await
     {
         tracing::warn!(run = %info.name, error = %e, "could not stop the overdue run");

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use crate::heald::engines::runs::{RunInfo, RunState, argo_step_results, collection_path, state};
+use crate::heald::engines::runs::{RunInfo, RunState, argo_step_results, collection_path};
 use crate::heald::state::State;
 use crate::heald::tracking::{Ending, finish, run_namespaces};
 use crate::heald::{MANAGED_BY, REPORTED_LABEL};
@@ -90,7 +90,7 @@ async fn handle(st: &State, kind: Kind, obj: &Value) {
         return;
     };
     st.known.insert(&info.name);
-    let RunState::Finished(outcome, message) = state(kind, obj) else {
+    let RunState::Finished(outcome, message) = st.engines.get(kind).outcome(obj) else {
         return;
     };
     let ending = Ending {

@@ -329,7 +329,7 @@ pub struct CordonArgs {
     pub target: Address,
     /// Refuse (exit 4) when cordoning would leave more than N (or P% of the) nodes
     /// unschedulable, counting those already cordoned
-    #[arg(long, env = "HEAL_MAX_UNSCHEDULABLE", value_name = "N|P%")]
+    #[arg(long, env = "HEAL_MAX_UNSCHEDULABLE", value_name = "N|P%", allow_negative_numbers = true)]
     pub max_unschedulable: Option<MaxUnschedulable>,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
@@ -364,7 +364,7 @@ pub struct DrainArgs {
     pub force: bool,
     /// Refuse (exit 4) when cordoning would leave more than N (or P% of the) nodes
     /// unschedulable, counting those already cordoned
-    #[arg(long, env = "HEAL_MAX_UNSCHEDULABLE", value_name = "N|P%")]
+    #[arg(long, env = "HEAL_MAX_UNSCHEDULABLE", value_name = "N|P%", allow_negative_numbers = true)]
     pub max_unschedulable: Option<MaxUnschedulable>,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct

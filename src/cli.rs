@@ -11,9 +11,9 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::actions::{
-    self, Action, ArgoTracking, Common, CordonSpec, DeleteSpec, DrainSpec, GitOpsOptions,
-    HpaMode, MaxUnschedulable, PatchSpec, PatchType, Replicas, RestartSpec, ScaleSpec,
-    UncordonSpec, WaitFor, WaitSpec,
+    self, Action, ArgoTracking, Common, CordonSpec, DeleteSpec, DrainSpec, GitOpsOptions, HpaMode,
+    MaxUnschedulable, PatchSpec, PatchType, Replicas, RestartSpec, ScaleSpec, UncordonSpec,
+    WaitFor, WaitSpec,
 };
 use crate::address::Address;
 use crate::guard::LabelRequirement;
@@ -107,10 +107,21 @@ pub struct GitOpsArgs {
     pub allow_gitops: bool,
     /// How Argo CD tracks its resources (its application.resourceTrackingMethod): with
     /// `label`, the instance label also marks an object as Argo CD's
-    #[arg(long, env = "HEAL_ARGOCD_TRACKING", value_enum, value_name = "METHOD", default_value = "annotation")]
+    #[arg(
+        long,
+        env = "HEAL_ARGOCD_TRACKING",
+        value_enum,
+        value_name = "METHOD",
+        default_value = "annotation"
+    )]
     pub argocd_tracking: ArgoTracking,
     /// The label Argo CD tracks by with --argocd-tracking label (its application.instanceLabelKey)
-    #[arg(long, env = "HEAL_ARGOCD_INSTANCE_LABEL", value_name = "KEY", default_value = "app.kubernetes.io/instance")]
+    #[arg(
+        long,
+        env = "HEAL_ARGOCD_INSTANCE_LABEL",
+        value_name = "KEY",
+        default_value = "app.kubernetes.io/instance"
+    )]
     pub argocd_instance_label: String,
 }
 
@@ -237,7 +248,13 @@ pub struct ScaleArgs {
     pub max: Option<i64>,
     /// A HorizontalPodAutoscaler targets the workload: refuse (exit 4), raise its
     /// minReplicas to the wanted count (clamped by its maxReplicas), or ignore it
-    #[arg(long, env = "HEAL_HPA", value_enum, value_name = "MODE", default_value = "refuse")]
+    #[arg(
+        long,
+        env = "HEAL_HPA",
+        value_enum,
+        value_name = "MODE",
+        default_value = "refuse"
+    )]
     pub hpa: HpaMode,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
@@ -329,7 +346,12 @@ pub struct CordonArgs {
     pub target: Address,
     /// Refuse (exit 4) when cordoning would leave more than N (or P% of the) nodes
     /// unschedulable, counting those already cordoned
-    #[arg(long, env = "HEAL_MAX_UNSCHEDULABLE", value_name = "N|P%", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "HEAL_MAX_UNSCHEDULABLE",
+        value_name = "N|P%",
+        allow_negative_numbers = true
+    )]
     pub max_unschedulable: Option<MaxUnschedulable>,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
@@ -364,7 +386,12 @@ pub struct DrainArgs {
     pub force: bool,
     /// Refuse (exit 4) when cordoning would leave more than N (or P% of the) nodes
     /// unschedulable, counting those already cordoned
-    #[arg(long, env = "HEAL_MAX_UNSCHEDULABLE", value_name = "N|P%", allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "HEAL_MAX_UNSCHEDULABLE",
+        value_name = "N|P%",
+        allow_negative_numbers = true
+    )]
     pub max_unschedulable: Option<MaxUnschedulable>,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct

@@ -226,8 +226,11 @@ async fn too_many_requests_waits_for_retry_after_then_succeeds() {
 async fn persistent_503_ends_in_exit_3_when_the_timeout_runs_out() {
     let e = env();
     e.server.insert(deployment("default", "web", 1));
-    e.server
-        .inject(Fault::on("GET", "/deployments/web").service_unavailable().always());
+    e.server.inject(
+        Fault::on("GET", "/deployments/web")
+            .service_unavailable()
+            .always(),
+    );
     let r = e
         .heal(&["scale", "deploy/web", "--replicas", "2", "--timeout", "1s"])
         .await;
@@ -241,7 +244,8 @@ async fn persistent_503_ends_in_exit_3_when_the_timeout_runs_out() {
 async fn connection_resets_and_500s_are_retried() {
     let e = env();
     e.server.insert(deployment("default", "web", 1));
-    e.server.inject(Fault::on("GET", "/deployments/web").reset());
+    e.server
+        .inject(Fault::on("GET", "/deployments/web").reset());
     e.server
         .inject(Fault::on("PATCH", "/scale").internal_error());
     let r = e.heal(&["scale", "deploy/web", "--replicas", "2"]).await;

@@ -58,12 +58,19 @@ impl Env {
 
     fn hpa(&self, name: &str) -> Value {
         self.server
-            .get("autoscaling/v2", "horizontalpodautoscalers", "default", name)
+            .get(
+                "autoscaling/v2",
+                "horizontalpodautoscalers",
+                "default",
+                name,
+            )
             .expect("hpa exists")
     }
 
     fn node(&self, name: &str) -> Value {
-        self.server.get("v1", "nodes", "", name).expect("node exists")
+        self.server
+            .get("v1", "nodes", "", name)
+            .expect("node exists")
     }
 
     /// Nothing but reads reached the server.
@@ -175,7 +182,14 @@ async fn hpa_raise_min_raises_min_replicas_to_the_wanted_count_with_before_and_a
     let rv = e.hpa("web")["metadata"]["resourceVersion"].clone();
     e.server.clear_requests();
     let r = e
-        .heal(&["scale", "deploy/web", "--replicas", "5", "--hpa", "raise-min"])
+        .heal(&[
+            "scale",
+            "deploy/web",
+            "--replicas",
+            "5",
+            "--hpa",
+            "raise-min",
+        ])
         .await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     // The workload first, then its autoscaler, then the Event.
@@ -221,7 +235,14 @@ async fn hpa_raise_min_raises_min_replicas_to_the_wanted_count_with_before_and_a
     // Again: the workload and the autoscaler are where they should be.
     e.server.clear_requests();
     let r = e
-        .heal(&["scale", "deploy/web", "--replicas", "5", "--hpa", "raise-min"])
+        .heal(&[
+            "scale",
+            "deploy/web",
+            "--replicas",
+            "5",
+            "--hpa",
+            "raise-min",
+        ])
         .await;
     assert_outcome(&r, Outcome::Noop, Exit::Ok);
     e.assert_wrote_nothing();
@@ -233,7 +254,14 @@ async fn hpa_raise_min_is_clamped_by_max_replicas() {
     e.server.insert(deployment("default", "web", 2));
     e.server.insert(hpa("web", "Deployment", "web", 2, 6));
     let r = e
-        .heal(&["scale", "deploy/web", "--replicas", "20", "--hpa", "raise-min"])
+        .heal(&[
+            "scale",
+            "deploy/web",
+            "--replicas",
+            "20",
+            "--hpa",
+            "raise-min",
+        ])
         .await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_eq!(e.deployment("web")["spec"]["replicas"], 6);
@@ -246,7 +274,14 @@ async fn hpa_raise_min_with_a_relative_count_applies_once_per_remediation() {
     let e = env();
     e.server.insert(deployment("default", "web", 3));
     e.server.insert(hpa("web", "Deployment", "web", 2, 10));
-    let args = ["scale", "deploy/web", "--replicas", "+2", "--hpa", "raise-min"];
+    let args = [
+        "scale",
+        "deploy/web",
+        "--replicas",
+        "+2",
+        "--hpa",
+        "raise-min",
+    ];
     let r = e.heal(&args).await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_eq!(e.deployment("web")["spec"]["replicas"], 5);
@@ -278,7 +313,14 @@ async fn hpa_raise_min_refuses_to_scale_down() {
     e.server.insert(hpa("web", "Deployment", "web", 2, 10));
     e.server.clear_requests();
     let r = e
-        .heal(&["scale", "deploy/web", "--replicas", "3", "--hpa", "raise-min"])
+        .heal(&[
+            "scale",
+            "deploy/web",
+            "--replicas",
+            "3",
+            "--hpa",
+            "raise-min",
+        ])
         .await;
     assert_outcome(&r, Outcome::Refused, Exit::Refused);
     assert_mentions(&r, &["only raises its minReplicas", "--hpa ignore"]);
@@ -295,7 +337,8 @@ async fn hpa_ignore_scales_without_looking_for_autoscalers() {
         .heal(&["scale", "deploy/web", "--replicas", "4", "--hpa", "ignore"])
         .await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
-    e.server.assert_requests(&[("GET", WEB), ("PATCH", SCALE), ("POST", EVENTS)]);
+    e.server
+        .assert_requests(&[("GET", WEB), ("PATCH", SCALE), ("POST", EVENTS)]);
     assert_eq!(e.hpa("web")["spec"]["minReplicas"], 2);
 }
 
@@ -347,8 +390,10 @@ const TRACKED: (&str, &str) = (
 #[tokio::test]
 async fn objects_argo_cd_tracks_are_refused_for_scale_restart_and_patch_writing_nothing() {
     let e = env();
-    e.server
-        .insert(with_annotations(deployment("default", "web", 2), &[TRACKED]));
+    e.server.insert(with_annotations(
+        deployment("default", "web", 2),
+        &[TRACKED],
+    ));
     e.server.clear_requests();
     for args in [
         &["scale", "deploy/web", "--replicas", "3"][..],
@@ -388,8 +433,10 @@ async fn objects_argo_cd_tracks_are_refused_for_scale_restart_and_patch_writing_
 #[tokio::test]
 async fn allow_gitops_changes_it_and_says_who_may_revert_it_in_the_result_and_the_event() {
     let e = env();
-    e.server
-        .insert(with_annotations(deployment("default", "web", 2), &[TRACKED]));
+    e.server.insert(with_annotations(
+        deployment("default", "web", 2),
+        &[TRACKED],
+    ));
     let r = e
         .heal(&["scale", "deploy/web", "--replicas", "3", "--allow-gitops"])
         .await;
@@ -470,7 +517,10 @@ async fn the_instance_label_counts_where_argo_cd_tracks_by_label() {
     assert_outcome(&r, Outcome::Refused, Exit::Refused);
     assert_mentions(
         &r,
-        &["Argo CD Application shop-web", "label app.kubernetes.io/instance=shop-web"],
+        &[
+            "Argo CD Application shop-web",
+            "label app.kubernetes.io/instance=shop-web",
+        ],
     );
     e.assert_wrote_nothing();
     let r = e
@@ -554,12 +604,23 @@ async fn apply_without_force_conflicts_with_another_managers_field_and_names_it(
     apply_as(&e.server, "argocd-controller", APPLY_REPLICAS_3);
     e.server.clear_requests();
     let r = e
-        .heal(&["patch", "deploy/web", "--type", "apply", "--patch", "spec:\n  replicas: 5\n"])
+        .heal(&[
+            "patch",
+            "deploy/web",
+            "--type",
+            "apply",
+            "--patch",
+            "spec:\n  replicas: 5\n",
+        ])
         .await;
     assert_outcome(&r, Outcome::Failed, Exit::Failed);
     assert_mentions(
         &r,
-        &["\"argocd-controller\"", ".spec.replicas", "--force-conflicts"],
+        &[
+            "\"argocd-controller\"",
+            ".spec.replicas",
+            "--force-conflicts",
+        ],
     );
     let sent = e.server.requests_matching("PATCH", WEB);
     assert_eq!(sent.len(), 1, "not retried: {}", e.server.log_text());
@@ -598,9 +659,9 @@ async fn force_conflicts_takes_the_fields_as_kubectl_apply_server_side_does() {
         .server
         .field_managers("apps/v1", "deployments", "default", "web");
     assert!(
-        managers
-            .iter()
-            .any(|(m, op, f)| m == "heal" && op == "Apply" && f.contains(&".spec.replicas".to_string())),
+        managers.iter().any(|(m, op, f)| m == "heal"
+            && op == "Apply"
+            && f.contains(&".spec.replicas".to_string())),
         "{managers:?}"
     );
     assert!(
@@ -642,7 +703,14 @@ async fn a_field_another_manager_changed_with_an_update_conflicts_too() {
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let r = e
-        .heal(&["patch", "deploy/web", "--type", "apply", "--patch", "spec:\n  replicas: 5\n"])
+        .heal(&[
+            "patch",
+            "deploy/web",
+            "--type",
+            "apply",
+            "--patch",
+            "spec:\n  replicas: 5\n",
+        ])
         .await;
     assert_outcome(&r, Outcome::Failed, Exit::Failed);
     assert_mentions(&r, &["\"kubectl-edit\""]);
@@ -665,7 +733,9 @@ fn the_test_api_server_answers_ssa_conflicts_as_the_api_server_does() {
         "PATCH",
         &format!("{WEB}?fieldManager=heal"),
         Some(APPLY),
-        Some("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 5\n"),
+        Some(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 5\n",
+        ),
     );
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(
@@ -690,14 +760,18 @@ fn the_test_api_server_answers_ssa_conflicts_as_the_api_server_does() {
         "PATCH",
         &format!("{WEB}?fieldManager=heal&dryRun=All"),
         Some(APPLY),
-        Some("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 5\n"),
+        Some(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 5\n",
+        ),
     );
     assert_eq!(r.status, 409, "{}", r.body);
     let r = server.request(
         "PATCH",
         &format!("{WEB}?fieldManager=heal&force=true"),
         Some(APPLY),
-        Some("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 5\n"),
+        Some(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 5\n",
+        ),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     // Now argocd-controller is the one that conflicts.
@@ -752,7 +826,13 @@ async fn delete_evict_goes_through_the_eviction_api_with_the_uid_precondition() 
     let uid = e.server.get("v1", "pods", "default", &name).unwrap()["metadata"]["uid"].clone();
     e.server.clear_requests();
     let r = e
-        .heal(&["delete", &format!("pod/{name}"), "--evict", "--grace-period", "10"])
+        .heal(&[
+            "delete",
+            &format!("pod/{name}"),
+            "--evict",
+            "--grace-period",
+            "10",
+        ])
         .await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_mentions(&r, &["evicted pod/"]);
@@ -762,7 +842,9 @@ async fn delete_evict_goes_through_the_eviction_api_with_the_uid_precondition() 
         ("POST", &format!("{path}/eviction")),
         ("POST", EVENTS),
     ]);
-    let eviction = e.server.assert_requested("POST", &format!("{path}/eviction"));
+    let eviction = e
+        .server
+        .assert_requested("POST", &format!("{path}/eviction"));
     assert_eq!(
         eviction.body,
         Some(json!({
@@ -788,7 +870,13 @@ async fn delete_evict_blocked_by_a_disruption_budget_until_the_timeout_is_exit_3
     ));
     let name = seeded.pod_names()[0].clone();
     let r = e
-        .heal(&["delete", &format!("pod/{name}"), "--evict", "--timeout", "2s"])
+        .heal(&[
+            "delete",
+            &format!("pod/{name}"),
+            "--evict",
+            "--timeout",
+            "2s",
+        ])
         .await;
     assert_outcome(&r, Outcome::Failed, Exit::Transient);
     assert_mentions(&r, &["could not evict", "disruption budget"]);
@@ -816,7 +904,9 @@ async fn delete_evict_of_a_replaced_or_gone_pod_is_a_noop() {
 async fn delete_evict_in_dry_run_evicts_nothing() {
     let e = env();
     e.server.insert(pod("default", "web-1"));
-    let r = e.heal(&["delete", "pod/web-1", "--evict", "--dry-run"]).await;
+    let r = e
+        .heal(&["delete", "pod/web-1", "--evict", "--dry-run"])
+        .await;
     assert_outcome(&r, Outcome::DryRun, Exit::Ok);
     let eviction = e
         .server
@@ -949,7 +1039,11 @@ async fn cordon_refuses_when_it_would_leave_too_many_nodes_unschedulable() {
     assert_outcome(&r, Outcome::Refused, Exit::Refused);
     assert_mentions(
         &r,
-        &["would leave 2 of 4 nodes unschedulable", "--max-unschedulable 1", "already unschedulable: n2"],
+        &[
+            "would leave 2 of 4 nodes unschedulable",
+            "--max-unschedulable 1",
+            "already unschedulable: n2",
+        ],
     );
     e.server
         .assert_requests(&[("GET", N1), ("GET", "/api/v1/nodes")]);
@@ -993,8 +1087,9 @@ async fn a_node_already_cordoned_by_this_remediation_is_not_counted_twice() {
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     // Meanwhile someone cordons n2: 2 of 4 now, over the limit of 1; the retry of this
     // remediation adds no unschedulable node, so it goes on.
-    e.server
-        .modify("v1", "nodes", "", "n2", |n| n["spec"]["unschedulable"] = json!(true));
+    e.server.modify("v1", "nodes", "", "n2", |n| {
+        n["spec"]["unschedulable"] = json!(true)
+    });
     let r = e
         .heal(&["cordon", "node/n1", "--max-unschedulable", "1"])
         .await;
@@ -1014,12 +1109,10 @@ async fn a_node_already_cordoned_by_this_remediation_is_not_counted_twice() {
 async fn bad_max_unschedulable_values_are_one_line_usage_errors() {
     let e = env();
     for v in ["150%", "x", "-1", "2.5"] {
-        let err = heal::cli::execute(&e.argv(
-            "cid-1",
-            &["cordon", "node/n1", "--max-unschedulable", v],
-        ))
-        .await
-        .unwrap_err();
+        let err =
+            heal::cli::execute(&e.argv("cid-1", &["cordon", "node/n1", "--max-unschedulable", v]))
+                .await
+                .unwrap_err();
         assert!(err.contains("--max-unschedulable"), "{v}: {err}");
         assert!(!err.contains('\n'), "{v}: {err}");
     }

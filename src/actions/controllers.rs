@@ -115,7 +115,10 @@ impl GitOpsOwner {
 fn annotation<'v>(obj: &'v Value, key: &str) -> Option<&'v str> {
     str_at(
         obj,
-        &format!("/metadata/annotations/{}", key.replace('~', "~0").replace('/', "~1")),
+        &format!(
+            "/metadata/annotations/{}",
+            key.replace('~', "~0").replace('/', "~1")
+        ),
     )
     .filter(|v| !v.is_empty())
 }
@@ -123,7 +126,10 @@ fn annotation<'v>(obj: &'v Value, key: &str) -> Option<&'v str> {
 fn label<'v>(obj: &'v Value, key: &str) -> Option<&'v str> {
     str_at(
         obj,
-        &format!("/metadata/labels/{}", key.replace('~', "~0").replace('/', "~1")),
+        &format!(
+            "/metadata/labels/{}",
+            key.replace('~', "~0").replace('/', "~1")
+        ),
     )
     .filter(|v| !v.is_empty())
 }
@@ -176,7 +182,10 @@ pub fn gitops_owner(obj: &Value, rt: &ResourceType, opts: &GitOpsOptions) -> Opt
             evidence: format!("label {}={app}", opts.instance_label),
         });
     }
-    for (group, kind) in [(FLUX_KUSTOMIZE, "Kustomization"), (FLUX_HELM, "HelmRelease")] {
+    for (group, kind) in [
+        (FLUX_KUSTOMIZE, "Kustomization"),
+        (FLUX_HELM, "HelmRelease"),
+    ] {
         if let Some(n) = label(obj, &format!("{group}/name")) {
             let full = match label(obj, &format!("{group}/namespace")) {
                 Some(ns) => format!("{ns}/{n}"),

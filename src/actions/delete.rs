@@ -135,8 +135,12 @@ async fn evict(
     obj: &Value,
     uid: &str,
 ) -> Result<Done, ActionError> {
-    let ns = str_at(obj, "/metadata/namespace").unwrap_or("default").to_string();
-    let name = str_at(obj, "/metadata/name").unwrap_or_default().to_string();
+    let ns = str_at(obj, "/metadata/namespace")
+        .unwrap_or("default")
+        .to_string();
+    let name = str_at(obj, "/metadata/name")
+        .unwrap_or_default()
+        .to_string();
     let mut options = json!({"preconditions": {"uid": uid}});
     if let Some(g) = spec.grace_period {
         options["gracePeriodSeconds"] = json!(g);

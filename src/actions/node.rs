@@ -50,7 +50,11 @@ impl std::str::FromStr for MaxUnschedulable {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("invalid value {s:?}: expected a number of nodes (2) or a percentage of them (25%)");
+        let bad = || {
+            format!(
+                "invalid value {s:?}: expected a number of nodes (2) or a percentage of them (25%)"
+            )
+        };
         let t = s.trim();
         if let Some(p) = t.strip_suffix('%') {
             let p: u64 = p.parse().map_err(|_| bad())?;
@@ -151,9 +155,8 @@ async fn check_max_unschedulable(
     max: MaxUnschedulable,
 ) -> Result<Value, ActionError> {
     let list = ctx.kube.get(&rt.collection_path(None)).await.map_err(|e| {
-        ActionError::from(e).with_context(
-            "cannot list nodes for --max-unschedulable (it needs list on nodes)",
-        )
+        ActionError::from(e)
+            .with_context("cannot list nodes for --max-unschedulable (it needs list on nodes)")
     })?;
     let nodes: Vec<Value> = list
         .get("items")
@@ -409,8 +412,7 @@ pub(super) async fn drain(
         _ => None,
     };
 
-    let before =
-        json!({"cordoned": was_cordoned, "cordonedBy": cordoned_by(&obj), "pods": to_evict.iter().map(pod_key).collect::<Vec<_>>()});
+    let before = json!({"cordoned": was_cordoned, "cordonedBy": cordoned_by(&obj), "pods": to_evict.iter().map(pod_key).collect::<Vec<_>>()});
     if !was_cordoned {
         set_unschedulable(ctx, &rt, &addr.name, true).await?;
     }

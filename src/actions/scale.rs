@@ -279,9 +279,8 @@ pub(super) async fn run(
     let relative = matches!(spec.replicas, Replicas::Relative(_));
     // The workload itself: its labels and annotations say who else manages it, and a
     // built-in one carries its replicas too.
-    let needs_object = replicas_in_spec(&rt)
-        || !spec.gitops.allow
-        || ctx.common.require_label.is_some();
+    let needs_object =
+        replicas_in_spec(&rt) || !spec.gitops.allow || ctx.common.require_label.is_some();
     let obj = if needs_object {
         let o = super::get_required(ctx.kube, &rt, ns.as_deref(), &addr.name).await?;
         ctx.check_object(&o)?;
@@ -343,7 +342,10 @@ pub(super) async fn run(
                 outcome: Outcome::Noop,
                 after: json!({"replicas": current}),
                 before,
-                message: format!("{} already has {current} replicas{clamped}", ctx.target_name()),
+                message: format!(
+                    "{} already has {current} replicas{clamped}",
+                    ctx.target_name()
+                ),
                 reason: "HealScaled",
             };
             return guards.finish(ctx, done, current).await;
@@ -472,7 +474,10 @@ async fn relative_scale(
                 outcome: Outcome::Noop,
                 after: json!({"replicas": current}),
                 before,
-                message: format!("{} already has {current} replicas{clamped}", ctx.target_name()),
+                message: format!(
+                    "{} already has {current} replicas{clamped}",
+                    ctx.target_name()
+                ),
                 reason: "HealScaled",
             };
             return guards.finish(ctx, done, current).await;

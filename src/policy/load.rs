@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    API_VERSION, Action, FailureBudget, GitOpsStep, Guards, Notifier, NotifierKind, OnFailure, OnResolved,
-    OnSuccess, Piece, Policy, PolicySet, Source, StatusFilter, Step, TargetField, TargetSpec,
-    Template, UrlSource, ValueSource, flat,
+    API_VERSION, Action, FailureBudget, GitOpsStep, Guards, Notifier, NotifierKind, OnFailure,
+    OnResolved, OnSuccess, Piece, Policy, PolicySet, Source, StatusFilter, Step, TargetField,
+    TargetSpec, Template, UrlSource, ValueSource, flat,
 };
 use crate::address::{self, TypeRef};
 use crate::matcher::Matchers;
@@ -1120,7 +1120,13 @@ fn allowed_args(action: &str) -> Option<&'static [&'static str]> {
         "scale" => &["replicas", "min", "max", "hpa", "gitOps", "argocdTracking"],
         "restart" => &["wait", "gitOps", "argocdTracking"],
         "delete" => &["gracePeriod", "uid", "minAvailable", "evict"],
-        "patch" => &["type", "patch", "forceConflicts", "gitOps", "argocdTracking"],
+        "patch" => &[
+            "type",
+            "patch",
+            "forceConflicts",
+            "gitOps",
+            "argocdTracking",
+        ],
         "cordon" => &["maxUnschedulable"],
         "uncordon" => &[],
         "drain" => &["minAvailable", "maxUnschedulable"],
@@ -1194,11 +1200,12 @@ fn max_unschedulable(s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> 
     let text = v.to_string();
     let ok = match v {
         IntOrString::Int(n) => *n >= 0,
-        IntOrString::Str(t) => t
-            .strip_suffix('%')
-            .and_then(|p| p.parse::<u64>().ok())
-            .is_some_and(|p| p <= 100)
-            || t.parse::<u64>().is_ok(),
+        IntOrString::Str(t) => {
+            t.strip_suffix('%')
+                .and_then(|p| p.parse::<u64>().ok())
+                .is_some_and(|p| p <= 100)
+                || t.parse::<u64>().is_ok()
+        }
     };
     if !ok {
         issues.push(issue(

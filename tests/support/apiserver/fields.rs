@@ -73,7 +73,8 @@ fn flatten(v: &Value, field: Option<&str>, prefix: &mut Path, out: &mut BTreeMap
             }
         }
         Value::Array(items) => {
-            let key = field.and_then(|f| super::patch::merge_key(f, items.iter().find(|i| i.is_object())));
+            let key = field
+                .and_then(|f| super::patch::merge_key(f, items.iter().find(|i| i.is_object())));
             match key {
                 Some(key) if items.iter().all(|i| i.get(key).is_some()) => {
                     for item in items {
@@ -211,7 +212,10 @@ fn conflict_error(conflicts: &[(String, Path)]) -> StatusError {
         })
         .collect();
     let message = if let [(m, p)] = conflicts {
-        format!("Apply failed with 1 conflict: conflict with {m}: {}", print(p))
+        format!(
+            "Apply failed with 1 conflict: conflict with {m}: {}",
+            print(p)
+        )
     } else {
         let mut by: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (m, p) in conflicts {
@@ -247,7 +251,11 @@ pub fn check_apply(
     if force {
         return Ok(());
     }
-    let Some(m) = state.managed.get(key).filter(|m| m.uid == meta_str(live, "uid")) else {
+    let Some(m) = state
+        .managed
+        .get(key)
+        .filter(|m| m.uid == meta_str(live, "uid"))
+    else {
         return Ok(());
     };
     let now = leaves(live);
@@ -320,7 +328,11 @@ pub fn record_update(
         .filter(|(p, v)| was.get(*p) != Some(*v))
         .map(|(p, _)| p.clone())
         .collect();
-    let removed: Vec<Path> = was.keys().filter(|p| !now.contains_key(*p)).cloned().collect();
+    let removed: Vec<Path> = was
+        .keys()
+        .filter(|p| !now.contains_key(*p))
+        .cloned()
+        .collect();
     for e in m.entries.iter_mut() {
         for p in changed.iter().chain(&removed) {
             e.fields.remove(p);

@@ -579,11 +579,10 @@ fn tracked(state: &mut State, req: &Request, t: &Target) -> Result<Reply, Status
         .as_deref()
         .and_then(|n| ops::get(state, &rt, &ns, n).ok());
     let field_manager = req.param("fieldManager").filter(|m| !m.is_empty());
-    let applied: Option<Value> = (req.method == "PATCH"
-        && req.media_type() == APPLY_PATCH
-        && t.subresource.is_none())
-    .then(|| yaml_serde::from_slice(&req.body).ok())
-    .flatten();
+    let applied: Option<Value> =
+        (req.method == "PATCH" && req.media_type() == APPLY_PATCH && t.subresource.is_none())
+            .then(|| yaml_serde::from_slice(&req.body).ok())
+            .flatten();
     if let (Some(applied), Some(name), Some(manager)) = (&applied, &t.name, field_manager) {
         let key = ObjKey::new(&rt, &ns, name);
         let force = matches!(req.param("force"), Some("true" | "1"));

@@ -500,8 +500,19 @@ fn status_error(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .filter_map(|c| c.get("message").and_then(Value::as_str))
-                .map(str::to_string)
+                .filter_map(|c| {
+                    let message = c.get("message").and_then(Value::as_str)?;
+                    // A server-side apply conflict names the field apart from the manager.
+                    Some(match c.get("field").and_then(Value::as_str) {
+                        Some(f)
+                            if c.get("reason").and_then(Value::as_str)
+                                == Some("FieldManagerConflict") =>
+                        {
+                            format!("{message}: {f}")
+                        }
+                        _ => message.to_string(),
+                    })
+                })
                 .collect()
         })
         .unwrap_or_default();

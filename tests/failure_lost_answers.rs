@@ -18,6 +18,7 @@ use support::apiserver::*;
 const CID: &str = "cid-lost-1";
 const WEB: &str = "/apis/apps/v1/namespaces/default/deployments/web";
 const SCALE: &str = "/apis/apps/v1/namespaces/default/deployments/web/scale";
+const HPAS: &str = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
 const EVENTS: &str = "/api/v1/namespaces/default/events";
 const NODE: &str = "/api/v1/nodes/n1";
 const MERGE: &str = "application/merge-patch+json";
@@ -155,6 +156,7 @@ async fn a_relative_scale_whose_answer_is_lost_adds_one_replica_and_says_so() {
         &e.server,
         &[
             ("GET", WEB, 200),
+            ("GET", HPAS, 200),
             ("PATCH", WEB, 0),
             ("PATCH", WEB, 409),
             ("GET", WEB, 200),
@@ -250,7 +252,7 @@ fn a_relative_scale_run_again_after_a_lost_answer_finds_it_applied_and_adds_noth
         second["message"],
         "deployment/web was already scaled to 3 replicas by this remediation"
     );
-    assert_seen(&e.server, &[("GET", WEB, 200)]);
+    assert_seen(&e.server, &[("GET", WEB, 200), ("GET", HPAS, 200)]);
     assert_eq!(e.deployment()["spec"]["replicas"], 3, "2 + 1, once");
 
     // Another remediation (another correlation id) does add its own replica.
@@ -275,7 +277,8 @@ async fn an_absolute_scale_whose_answer_is_lost_is_sent_again_unchanged() {
     assert_seen(
         &e.server,
         &[
-            ("GET", SCALE, 200),
+            ("GET", WEB, 200),
+            ("GET", HPAS, 200),
             ("PATCH", SCALE, 0),
             ("PATCH", SCALE, 200),
             ("POST", EVENTS, 201),
@@ -540,7 +543,10 @@ async fn a_cordon_whose_answer_is_lost_is_sent_again_and_a_rerun_is_a_noop() {
         &e.server.requests_matching("PATCH", NODE),
         MERGE,
         "",
-        &json!({"spec": {"unschedulable": true}}),
+        &json!({
+            "metadata": {"annotations": {"heal.dev/cordoned-by": CID}},
+            "spec": {"unschedulable": true},
+        }),
     );
     e.server.clear_requests();
     let r = e.heal(&["cordon", "node/n1"]).await;
@@ -678,7 +684,8 @@ async fn an_event_whose_answer_is_lost_is_recorded_once() {
     assert_seen(
         &e.server,
         &[
-            ("GET", SCALE, 200),
+            ("GET", WEB, 200),
+            ("GET", HPAS, 200),
             ("PATCH", SCALE, 200),
             ("POST", EVENTS, 0),
             ("POST", EVENTS, 409),

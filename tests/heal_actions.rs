@@ -67,6 +67,7 @@ fn assert_outcome(r: &(HealResult, Exit), outcome: Outcome, exit: Exit) {
 
 const SCALE: &str = "/apis/apps/v1/namespaces/default/deployments/web/scale";
 const WEB: &str = "/apis/apps/v1/namespaces/default/deployments/web";
+const HPAS: &str = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
 
 // ----- scale -----
 
@@ -82,8 +83,11 @@ async fn scale_patches_the_scale_subresource_without_discovery_and_records_an_ev
     assert_eq!(r.0.target.namespace.as_deref(), Some("default"));
     assert!(r.0.target.uid.is_some());
     e.server.assert_no_discovery();
+    // The workload (its replicas, and who else manages it), its autoscalers, then the
+    // scale subresource.
     e.server.assert_requests(&[
-        ("GET", SCALE),
+        ("GET", WEB),
+        ("GET", HPAS),
         ("PATCH", SCALE),
         ("POST", "/api/v1/namespaces/default/events"),
     ]);
@@ -118,7 +122,7 @@ async fn scale_to_the_current_count_is_a_noop_without_a_write() {
         .heal(&["scale", "deployment/web", "--replicas", "3"])
         .await;
     assert_outcome(&r, Outcome::Noop, Exit::Ok);
-    e.server.assert_requests(&[("GET", SCALE)]);
+    e.server.assert_requests(&[("GET", WEB), ("GET", HPAS)]);
 }
 
 #[tokio::test]
@@ -136,6 +140,7 @@ async fn relative_scale_is_clamped_and_carries_the_resource_version_and_the_corr
     e.server.assert_no_discovery();
     e.server.assert_requests(&[
         ("GET", WEB),
+        ("GET", HPAS),
         ("PATCH", WEB),
         ("POST", "/api/v1/namespaces/default/events"),
     ]);
@@ -165,7 +170,7 @@ async fn relative_scale_is_clamped_and_carries_the_resource_version_and_the_corr
         .heal(&["scale", "deploy/web", "--replicas", "+3", "--max", "5"])
         .await;
     assert_outcome(&r, Outcome::Noop, Exit::Ok);
-    e.server.assert_requests(&[("GET", WEB)]);
+    e.server.assert_requests(&[("GET", WEB), ("GET", HPAS)]);
 
     let r = e
         .heal_as(
@@ -187,6 +192,7 @@ async fn scale_conflict_is_retried_on_the_fresh_object() {
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     e.server.assert_requests(&[
         ("GET", WEB),
+        ("GET", HPAS),
         ("PATCH", WEB),
         ("GET", WEB),
         ("PATCH", WEB),
@@ -220,14 +226,17 @@ async fn too_many_requests_waits_for_retry_after_then_succeeds() {
 async fn persistent_503_ends_in_exit_3_when_the_timeout_runs_out() {
     let e = env();
     e.server.insert(deployment("default", "web", 1));
-    e.server
-        .inject(Fault::on("GET", "/scale").service_unavailable().always());
+    e.server.inject(
+        Fault::on("GET", "/deployments/web")
+            .service_unavailable()
+            .always(),
+    );
     let r = e
         .heal(&["scale", "deploy/web", "--replicas", "2", "--timeout", "1s"])
         .await;
     assert_outcome(&r, Outcome::Failed, Exit::Transient);
     assert!(r.0.message.contains("503"), "{}", r.0.message);
-    assert!(e.server.requests_matching("GET", SCALE).len() >= 2);
+    assert!(e.server.requests_matching("GET", WEB).len() >= 2);
     e.server.assert_not_requested("PATCH", "/scale");
 }
 
@@ -235,7 +244,8 @@ async fn persistent_503_ends_in_exit_3_when_the_timeout_runs_out() {
 async fn connection_resets_and_500s_are_retried() {
     let e = env();
     e.server.insert(deployment("default", "web", 1));
-    e.server.inject(Fault::on("GET", "/scale").reset());
+    e.server
+        .inject(Fault::on("GET", "/deployments/web").reset());
     e.server
         .inject(Fault::on("PATCH", "/scale").internal_error());
     let r = e.heal(&["scale", "deploy/web", "--replicas", "2"]).await;
@@ -576,7 +586,8 @@ async fn every_patch_type_uses_its_content_type_and_the_heal_field_manager() {
         assert_eq!(req.content_type.as_deref(), Some(ct), "{kind}");
         assert_eq!(req.param("fieldManager"), Some("heal"), "{kind}");
         if kind == "apply" {
-            assert_eq!(req.param("force"), Some("true"));
+            // As kubectl apply --server-side: no force unless --force-conflicts.
+            assert_eq!(req.param("force"), None);
             let body = req.body.unwrap();
             assert_eq!(body["apiVersion"], "apps/v1");
             assert_eq!(body["kind"], "Deployment");
@@ -641,7 +652,13 @@ async fn cordon_and_uncordon_set_unschedulable_once() {
     let r = e.heal(&["cordon", "node/n1"]).await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     let req = e.server.assert_requested("PATCH", "/api/v1/nodes/n1");
-    assert_eq!(req.body, Some(json!({"spec": {"unschedulable": true}})));
+    assert_eq!(
+        req.body,
+        Some(json!({
+            "metadata": {"annotations": {"heal.dev/cordoned-by": "cid-1"}},
+            "spec": {"unschedulable": true},
+        }))
+    );
     assert_eq!(r.0.after["cordoned"], true);
     let again = e.heal(&["cordon", "n1"]).await;
     assert_outcome(&again, Outcome::Noop, Exit::Ok);

@@ -3,6 +3,7 @@
 //! [`run`] turns that into the one [`HealResult`] every action reports, records a
 //! Kubernetes Event for applied changes, and logs one line per phase.
 
+mod controllers;
 mod delete;
 mod node;
 mod patch;
@@ -17,8 +18,9 @@ use http::Method;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+pub use controllers::{ArgoTracking, GitOpsOptions, HpaMode};
 pub use delete::DeleteSpec;
-pub use node::DrainSpec;
+pub use node::{CordonSpec, DrainSpec, MaxUnschedulable, UncordonSpec};
 pub use patch::{PatchSpec, PatchType};
 pub use restart::RestartSpec;
 pub use scale::{Replicas, ScaleSpec};
@@ -58,9 +60,9 @@ pub enum Action {
     /// Patch an object.
     Patch(Address, PatchSpec),
     /// Mark a node unschedulable.
-    Cordon(Address),
+    Cordon(Address, CordonSpec),
     /// Mark a node schedulable.
-    Uncordon(Address),
+    Uncordon(Address, UncordonSpec),
     /// Cordon then evict.
     Drain(Address, DrainSpec),
     /// Wait for a condition.
@@ -108,6 +110,16 @@ impl ActionError {
             ActionError::Failed(_) => Exit::Failed,
             ActionError::Transient(_) => Exit::Transient,
             ActionError::Refused(_) => Exit::Refused,
+        }
+    }
+
+    /// The same error, its message prefixed with what was being done.
+    pub fn with_context(self, what: &str) -> ActionError {
+        match self {
+            ActionError::Usage(m) => ActionError::Usage(format!("{what}: {m}")),
+            ActionError::Failed(m) => ActionError::Failed(format!("{what}: {m}")),
+            ActionError::Transient(m) => ActionError::Transient(format!("{what}: {m}")),
+            ActionError::Refused(m) => ActionError::Refused(format!("{what}: {m}")),
         }
     }
 }
@@ -317,8 +329,8 @@ async fn execute(action: &Action, ctx: &mut Ctx<'_>) -> Result<Done, ActionError
         Action::Restart(a, s) => restart::run(ctx, a, s).await,
         Action::Delete(a, s) => delete::run(ctx, a, s).await,
         Action::Patch(a, s) => patch::run(ctx, a, s).await,
-        Action::Cordon(a) => node::cordon(ctx, a, true).await,
-        Action::Uncordon(a) => node::cordon(ctx, a, false).await,
+        Action::Cordon(a, s) => node::cordon(ctx, a, s).await,
+        Action::Uncordon(a, s) => node::uncordon(ctx, a, s).await,
         Action::Drain(a, s) => node::drain(ctx, a, s).await,
         Action::Wait(a, s) => wait::run(ctx, a, s).await,
     }
@@ -337,6 +349,7 @@ pub fn preflight(action: &Action, common: &Common) -> Result<(), ActionError> {
     let (addr, check): (&Address, KindCheck) = match action {
         Action::Scale(a, _) => (a, scale::check_kind),
         Action::Restart(a, _) => (a, restart::check_kind),
+        Action::Delete(a, s) if s.evict => (a, delete::check_evictable),
         _ => return Ok(()),
     };
     match &addr.type_ref {
@@ -351,8 +364,8 @@ pub fn initial_target(action: &Action) -> Target {
         | Action::Restart(a, _)
         | Action::Delete(a, _)
         | Action::Patch(a, _)
-        | Action::Cordon(a)
-        | Action::Uncordon(a)
+        | Action::Cordon(a, _)
+        | Action::Uncordon(a, _)
         | Action::Drain(a, _)
         | Action::Wait(a, _) => a,
     };

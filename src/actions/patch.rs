@@ -8,6 +8,7 @@
 use http::Method;
 use serde_json::{Value, json};
 
+use super::controllers::{self, GitOpsOptions, GitOpsOwner};
 use super::{ActionError, Ctx, Done, int, str_at};
 use crate::address::{Address, ResourceType};
 use crate::kube_api::{APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH};
@@ -27,7 +28,7 @@ pub enum PatchType {
     Json,
     /// Strategic merge patch.
     Strategic,
-    /// Server-side apply with field manager `heal` (forced).
+    /// Server-side apply with field manager `heal`.
     Apply,
 }
 
@@ -49,6 +50,10 @@ pub struct PatchSpec {
     pub kind: PatchType,
     /// The patch document.
     pub patch: Value,
+    /// Server-side apply: take the fields other field managers own (`force=true`).
+    pub force_conflicts: bool,
+    /// What to do about an object that Argo CD or Flux reconciles.
+    pub gitops: GitOpsOptions,
 }
 
 impl PatchSpec {
@@ -74,7 +79,12 @@ impl PatchSpec {
                 );
             }
         }
-        Ok(PatchSpec { kind, patch })
+        Ok(PatchSpec {
+            kind,
+            patch,
+            force_conflicts: false,
+            gitops: GitOpsOptions::default(),
+        })
     }
 }
 
@@ -90,6 +100,7 @@ pub(super) async fn run(
     }
     let obj = super::get_required(ctx.kube, &rt, ns.as_deref(), &addr.name).await?;
     ctx.check_object(&obj)?;
+    let gitops = controllers::check_gitops(ctx, &obj, &rt, &spec.gitops)?;
     let rv_before = str_at(&obj, "/metadata/resourceVersion").map(str::to_string);
     let before =
         json!({"resourceVersion": rv_before, "generation": int(&obj, "/metadata/generation")});
@@ -118,7 +129,11 @@ pub(super) async fn run(
     let mut body = spec.patch.clone();
     let mut query = format!("fieldManager={FIELD_MANAGER}");
     if spec.kind == PatchType::Apply {
-        query.push_str("&force=true");
+        // As `kubectl apply --server-side`: fields another manager owns are a conflict,
+        // taken only with --force-conflicts.
+        if spec.force_conflicts {
+            query.push_str("&force=true");
+        }
         if let Some(o) = body.as_object_mut() {
             o.entry("apiVersion").or_insert(json!(rt.api_version()));
             o.entry("kind").or_insert(json!(rt.kind));
@@ -143,7 +158,7 @@ pub(super) async fn run(
             Some(&body),
         )
         .await
-        .map_err(rejected)?;
+        .map_err(|e| apply_conflict(ctx, spec, e))?;
     let rv_after = str_at(&answer, "/metadata/resourceVersion").map(str::to_string);
     let after =
         json!({"resourceVersion": rv_after, "generation": int(&answer, "/metadata/generation")});
@@ -156,17 +171,79 @@ pub(super) async fn run(
             reason: "HealPatched",
         });
     }
-    Ok(Done {
-        outcome: ctx.changed(),
-        before,
-        after,
-        message: if ctx.common.dry_run {
-            format!("would patch {} ({:?})", ctx.target_name(), spec.kind).to_lowercase()
-        } else {
-            format!("patched {} ({:?})", ctx.target_name(), spec.kind).to_lowercase()
+    let message = if ctx.common.dry_run {
+        format!("would patch {} ({:?})", ctx.target_name(), spec.kind).to_lowercase()
+    } else {
+        format!("patched {} ({:?})", ctx.target_name(), spec.kind).to_lowercase()
+    };
+    Ok(with_gitops(
+        ctx,
+        gitops.as_ref(),
+        Done {
+            outcome: ctx.changed(),
+            before,
+            after,
+            message,
+            reason: "HealPatched",
         },
-        reason: "HealPatched",
-    })
+    ))
+}
+
+/// An allowed change of an object a GitOps application reconciles says so.
+fn with_gitops(ctx: &Ctx<'_>, owner: Option<&GitOpsOwner>, mut done: Done) -> Done {
+    if let Some(owner) = owner
+        && done.outcome != Outcome::Noop
+    {
+        done.message
+            .push_str(&controllers::gitops_note(&ctx.target_name(), owner));
+        done.after["gitOps"] = owner.to_json();
+    }
+    done
+}
+
+/// The field managers a server-side apply conflicts with, from the 409's
+/// `details.causes` (`conflict with "kubectl-edit" using apps/v1: .spec.replicas`).
+fn conflicting_managers(causes: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in causes {
+        if let Some(rest) = c.strip_prefix("conflict with \"")
+            && let Some((manager, _)) = rest.split_once('"')
+            && !out.iter().any(|m| m == manager)
+        {
+            out.push(manager.to_string());
+        }
+    }
+    out
+}
+
+/// A 409 with field manager conflicts is another manager's fields: exit 1, naming it
+/// (as `kubectl apply --server-side`, which takes them only with `--force-conflicts`).
+fn apply_conflict(ctx: &Ctx<'_>, spec: &PatchSpec, e: crate::kube_api::ApiError) -> ActionError {
+    if let crate::kube_api::ApiError::Status {
+        code: 409, causes, ..
+    } = &e
+        && spec.kind == PatchType::Apply
+    {
+        let managers = conflicting_managers(causes);
+        if !managers.is_empty() {
+            let fields: Vec<&str> = causes
+                .iter()
+                .filter_map(|c| c.rsplit_once(": ").map(|(_, f)| f))
+                .collect();
+            return ActionError::Failed(format!(
+                "server-side apply of {} conflicts with field manager{} {} on {}: heal does not take fields another manager owns; pass --force-conflicts to take them (policy: forceConflicts: true), or change them through that manager",
+                ctx.target_name(),
+                if managers.len() == 1 { "" } else { "s" },
+                managers
+                    .iter()
+                    .map(|m| format!("{m:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                fields.join(", ")
+            ));
+        }
+    }
+    rejected(e)
 }
 
 fn rejected(e: crate::kube_api::ApiError) -> ActionError {
@@ -207,6 +284,7 @@ async fn json_patch(
     loop {
         let obj = super::get_required(ctx.kube, rt, ns, &addr.name).await?;
         ctx.check_object(&obj)?;
+        let gitops = controllers::check_gitops(ctx, &obj, rt, &spec.gitops)?;
         let before = version(&obj);
         if str_at(&obj, &marker) == Some(cid.as_str()) {
             return Ok(match pending {
@@ -272,17 +350,22 @@ async fn json_patch(
             .await
         {
             Ok(answer) => {
-                return Ok(Done {
-                    outcome: ctx.changed(),
-                    before,
-                    after: version(&answer),
-                    message: if ctx.common.dry_run {
-                        format!("would patch {} (json)", ctx.target_name())
-                    } else {
-                        format!("patched {} (json)", ctx.target_name())
+                let message = if ctx.common.dry_run {
+                    format!("would patch {} (json)", ctx.target_name())
+                } else {
+                    format!("patched {} (json)", ctx.target_name())
+                };
+                return Ok(with_gitops(
+                    ctx,
+                    gitops.as_ref(),
+                    Done {
+                        outcome: ctx.changed(),
+                        before,
+                        after: version(&answer),
+                        message,
+                        reason: "HealPatched",
                     },
-                    reason: "HealPatched",
-                });
+                ));
             }
             Err(e) if e.is_conflict() => {
                 tracing::info!(correlation_id = %cid, phase = "apply", "conflict, re-reading {url}");

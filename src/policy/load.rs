@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    API_VERSION, Action, FailureBudget, Guards, Notifier, NotifierKind, OnFailure, OnResolved,
-    OnSuccess, Piece, Policy, PolicySet, Source, StatusFilter, Step, TargetField, TargetSpec,
-    Template, UrlSource, ValueSource, flat,
+    API_VERSION, Action, FailureBudget, GitOpsStep, Guards, Notifier, NotifierKind, OnFailure,
+    OnResolved, OnSuccess, Piece, Policy, PolicySet, Source, StatusFilter, Step, TargetField,
+    TargetSpec, Template, UrlSource, ValueSource, flat,
 };
 use crate::address::{self, TypeRef};
 use crate::matcher::Matchers;
@@ -526,6 +526,12 @@ pub(super) struct RawStep {
     query: Option<String>,
     expect: Option<String>,
     prometheus_url: Option<String>,
+    hpa: Option<String>,
+    git_ops: Option<String>,
+    argocd_tracking: Option<String>,
+    evict: Option<bool>,
+    force_conflicts: Option<bool>,
+    max_unschedulable: Option<IntOrString>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1111,12 +1117,19 @@ const ACTIONS: &str = "scale, restart, delete, patch, cordon, uncordon, drain, w
 /// serviceAccount).
 fn allowed_args(action: &str) -> Option<&'static [&'static str]> {
     Some(match action {
-        "scale" => &["replicas", "min", "max"],
-        "restart" => &["wait"],
-        "delete" => &["gracePeriod", "uid", "minAvailable"],
-        "patch" => &["type", "patch"],
-        "cordon" | "uncordon" => &[],
-        "drain" => &["minAvailable"],
+        "scale" => &["replicas", "min", "max", "hpa", "gitOps", "argocdTracking"],
+        "restart" => &["wait", "gitOps", "argocdTracking"],
+        "delete" => &["gracePeriod", "uid", "minAvailable", "evict"],
+        "patch" => &[
+            "type",
+            "patch",
+            "forceConflicts",
+            "gitOps",
+            "argocdTracking",
+        ],
+        "cordon" => &["maxUnschedulable"],
+        "uncordon" => &[],
+        "drain" => &["minAvailable", "maxUnschedulable"],
         "wait" => &["for"],
         "verify" => &["query", "expect", "prometheusUrl"],
         _ => return None,
@@ -1143,7 +1156,66 @@ fn given_args(s: &RawStep) -> Vec<&'static str> {
     add(s.query.is_some(), "query");
     add(s.expect.is_some(), "expect");
     add(s.prometheus_url.is_some(), "prometheusUrl");
+    add(s.hpa.is_some(), "hpa");
+    add(s.git_ops.is_some(), "gitOps");
+    add(s.argocd_tracking.is_some(), "argocdTracking");
+    add(s.evict.is_some(), "evict");
+    add(s.force_conflicts.is_some(), "forceConflicts");
+    add(s.max_unschedulable.is_some(), "maxUnschedulable");
     v
+}
+
+/// `gitOps` and `argocdTracking` of a step that changes a workload.
+fn gitops_step(s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> GitOpsStep {
+    let allow = match s.git_ops.as_deref() {
+        None | Some("refuse") => false,
+        Some("allow") => true,
+        Some(other) => {
+            issues.push(issue(
+                &at(base, &[k("gitOps")]),
+                format!("invalid gitOps {other:?}"),
+                "use allow (change objects Argo CD or Flux manage; they may revert it) or refuse (the default)",
+            ));
+            false
+        }
+    };
+    if let Some(t) = &s.argocd_tracking
+        && !matches!(t.as_str(), "annotation" | "label" | "annotation+label")
+    {
+        issues.push(issue(
+            &at(base, &[k("argocdTracking")]),
+            format!("invalid argocdTracking {t:?}"),
+            "use Argo CD's application.resourceTrackingMethod: annotation, label or annotation+label",
+        ));
+    }
+    GitOpsStep {
+        allow,
+        argocd_tracking: s.argocd_tracking.clone(),
+    }
+}
+
+/// `maxUnschedulable: N` or `"P%"`.
+fn max_unschedulable(s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Option<String> {
+    let v = s.max_unschedulable.as_ref()?;
+    let text = v.to_string();
+    let ok = match v {
+        IntOrString::Int(n) => *n >= 0,
+        IntOrString::Str(t) => {
+            t.strip_suffix('%')
+                .and_then(|p| p.parse::<u64>().ok())
+                .is_some_and(|p| p <= 100)
+                || t.parse::<u64>().is_ok()
+        }
+    };
+    if !ok {
+        issues.push(issue(
+            &at(base, &[k("maxUnschedulable")]),
+            format!("invalid maxUnschedulable {text:?}"),
+            "give a number of nodes (2) or a percentage of them (\"25%\")",
+        ));
+        return None;
+    }
+    Some(text)
 }
 
 fn steps(
@@ -1362,14 +1434,26 @@ fn step(doc: &Doc, s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Op
                     "swap them",
                 ));
             }
+            if let Some(h) = &s.hpa
+                && !matches!(h.as_str(), "refuse" | "raise-min" | "ignore")
+            {
+                issues.push(issue(
+                    &at(base, &[k("hpa")]),
+                    format!("invalid hpa {h:?}"),
+                    "use refuse (the default), raise-min or ignore",
+                ));
+            }
             Action::Scale {
                 replicas,
                 min: s.min,
                 max: s.max,
+                hpa: s.hpa.clone(),
+                gitops: gitops_step(s, base, issues),
             }
         }
         "restart" => Action::Restart {
             wait: s.wait.unwrap_or(false),
+            gitops: gitops_step(s, base, issues),
         },
         "delete" => {
             let grace_period = s.grace_period.as_ref().and_then(|g| match g {
@@ -1393,6 +1477,7 @@ fn step(doc: &Doc, s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Op
                 grace_period,
                 uid: s.uid.as_deref().and_then(|u| tmpl(u, "uid", issues)),
                 min_available: s.min_available,
+                evict: s.evict.unwrap_or(false),
             }
         }
         "patch" => {
@@ -1436,12 +1521,28 @@ fn step(doc: &Doc, s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Op
                 ));
             }
             check_patch_placeholders(&patch, &at(base, &[k("patch")]), issues);
-            Action::Patch { patch_type, patch }
+            let force_conflicts = s.force_conflicts.unwrap_or(false);
+            if force_conflicts && patch_type != "apply" {
+                issues.push(issue(
+                    &at(base, &[k("forceConflicts")]),
+                    format!("forceConflicts is for server-side apply, not a {patch_type} patch"),
+                    "use `type: apply`, or remove forceConflicts",
+                ));
+            }
+            Action::Patch {
+                patch_type,
+                patch,
+                force_conflicts,
+                gitops: gitops_step(s, base, issues),
+            }
         }
-        "cordon" => Action::Cordon,
+        "cordon" => Action::Cordon {
+            max_unschedulable: max_unschedulable(s, base, issues),
+        },
         "uncordon" => Action::Uncordon,
         "drain" => Action::Drain {
             min_available: s.min_available,
+            max_unschedulable: max_unschedulable(s, base, issues),
         },
         "wait" => {
             required(s.for_.is_some(), "for", "rollout", issues);

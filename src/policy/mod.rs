@@ -189,6 +189,16 @@ pub struct Step {
     pub service_account: Option<String>,
 }
 
+/// What a step that changes a workload does about Argo CD and Flux (`gitOps`,
+/// `argocdTracking`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitOpsStep {
+    /// `gitOps: allow`: change objects a GitOps application reconciles (`--allow-gitops`).
+    pub allow: bool,
+    /// `argocdTracking`: how Argo CD tracks its resources (`--argocd-tracking`).
+    pub argocd_tracking: Option<String>,
+}
+
 /// A heal action with its arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -200,11 +210,17 @@ pub enum Action {
         min: Option<u32>,
         /// Upper clamp.
         max: Option<u32>,
+        /// `refuse`, `raise-min` or `ignore` (`--hpa`).
+        hpa: Option<String>,
+        /// Argo CD and Flux.
+        gitops: GitOpsStep,
     },
     /// `heal restart` (rollout restart).
     Restart {
         /// Wait for the rollout to finish.
         wait: bool,
+        /// Argo CD and Flux.
+        gitops: GitOpsStep,
     },
     /// `heal delete`.
     Delete {
@@ -214,6 +230,8 @@ pub enum Action {
         uid: Option<Template>,
         /// Refuse when fewer ready pods would remain.
         min_available: Option<u32>,
+        /// Evict through the Eviction API, so a PodDisruptionBudget holds (`--evict`).
+        evict: bool,
     },
     /// `heal patch`.
     Patch {
@@ -221,15 +239,24 @@ pub enum Action {
         patch_type: String,
         /// The patch; string leaves may use placeholders.
         patch: serde_json::Value,
+        /// Server-side apply takes other managers' fields (`--force-conflicts`).
+        force_conflicts: bool,
+        /// Argo CD and Flux.
+        gitops: GitOpsStep,
     },
     /// `heal cordon`.
-    Cordon,
+    Cordon {
+        /// `N` or `P%` (`--max-unschedulable`).
+        max_unschedulable: Option<String>,
+    },
     /// `heal uncordon`.
     Uncordon,
     /// `heal drain`.
     Drain {
         /// Refuse evictions that would leave fewer ready pods.
         min_available: Option<u32>,
+        /// `N` or `P%` (`--max-unschedulable`).
+        max_unschedulable: Option<String>,
     },
     /// `heal wait`.
     Wait {
@@ -256,7 +283,7 @@ impl Action {
             Action::Restart { .. } => "restart",
             Action::Delete { .. } => "delete",
             Action::Patch { .. } => "patch",
-            Action::Cordon => "cordon",
+            Action::Cordon { .. } => "cordon",
             Action::Uncordon => "uncordon",
             Action::Drain { .. } => "drain",
             Action::Wait { .. } => "wait",

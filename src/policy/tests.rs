@@ -311,13 +311,15 @@ fn the_flat_format_maps_onto_generated_alert_names() {
     let ms = decide(&set, &a);
     assert_eq!(names(&ms), [("high-cpu", Decision::Matched)]);
     let p = plan(cpu, &a, &PlanDefaults::default()).unwrap();
+    // A flat pod restart evicts, so a PodDisruptionBudget holds.
     assert_eq!(
-        &p.steps[0].argv[..6],
+        &p.steps[0].argv[..7],
         [
             "delete",
             "pod/web-7d4f",
             "-n",
             "shop",
+            "--evict",
             "--min-available",
             "1"
         ]
@@ -570,4 +572,131 @@ fn a_step_longer_than_the_policy_timeout_is_refused() {
         e.contains("longer than the policy's timeout of 240s"),
         "{e}"
     );
+}
+
+const CONTROLLERS: &str = r#"
+apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: controllers
+spec:
+  match: {alertname: A}
+  target: {kind: deployment, namespace: shop, name: web}
+  steps:
+    - {name: scale, action: scale, replicas: 3, hpa: raise-min, gitOps: allow, argocdTracking: label}
+    - {name: restart, action: restart, gitOps: allow, after: [scale]}
+    - {name: apply, action: patch, type: apply, patch: {spec: {paused: false}}, forceConflicts: true, gitOps: refuse, after: [restart]}
+---
+apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: pods-and-nodes
+spec:
+  match: {alertname: B}
+  target: {kind: node, name: "{{ labels.node }}"}
+  steps:
+    - {name: cordon, action: cordon, maxUnschedulable: "25%"}
+    - {name: drain, action: drain, maxUnschedulable: 2, after: [cordon]}
+---
+apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: evict
+spec:
+  match: {alertname: C}
+  target: {kind: pod, namespace: shop, name: "{{ labels.pod }}"}
+  steps:
+    - {name: evict, action: delete, evict: true, minAvailable: 1}
+"#;
+
+#[test]
+fn controller_fields_of_steps_become_heal_flags() {
+    let set = load(CONTROLLERS);
+    let argv = |policy: &str, labels: &[(&str, &str)]| {
+        let p = set.policy(policy).unwrap();
+        let mut pairs = vec![("alertname", "x")];
+        pairs.extend_from_slice(labels);
+        plan(p, &alert(&pairs), &PlanDefaults::default())
+            .unwrap()
+            .steps
+            .into_iter()
+            .map(|s| {
+                let n = s.argv.iter().position(|a| a == "--correlation-id").unwrap();
+                s.argv[..n].join(" ")
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        argv("controllers", &[]),
+        [
+            "scale deployment/web -n shop --allow-gitops --replicas 3 --hpa raise-min --argocd-tracking label",
+            "restart deployment/web -n shop --allow-gitops",
+            "patch deployment/web -n shop --force-conflicts --type apply --patch {\"spec\":{\"paused\":false}}",
+        ]
+    );
+    assert_eq!(
+        argv("pods-and-nodes", &[("node", "n1")]),
+        [
+            "cordon node/n1 --max-unschedulable 25%",
+            "drain node/n1 --max-unschedulable 2",
+        ]
+    );
+    assert_eq!(
+        argv("evict", &[("pod", "web-1")]),
+        ["delete pod/web-1 -n shop --evict --min-available 1"]
+    );
+}
+
+#[test]
+fn bad_controller_fields_are_errors_with_their_line() {
+    let e = errors(
+        r#"
+apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: bad
+spec:
+  match: {alertname: A}
+  target: {kind: deployment, namespace: shop, name: web}
+  steps:
+    - name: scale
+      action: scale
+      replicas: 3
+      hpa: raise
+      gitOps: yes-please
+      argocdTracking: labels
+    - name: merge
+      action: patch
+      type: merge
+      patch: {spec: {paused: false}}
+      forceConflicts: true
+    - name: cordon
+      action: cordon
+      maxUnschedulable: "150%"
+    - name: restart
+      action: restart
+      evict: true
+    - name: drain
+      action: drain
+      maxUnschedulable: -1
+"#,
+    );
+    for needle in [
+        "p.yaml:13:",
+        "invalid hpa \"raise\"",
+        "p.yaml:14:",
+        "invalid gitOps \"yes-please\"",
+        "p.yaml:15:",
+        "invalid argocdTracking \"labels\"",
+        "p.yaml:20:",
+        "forceConflicts is for server-side apply",
+        "p.yaml:23:",
+        "invalid maxUnschedulable \"150%\"",
+        "p.yaml:26:",
+        "`evict` is not an argument of action restart",
+        "p.yaml:29:",
+        "invalid maxUnschedulable \"-1\"",
+    ] {
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
 }

@@ -13,7 +13,8 @@
 //! server with OpenAPI disabled. Resources, with their real scope, short names and verbs:
 //! core v1 pods (+ `status`, `eviction`), nodes, events, configmaps, secrets, services,
 //! namespaces; apps/v1 deployments, statefulsets, replicasets (+ `scale`, `status`),
-//! daemonsets; policy/v1 poddisruptionbudgets; coordination.k8s.io/v1 leases;
+//! daemonsets; autoscaling/v2 horizontalpodautoscalers (+ `status`); policy/v1
+//! poddisruptionbudgets; coordination.k8s.io/v1 leases;
 //! events.k8s.io/v1 events (the same store as core events, converted both ways);
 //! apiextensions.k8s.io/v1 customresourcedefinitions; and custom resources once a CRD is
 //! registered ([`ApiServer::register_crd`], [`ApiServer::register_argo_workflows`],
@@ -58,7 +59,9 @@
 //!   fields are accepted (`fieldValidation=Strict` is accepted and recorded only); CRD
 //!   schemas are not enforced.
 //! - Strategic merge patch merges lists by a key chosen from the field name; server-side
-//!   apply merges without field ownership and never conflicts; `managedFields` are omitted.
+//!   apply keeps field ownership beside the object ([`fields`]) and answers a conflict with
+//!   another manager's fields as the API server does (409, `FieldManagerConflict` causes,
+//!   unless `force=true`), but `managedFields` are omitted from answers.
 //! - The rollout controller writes status only (no ReplicaSets or pods are created for
 //!   a rollout, and workload status does not follow pod deletions); a stuck rollout reports
 //!   ProgressDeadlineExceeded at once.
@@ -78,6 +81,7 @@
 
 pub mod controllers;
 pub mod faults;
+pub mod fields;
 pub mod fixtures;
 pub mod handler;
 pub mod log;
@@ -364,6 +368,23 @@ impl ApiServer {
     ) -> Option<Value> {
         let rt = self.resolve(api_version, kind_or_plural);
         ops::get(&self.lock(), &rt, ns, name).ok()
+    }
+
+    /// The field managers of an object and the fields each owns (server-side apply
+    /// ownership, see [`fields`]): `(manager, operation, fields)`.
+    ///
+    /// # Panics
+    /// When the type is not served.
+    pub fn field_managers(
+        &self,
+        api_version: &str,
+        kind_or_plural: &str,
+        ns: &str,
+        name: &str,
+    ) -> Vec<(String, String, Vec<String>)> {
+        let rt = self.resolve(api_version, kind_or_plural);
+        let ns = if rt.namespaced { ns } else { "" };
+        fields::owners(&self.lock(), &store::ObjKey::new(&rt, ns, name))
     }
 
     /// Objects of a type in `ns` (every namespace when `ns` is empty), in name order, with
@@ -1044,7 +1065,7 @@ async fn handle(
     let raw_query = parts.uri.query().unwrap_or("").to_string();
     let too_large = body.is_err();
     let bytes = body.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
-    let request = Request::new(
+    let mut request = Request::new(
         parts.method.as_str(),
         &path,
         &raw_query,
@@ -1052,6 +1073,7 @@ async fn handle(
         header("accept").as_deref(),
         bytes,
     );
+    request.user_agent = header("user-agent");
     let mut record = Recorded {
         method: request.method.clone(),
         path: request.path.clone(),

@@ -43,6 +43,8 @@ pub struct Request {
     pub accept: Option<String>,
     /// Body bytes.
     pub body: Vec<u8>,
+    /// `User-Agent` header (names the field manager of writes without `fieldManager`).
+    pub user_agent: Option<String>,
 }
 
 impl Request {
@@ -71,6 +73,7 @@ impl Request {
             content_type: content_type.map(str::to_string),
             accept: accept.map(str::to_string),
             body,
+            user_agent: None,
         }
     }
 
@@ -483,7 +486,7 @@ pub fn serve(state: &mut State, req: &Request, server_address: &str) -> Reply {
             Some(list) => Reply::ok(200, list),
             None => StatusError::no_route().into(),
         },
-        Route::Resource(t) => resource(state, req, &t).unwrap_or_else(Reply::from),
+        Route::Resource(t) => tracked(state, req, &t).unwrap_or_else(Reply::from),
         Route::Missing => StatusError::no_route().into(),
         Route::Health | Route::MissingText => StatusError::no_route().into(),
     }
@@ -556,6 +559,58 @@ fn parse_body(req: &Request) -> Result<Value, StatusError> {
         )));
     }
     Ok(value)
+}
+
+/// [`resource`], keeping field ownership (see [`super::fields`]): a server-side apply that
+/// would change fields another manager owns is refused with 409 before anything changes
+/// (unless `force=true`), and every write records what its manager now owns.
+fn tracked(state: &mut State, req: &Request, t: &Target) -> Result<Reply, StatusError> {
+    let writes = matches!(req.method.as_str(), "POST" | "PUT" | "PATCH")
+        && matches!(t.subresource.as_deref(), None | Some("scale"))
+        && !(req.method == "POST" && t.name.is_some());
+    if !writes {
+        return resource(state, req, t);
+    }
+    let rt = t.rt.clone();
+    let ns = t.namespace.clone().unwrap_or_default();
+    let dry = req.values("dryRun").contains(&"All");
+    let before = t
+        .name
+        .as_deref()
+        .and_then(|n| ops::get(state, &rt, &ns, n).ok());
+    let field_manager = req.param("fieldManager").filter(|m| !m.is_empty());
+    let applied: Option<Value> =
+        (req.method == "PATCH" && req.media_type() == APPLY_PATCH && t.subresource.is_none())
+            .then(|| yaml_serde::from_slice(&req.body).ok())
+            .flatten();
+    if let (Some(applied), Some(name), Some(manager)) = (&applied, &t.name, field_manager) {
+        let key = ObjKey::new(&rt, &ns, name);
+        let force = matches!(req.param("force"), Some("true" | "1"));
+        super::fields::check_apply(state, &key, before.as_ref(), applied, manager, force)?;
+    }
+    let reply = resource(state, req, t)?;
+    if dry || reply.status() >= 300 {
+        return Ok(reply);
+    }
+    let name = match (&t.name, &reply) {
+        (Some(n), _) => n.clone(),
+        (None, Reply::Json { body, .. }) => meta_str(body, "name").to_string(),
+        _ => return Ok(reply),
+    };
+    let Ok(after) = ops::get(state, &rt, &ns, &name) else {
+        return Ok(reply);
+    };
+    let key = ObjKey::new(&rt, &ns, &name);
+    match (&applied, field_manager) {
+        (Some(applied), Some(manager)) => {
+            super::fields::record_apply(state, &key, before.as_ref(), &after, applied, manager)
+        }
+        _ => {
+            let manager = super::fields::manager_of(field_manager, req.user_agent.as_deref());
+            super::fields::record_update(state, &key, before.as_ref(), &after, &manager);
+        }
+    }
+    Ok(reply)
 }
 
 fn resource(state: &mut State, req: &Request, t: &Target) -> Result<Reply, StatusError> {

@@ -371,6 +371,16 @@ impl Catalogue {
                 .all()
                 .generation(G::Spec),
             ResourceType::builtin(
+                "autoscaling",
+                "v2",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+                true,
+                &["hpa"],
+            )
+            .status()
+            .generation(G::Spec),
+            ResourceType::builtin(
                 "policy",
                 "v1",
                 "PodDisruptionBudget",

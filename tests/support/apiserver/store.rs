@@ -197,6 +197,8 @@ pub struct State {
     pub name_seq: u64,
     /// Delayed controller work, run by the server's controller loop.
     pub timers: Vec<(std::time::Instant, super::controllers::Job)>,
+    /// Field managers of each object (server-side apply), see [`super::fields`].
+    pub managed: HashMap<ObjKey, super::fields::Managed>,
 }
 
 impl State {
@@ -218,6 +220,7 @@ impl State {
             runtime: None,
             name_seq: 0,
             timers: Vec::new(),
+            managed: HashMap::new(),
         };
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             s.ensure_namespace(ns);
@@ -297,6 +300,7 @@ impl State {
     /// Remove an object and record the deletion.
     pub fn take(&mut self, key: &ObjKey) -> Option<Value> {
         let old = self.objects.remove(key)?;
+        self.managed.remove(key);
         self.rv += 1;
         let mut last = old.clone();
         set_meta(&mut last, "resourceVersion", json!(self.rv.to_string()));

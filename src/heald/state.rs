@@ -57,6 +57,8 @@ pub struct State {
     pub local: Arc<LocalRuns>,
     /// When the tracker looks for silences still owed to Alertmanager.
     pub sweeps: Sweeps,
+    /// When this replica last told a human it stood down, per policy and target.
+    pub notices: crate::heald::reporting::escalation::Notices,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
 }
@@ -124,6 +126,7 @@ impl State {
             plan_defaults,
             local,
             sweeps: Sweeps::default(),
+            notices: Default::default(),
             ready: AtomicBool::new(true),
             shutdown,
             engines,

@@ -40,7 +40,7 @@ use crate::heald::reporting::alertmanager_http::{
 use crate::heald::reporting::notify_http::Notification;
 use crate::heald::reporting::remediations::Entry;
 use crate::heald::state::State;
-use crate::heald::tracking::{alert_link, escalate};
+use crate::heald::tracking::alert_link;
 use crate::heald::{
     ALERT_LABELS_ANNOTATION, DEADLINE_ANNOTATION, LEASE_ANNOTATION, REPORTED_LABEL,
     SILENCE_ANNOTATION,
@@ -434,6 +434,15 @@ pub async fn handle_match_from(
     // end, whatever the answer.
     let mut token: Option<String> = None;
     let out = observe_decide_act(state, loaded, policy, alert, from, &mut token).await;
+    if let Ok(rec) = &out {
+        crate::heald::reporting::escalation::stood_down(
+            state,
+            policy,
+            alert,
+            rec.decision.as_str(),
+            &rec.reason,
+        );
+    }
     let k8s = &state.k8s;
     if let Some(ns) = token {
         state
@@ -1092,13 +1101,19 @@ fn escalate_not_started(
         message: format!("the run could not be started: {message}"),
         steps: Default::default(),
         link: alert_link(state, &plan.alertname),
+        target: Some(crate::heald::reporting::notify_http::target_words(
+            &plan.target.kind,
+            &plan.target.namespace,
+            &plan.target.name,
+        )),
     };
     let state = Arc::clone(state);
     let policy_name = policy.name.clone();
     tokio::spawn(async move {
         let loaded = state.policies.current();
         if let Some(policy) = loaded.set.policy(&policy_name) {
-            escalate(&state, &loaded.set, policy, &n).await;
+            crate::heald::reporting::escalation::not_started(&state, &loaded.set, policy, &n)
+                .await;
         }
     });
 }

@@ -386,6 +386,7 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
             message: truncate(&ending.message, 2000),
             steps: ending.steps.clone(),
             link: alert_link(st, &info.alertname),
+            target: crate::heald::reporting::escalation::target_of(obj),
         };
         escalate(st, &current.set, policy, &n).await;
     }
@@ -393,6 +394,8 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
     if let Some(owed) = &owed {
         deliver(st, &info, owed).await;
     }
+    crate::heald::reporting::escalation::resolved(st, &current.set, policy, &info, ending.outcome)
+        .await;
     Ok(true)
 }
 
@@ -675,10 +678,7 @@ pub async fn escalate(
             tracing::warn!(notifier = %name, "unknown notifier");
             continue;
         };
-        let kind = match notifier.kind {
-            crate::policy::NotifierKind::Webhook => "webhook",
-            crate::policy::NotifierKind::Slack => "slack",
-        };
+        let kind = notifier.kind.as_str();
         match notify(&st.http, notifier, n).await {
             Ok(()) => {
                 st.metrics.delivery(kind, true);

@@ -410,14 +410,8 @@ pub async fn send(
     let Some(out) = request(notifier, m, &url, key.as_ref()) else {
         return Ok(false);
     };
-    let secrets: Vec<&str> = [
-        Some(url.as_str()).filter(|_| !matches!(notifier.url, UrlSource::Literal(_))),
-        key.as_ref().map(|k| k.expose_secret()),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|s| !s.is_empty())
-    .collect();
+    let secrets = secrets_of(notifier, &url, key.as_ref());
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     // The URL may hold a secret (Slack's and Teams' do), so may an answer: name the
     // notifier instead, and cut out every secret and the URL.
     let clean = |e: DeliveryError| redact(e, &notifier.name, &out.url, &secrets);
@@ -425,6 +419,32 @@ pub async fn send(
         .await
         .map(|()| true)
         .map_err(clean)
+}
+
+/// What must never be logged: a URL read from a secret (whole, its path and query, each
+/// path segment of 8 characters or more, since an answer may echo any of them) and the
+/// key; longest first.
+fn secrets_of(notifier: &Notifier, url: &str, key: Option<&SecretString>) -> Vec<String> {
+    let mut out = Vec::new();
+    if !matches!(notifier.url, UrlSource::Literal(_)) {
+        out.push(url.to_string());
+        if let Ok(u) = reqwest::Url::parse(url) {
+            out.push(u.path().to_string());
+            out.extend(u.query().map(str::to_string));
+            out.extend(
+                u.path_segments()
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s.len() >= 8)
+                    .map(str::to_string),
+            );
+        }
+    }
+    out.extend(key.map(|k| k.expose_secret().to_string()));
+    out.retain(|s| s.len() > 1);
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
 }
 
 /// `e` with the notifier's name for its URL and no secret left in its text.

@@ -700,3 +700,131 @@ spec:
         assert!(e.contains(needle), "{needle}: {e}");
     }
 }
+
+// ----- notifiers -----
+
+fn notifier_doc(spec: &str) -> String {
+    format!("apiVersion: heal.dev/v1alpha1\nkind: Notifier\nmetadata:\n  name: n\nspec:\n{spec}")
+}
+
+#[test]
+fn pagerduty_opsgenie_and_teams_notifiers_load_with_their_defaults() {
+    let set = load(&format!(
+        "{}\n---\n{}\n---\n{}\n---\n{}",
+        notifier_doc("  type: pagerduty\n  routingKeyFile: /etc/heald/pagerduty/key\n")
+            .replace("name: n", "name: pager"),
+        notifier_doc(
+            "  type: opsgenie\n  apiKeyEnv: OPSGENIE_KEY\n  region: eu\n  priority: P1\n  \
+             responders: [{type: team, name: sre}]\n  tags: [shop]\n  sendResolved: false\n"
+        )
+        .replace("name: n", "name: genie"),
+        notifier_doc("  type: teams\n  urlFile: /etc/heald/teams/url\n")
+            .replace("name: n", "name: channel"),
+        notifier_doc("  type: teams\n  urlEnv: TEAMS_URL\n").replace("name: n", "name: channel2"),
+    ));
+    let pd = set.notifier("pager").unwrap();
+    assert_eq!(pd.kind, NotifierKind::PagerDuty);
+    assert_eq!(pd.url, UrlSource::Literal(PAGERDUTY_EVENTS_URL.into()));
+    assert_eq!(
+        pd.key,
+        Some(SecretSource::File("/etc/heald/pagerduty/key".into()))
+    );
+    assert_eq!(pd.vendor.severity, "error");
+    assert!(pd.vendor.send_resolved);
+    let og = set.notifier("genie").unwrap();
+    assert_eq!(og.url, UrlSource::Literal(OPSGENIE_EU_API_URL.into()));
+    assert_eq!(og.key, Some(SecretSource::Env("OPSGENIE_KEY".into())));
+    assert_eq!(og.vendor.priority, "P1");
+    assert_eq!(
+        og.vendor.responders,
+        [Responder {
+            kind: "team".into(),
+            by: "name",
+            value: "sre".into()
+        }]
+    );
+    assert_eq!(og.vendor.tags, ["shop"]);
+    assert!(!og.vendor.send_resolved);
+    assert_eq!(
+        set.notifier("channel").unwrap().url,
+        UrlSource::File("/etc/heald/teams/url".into())
+    );
+    assert_eq!(
+        set.notifier("channel2").unwrap().url,
+        UrlSource::Env("TEAMS_URL".into())
+    );
+    let us = load(&notifier_doc("  type: opsgenie\n  apiKeyFile: /k\n"));
+    assert_eq!(
+        us.notifier("n").unwrap().url,
+        UrlSource::Literal(OPSGENIE_API_URL.into())
+    );
+}
+
+#[test]
+fn notifier_mistakes_are_reported_at_their_line() {
+    let cases = [
+        (
+            "  type: pagerduty\n  routingKey: abc123\n",
+            "p.yaml:7:",
+            "`routingKey` is a secret and cannot be written in a policy file",
+        ),
+        (
+            "  type: pagerduty\n",
+            "p.yaml:6:",
+            "notifier needs its routing key",
+        ),
+        (
+            "  type: pagerduty\n  routingKeyFile: /k\n  severity: page\n",
+            "p.yaml:8:",
+            "invalid PagerDuty severity \"page\"",
+        ),
+        (
+            "  type: opsgenie\n  apiKeyFile: /k\n  apiKeyEnv: K\n",
+            "p.yaml:8:",
+            "give `apiKeyFile` or `apiKeyEnv`, not both",
+        ),
+        (
+            "  type: opsgenie\n  apiKeyEnv: K\n  region: asia\n",
+            "p.yaml:8:",
+            "unknown Opsgenie region \"asia\"",
+        ),
+        (
+            "  type: opsgenie\n  apiKeyEnv: K\n  priority: high\n",
+            "p.yaml:8:",
+            "invalid Opsgenie priority \"high\"",
+        ),
+        (
+            "  type: opsgenie\n  apiKeyEnv: K\n  responders:\n    - {type: team}\n",
+            "p.yaml:9:",
+            "a responder needs exactly one of `id`, `name` or `username`",
+        ),
+        (
+            "  type: teams\n  url: https://example/a\n  urlFile: /u\n",
+            "p.yaml:6:",
+            "notifier has more than one URL source",
+        ),
+        (
+            "  type: teams\n  urlFile: /u\n  routingKeyFile: /k\n",
+            "p.yaml:8:",
+            "`routingKeyFile` is not a field of teams notifiers (only of pagerduty)",
+        ),
+        (
+            "  type: slack\n  urlEnv: U\n  severity: info\n",
+            "p.yaml:8:",
+            "`severity` is not a field of slack notifiers (only of pagerduty)",
+        ),
+        (
+            "  type: pager\n",
+            "p.yaml:6:",
+            "unknown notifier type \"pager\" (hint: use webhook, slack, pagerduty, opsgenie or teams)",
+        ),
+    ];
+    for (spec, at, message) in cases {
+        let e = errors(&notifier_doc(spec));
+        assert!(
+            e.starts_with(at) && e.contains(message),
+            "{spec:?}: want {at} {message}, got:\n{e}"
+        );
+        assert!(!e.contains("abc123"), "a key is never echoed: {e}");
+    }
+}

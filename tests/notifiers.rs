@@ -250,7 +250,10 @@ fn without_timestamp(mut event: Value) -> Value {
         (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(1)) < t,
         "{ts}"
     );
-    event["payload"].as_object_mut().unwrap().remove("timestamp");
+    event["payload"]
+        .as_object_mut()
+        .unwrap()
+        .remove("timestamp");
     event
 }
 
@@ -303,7 +306,10 @@ async fn pagerduty_gets_a_documented_trigger_for_a_failed_run_retried_after_500_
             webhook_notifier(&am.url),
             notifier(
                 "pager",
-                &format!("  type: pagerduty\n  url: {}/v2/enqueue\n  routingKeyFile: {key}\n", pd.url)
+                &format!(
+                    "  type: pagerduty\n  url: {}/v2/enqueue\n  routingKeyFile: {key}\n",
+                    pd.url
+                )
             )
         ),
     ));
@@ -554,7 +560,6 @@ async fn opsgenie_gets_a_documented_alert_with_its_genie_key_and_a_close_by_alia
     assert_eq!(delivered(&h, "opsgenie", "ok"), 2.0);
 }
 
-
 // ----- Microsoft Teams -----
 
 #[tokio::test]
@@ -580,7 +585,10 @@ async fn teams_gets_an_adaptive_card_at_its_secret_url_retried_when_throttled() 
         &format!(
             "{}{}",
             webhook_notifier(&am.url),
-            notifier("channel", &format!("  type: teams\n  urlFile: {url_file}\n"))
+            notifier(
+                "channel",
+                &format!("  type: teams\n  urlFile: {url_file}\n")
+            )
         ),
     ));
     let h = Heald::start(&server, &f, &["--alertmanager-url", &am.url]).await;
@@ -688,7 +696,10 @@ async fn an_open_circuit_is_told_once_per_target_within_the_failure_budgets_wind
             webhook_notifier(&hook.url),
             notifier(
                 "pager",
-                &format!("  type: pagerduty\n  url: {}/v2/enqueue\n  routingKeyFile: {key}\n", pd.url)
+                &format!(
+                    "  type: pagerduty\n  url: {}/v2/enqueue\n  routingKeyFile: {key}\n",
+                    pd.url
+                )
             )
         ),
     ));
@@ -804,17 +815,17 @@ async fn a_rate_limit_is_told_once_per_namespace_bucket_within_ten_minutes() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(hook.bodies("/hook").len(), 2);
-    let mut targets: Vec<&str> = notes.iter().map(|n| n["target"].as_str().unwrap()).collect();
+    let mut targets: Vec<&str> = notes
+        .iter()
+        .map(|n| n["target"].as_str().unwrap())
+        .collect();
     targets.sort();
     assert_eq!(targets, ["pay/deployment/api", "shop/deployment/api"]);
     for n in &notes {
         assert_eq!(n["kind"], "RemediationStoodDown");
         assert_eq!(n["decision"], "rate-limited");
         assert_eq!(n["quietFor"], "10m");
-        assert!(
-            n["reason"].as_str().unwrap().contains("rate limit"),
-            "{n}"
-        );
+        assert!(n["reason"].as_str().unwrap().contains("rate limit"), "{n}");
     }
 }
 
@@ -908,7 +919,10 @@ fn the_heald_binary_sends_each_key_where_its_vendor_wants_it_and_never_logs_one(
                     og.url
                 ),
             ),
-            notifier("channel", &format!("  type: teams\n  urlFile: {teams_url}\n")),
+            notifier(
+                "channel",
+                &format!("  type: teams\n  urlFile: {teams_url}\n"),
+            ),
             // Nothing listens there: a transport error, whose message names the URL.
             notifier("nowhere", "  type: teams\n  urlEnv: HEAL_TEST_TEAMS_URL\n"),
         ]
@@ -934,10 +948,14 @@ fn the_heald_binary_sends_each_key_where_its_vendor_wants_it_and_never_logs_one(
     )
     .unwrap();
     assert_eq!(status, 200, "{answer_text}");
-    let log = wait_for("every notifier to be given up on", Duration::from_secs(90), || {
-        let log = std::fs::read_to_string(&p.log).unwrap_or_default();
-        (log.matches("could not tell the notifier").count() >= 4).then_some(log)
-    });
+    let log = wait_for(
+        "every notifier to be given up on",
+        Duration::from_secs(90),
+        || {
+            let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+            (log.matches("could not tell the notifier").count() >= 4).then_some(log)
+        },
+    );
     for (name, secret) in [
         ("the routing key", PD_KEY),
         ("the API key", OG_KEY),

@@ -1679,9 +1679,30 @@ struct RawResponder {
 /// Which notifier types take which optional field.
 const NOTIFIER_FIELDS: &[(&str, &[NotifierKind])] = &[
     ("channel", &[NotifierKind::Slack]),
-    ("urlFrom", &[NotifierKind::Webhook, NotifierKind::Slack, NotifierKind::Teams]),
-    ("urlFile", &[NotifierKind::Webhook, NotifierKind::Slack, NotifierKind::Teams]),
-    ("urlEnv", &[NotifierKind::Webhook, NotifierKind::Slack, NotifierKind::Teams]),
+    (
+        "urlFrom",
+        &[
+            NotifierKind::Webhook,
+            NotifierKind::Slack,
+            NotifierKind::Teams,
+        ],
+    ),
+    (
+        "urlFile",
+        &[
+            NotifierKind::Webhook,
+            NotifierKind::Slack,
+            NotifierKind::Teams,
+        ],
+    ),
+    (
+        "urlEnv",
+        &[
+            NotifierKind::Webhook,
+            NotifierKind::Slack,
+            NotifierKind::Teams,
+        ],
+    ),
     ("routingKeyFile", &[NotifierKind::PagerDuty]),
     ("routingKeyEnv", &[NotifierKind::PagerDuty]),
     ("apiKeyFile", &[NotifierKind::Opsgenie]),
@@ -1691,7 +1712,10 @@ const NOTIFIER_FIELDS: &[(&str, &[NotifierKind])] = &[
     ("priority", &[NotifierKind::Opsgenie]),
     ("responders", &[NotifierKind::Opsgenie]),
     ("tags", &[NotifierKind::Opsgenie]),
-    ("sendResolved", &[NotifierKind::PagerDuty, NotifierKind::Opsgenie]),
+    (
+        "sendResolved",
+        &[NotifierKind::PagerDuty, NotifierKind::Opsgenie],
+    ),
 ];
 
 fn add_notifier(doc: &Doc, raw: RawNotifierDoc, ctx: &mut Ctx) {

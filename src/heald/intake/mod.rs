@@ -1112,8 +1112,7 @@ fn escalate_not_started(
     tokio::spawn(async move {
         let loaded = state.policies.current();
         if let Some(policy) = loaded.set.policy(&policy_name) {
-            crate::heald::reporting::escalation::not_started(&state, &loaded.set, policy, &n)
-                .await;
+            crate::heald::reporting::escalation::not_started(&state, &loaded.set, policy, &n).await;
         }
     });
 }

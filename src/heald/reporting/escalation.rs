@@ -106,7 +106,11 @@ pub async fn tell(st: &State, set: &PolicySet, policy: &Policy, m: &Message<'_>)
 }
 
 /// What heald keeps quiet about, per decision: the key of the thing and the window.
-fn quiet_key(policy: &Policy, decision: &str, target: &crate::plan::PlanTarget) -> (String, Duration) {
+fn quiet_key(
+    policy: &Policy,
+    decision: &str,
+    target: &crate::plan::PlanTarget,
+) -> (String, Duration) {
     let target_key = crate::heald::guards::lease::target_key(target);
     let (scope, window) = match decision {
         "circuit-open" => (
@@ -134,7 +138,13 @@ fn quiet_key(policy: &Policy, decision: &str, target: &crate::plan::PlanTarget) 
 /// (`circuit-open`, `rate-limited`, `blast-radius`) and nobody was told of it within its
 /// window, tell the policy's notifiers, in the background (the webhook's answer does not
 /// wait). Any other decision: nothing.
-pub fn stood_down(state: &Arc<State>, policy: &Policy, alert: &Alert, decision: &str, reason: &str) {
+pub fn stood_down(
+    state: &Arc<State>,
+    policy: &Policy,
+    alert: &Alert,
+    decision: &str,
+    reason: &str,
+) {
     if policy.on_failure.notify.is_empty()
         || !matches!(decision, "circuit-open" | "rate-limited" | "blast-radius")
     {
@@ -234,7 +244,10 @@ mod tests {
         assert!(!n.admit("a", w, t0 + Duration::from_secs(1)));
         assert!(!n.admit("a", w, t0 + Duration::from_secs(599)));
         assert!(n.admit("b", w, t0 + Duration::from_secs(1)), "another key");
-        assert!(n.admit("a", w, t0 + Duration::from_secs(600)), "the window passed");
+        assert!(
+            n.admit("a", w, t0 + Duration::from_secs(600)),
+            "the window passed"
+        );
         assert!(!n.admit("a", w, t0 + Duration::from_secs(601)));
     }
 

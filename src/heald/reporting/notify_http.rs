@@ -390,7 +390,9 @@ pub async fn notify(
     notifier: &Notifier,
     n: &Notification,
 ) -> Result<(), DeliveryError> {
-    send(client, notifier, &Message::Failed(n)).await.map(|_| ())
+    send(client, notifier, &Message::Failed(n))
+        .await
+        .map(|_| ())
 }
 
 /// Send `m` to `notifier`, retrying transient failures. `Ok(false)`: nothing to send to
@@ -657,7 +659,10 @@ mod tests {
             &["KEY-1", "https://hooks.example/SECRET-PATH"],
         );
         let text = e.to_string();
-        assert!(!text.contains("SECRET-PATH") && !text.contains("KEY-1"), "{text}");
+        assert!(
+            !text.contains("SECRET-PATH") && !text.contains("KEY-1"),
+            "{text}"
+        );
         assert!(text.starts_with("notifier oncall"), "{text}");
     }
 }

@@ -37,7 +37,11 @@ pub fn card(m: &Message<'_>) -> Option<Value> {
             }
             for (step, result) in &n.steps {
                 let (outcome, message) = step_words(result);
-                detail.push(format!("- {step}: {outcome} {message}").trim_end().to_string());
+                detail.push(
+                    format!("- {step}: {outcome} {message}")
+                        .trim_end()
+                        .to_string(),
+                );
             }
             ("Attention", facts, detail.join("\n\n"))
         }

@@ -944,16 +944,46 @@ async fn act(
             };
             record(plan, engine, v)
         }
+        Err(SubmitError::Unavailable(msg)) => {
+            // The create may have been applied with its answer lost, and every retry
+            // failed: look before undoing anything.
+            match find_run(k8s, &[engine], &plan.run_namespace, &plan.run_name).await {
+                Ok(Some(_)) => {
+                    tracing::warn!(correlation_id = %plan.correlation_id, run = %plan.run_name, error = %msg,
+                        "the run's create was not answered, but the run exists: it is this one");
+                    state.known.insert(&plan.run_name);
+                    taken.token = None;
+                    taken.slot = None;
+                    record(plan, engine, verdict)
+                }
+                Ok(None) => {
+                    // No run: neither the hold nor the silence may stay.
+                    release(state, cx.lease, &plan.run_name, RunEnd::Abandoned).await;
+                    if let Some(id) = &silence {
+                        expire(state, id).await;
+                    }
+                    return Err(Unavailable(format!(
+                        "the {engine} engine is unavailable: {msg}"
+                    )));
+                }
+                Err(e) => {
+                    // Cannot tell: the hold keeps its intent, from which a replica creates
+                    // the run (409 if it exists) or drops the hold and the silence.
+                    tracing::warn!(correlation_id = %plan.correlation_id, run = %plan.run_name, error = %e,
+                        "cannot tell whether the run was created; its intent stays in the Lease");
+                    taken.token = None;
+                    taken.slot = None;
+                    return Err(Unavailable(format!(
+                        "the {engine} engine is unavailable: {msg}; the intent stays recorded"
+                    )));
+                }
+            }
+        }
         Err(e) => {
             // No run: neither the hold nor the silence may stay.
             release(state, cx.lease, &plan.run_name, RunEnd::Abandoned).await;
             if let Some(id) = &silence {
                 expire(state, id).await;
-            }
-            if let SubmitError::Unavailable(msg) = &e {
-                return Err(Unavailable(format!(
-                    "the {engine} engine is unavailable: {msg}"
-                )));
             }
             let msg = e.to_string();
             escalate_not_started(state, cx.policy, cx.alert, plan, engine, &msg);

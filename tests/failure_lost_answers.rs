@@ -733,9 +733,13 @@ struct HealdCase {
 }
 
 async fn heald_case() -> HealdCase {
+    heald_case_with(&[]).await
+}
+
+async fn heald_case_with(extra: &[&str]) -> HealdCase {
     let server = heald_server();
     let files = Files::new(&policies("http://127.0.0.1:9/notify"));
-    let heald = Heald::start(&server, &files, &[]).await;
+    let heald = Heald::start(&server, &files, extra).await;
     // The submission buckets exist already (a submission takes its tokens by a GET and a
     // PUT of each, covered in heald_router's tests), so every POST of a Lease here is the
     // target's hold.
@@ -929,4 +933,46 @@ async fn heald_records_an_event_whose_answer_was_lost_once() {
     let ev = c.submitted_events();
     assert_eq!(ev.len(), 1, "{ev:#?}");
     assert_eq!(ev[0]["involvedObject"]["name"], json!(c.run));
+}
+
+#[tokio::test]
+async fn heald_keeps_a_run_whose_create_was_applied_though_every_retry_failed() {
+    heal_testkit::require_reference!();
+    let c = heald_case_with(&["--api-timeout", "1s"]).await;
+    // The create is applied and its answer lost; every retry then meets a 503 until the
+    // call's deadline. The run exists: heald must not drop its hold (nor, with
+    // Alertmanager, expire its silence) as if nothing had been created.
+    c.server
+        .inject(Fault::on("POST", "/workflows").times(1).lose_answer());
+    c.server.inject(
+        Fault::on("POST", "/workflows")
+            .always()
+            .service_unavailable(),
+    );
+    let d = c.decide().await;
+    assert_eq!(d["decision"], "submitted", "{d}");
+    assert_eq!(
+        c.server.names("argoproj.io/v1alpha1", "workflows", NS),
+        std::slice::from_ref(&c.run)
+    );
+    assert!(c.holds_the_run(), "the hold stays with the run that exists");
+    let seen: Vec<(String, u16)> = c
+        .server
+        .resource_requests()
+        .iter()
+        .filter(|r| r.path.contains("/workflows"))
+        .map(|r| (r.method.clone(), r.status))
+        .collect();
+    assert_eq!(seen.first(), Some(&("POST".to_string(), 0)), "{seen:?}");
+    assert!(
+        seen[1..seen.len() - 1]
+            .iter()
+            .all(|s| *s == ("POST".to_string(), 503)),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last(),
+        Some(&("GET".to_string(), 200)),
+        "looked before undoing: {seen:?}"
+    );
 }

@@ -1295,3 +1295,115 @@ async fn wait_async<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+// ----- blast radius -----
+
+fn one(d: &Value) -> &str {
+    d["decision"].as_str().unwrap_or("?")
+}
+
+const CAPPED: &str = r#"apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: restart-web
+spec:
+  match:
+    alertname: WebDown
+  target:
+    kind: deployment
+    namespace: "{{ labels.namespace }}"
+    name: "{{ labels.deployment }}"
+  engine: argo
+  guards:
+    maxInFlight: 2
+  steps:
+    - name: restart
+      action: restart
+"#;
+
+#[tokio::test]
+async fn past_max_in_flight_the_policy_answers_blast_radius_across_replicas_until_a_run_ends() {
+    heal_testkit::require_reference!();
+    let server = server();
+    let f = Files::new(CAPPED);
+    let a = Heald::start(&server, &f, &["--instance", "heald-a"]).await;
+    let b = Heald::start(&server, &f, &["--instance", "heald-b"]).await;
+    let alerts: Vec<Value> = (0..6)
+        .map(|i| web_down(&format!("web-{i}"), "2026-08-20T10:00:00Z"))
+        .collect();
+    let (hook_a, hook_b) = (webhook(&alerts[..3]), webhook(&alerts[3..]));
+    let (da, db) = tokio::join!(a.decide(&hook_a), b.decide(&hook_b));
+    let all: Vec<&Value> = da.iter().chain(db.iter()).collect();
+    let count = |what: &str| all.iter().filter(|d| one(d) == what).count();
+    assert_eq!(count("submitted"), 2, "{all:#?}");
+    assert_eq!(count("blast-radius"), 4, "{all:#?}");
+    for d in all.iter().filter(|d| one(d) == "blast-radius") {
+        assert!(
+            d["reason"].as_str().unwrap().contains("maxInFlight 2"),
+            "{d}"
+        );
+    }
+    let runs = server.names(WF.0, WF.1, NS);
+    assert_eq!(runs.len(), 2);
+    // The slots are the holders of the policy's in-flight Lease, one per run; each run
+    // names it.
+    let slots_name = heal::heald::guards::lease::in_flight_lease_name("restart-web");
+    let slots = server
+        .get("coordination.k8s.io/v1", "leases", NS, &slots_name)
+        .expect("the in-flight Lease");
+    let holders: Vec<Value> = serde_json::from_str(
+        slots["metadata"]["annotations"]["heal.dev/holders"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let mut held: Vec<&str> = holders.iter().map(|h| h["run"].as_str().unwrap()).collect();
+    held.sort_unstable();
+    assert_eq!(held, runs.iter().map(String::as_str).collect::<Vec<_>>());
+    for run in &runs {
+        let w = server.get(WF.0, WF.1, NS, run).unwrap();
+        assert_eq!(
+            w["metadata"]["annotations"]["heal.dev/in-flight-lease"],
+            json!(slots_name)
+        );
+    }
+    // A refused alert wrote nothing: no hold for it.
+    let refused: Vec<String> = all
+        .iter()
+        .filter(|d| one(d) == "blast-radius")
+        .map(|d| d["run"].as_str().unwrap().to_string())
+        .collect();
+    for l in target_leases(&server) {
+        let h = l["metadata"]["annotations"]["heal.dev/holders"]
+            .as_str()
+            .unwrap_or("[]");
+        for r in &refused {
+            assert!(!h.contains(r.as_str()), "{r} holds {l}");
+        }
+    }
+
+    // One run ends: its slot is freed, and the next new alert gets a run.
+    set_phase(&server, &runs[0], "Succeeded");
+    assert_eq!(tracking::pass(&a.state).await.unwrap().finished, 1);
+    let d = b
+        .decide(&webhook(&[web_down("web-9", "2026-08-20T10:00:00Z")]))
+        .await;
+    assert_eq!(one(&d[0]), "submitted", "{d:?}");
+    let d = a
+        .decide(&webhook(&[web_down("web-10", "2026-08-20T10:00:00Z")]))
+        .await;
+    assert_eq!(one(&d[0]), "blast-radius", "{d:?}");
+}
+
+#[test]
+fn max_in_flight_zero_is_a_lint_error_at_its_line() {
+    let yaml = CAPPED.replace("maxInFlight: 2", "maxInFlight: 0");
+    let e = heal::policy::PolicySet::from_yaml("p.yaml", &yaml)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("p.yaml:14") && e.contains("maxInFlight must be at least 1"),
+        "{e}"
+    );
+}

@@ -830,6 +830,33 @@ async fn a_rate_limit_is_told_once_per_namespace_bucket_within_ten_minutes() {
 }
 
 #[tokio::test]
+async fn a_blast_radius_is_told_once_per_policy_within_ten_minutes() {
+    heal_testkit::require_reference!();
+    let server = argo_server();
+    let hook = Receiver::start().await;
+    let f = Files::new(
+        &policies(&["hook"], "1h", &webhook_notifier(&hook.url))
+            .replace("  guards:\n", "  guards:\n    maxInFlight: 1\n"),
+    );
+    let h = Heald::start(&server, &f, &[]).await;
+    let mut decisions = Vec::new();
+    for name in ["web", "api", "db"] {
+        let d = h
+            .decide(&webhook(&[web_down(name, "2026-08-20T10:00:00Z")]))
+            .await;
+        decisions.push(d[0]["decision"].as_str().unwrap().to_string());
+    }
+    assert_eq!(decisions, ["submitted", "blast-radius", "blast-radius"]);
+    let notice = eventually("the notice", || hook.bodies("/hook").pop()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(hook.bodies("/hook").len(), 1, "one per policy, whatever the target");
+    assert_eq!(notice["kind"], "RemediationStoodDown");
+    assert_eq!(notice["decision"], "blast-radius");
+    assert_eq!(notice["target"], "shop/deployment/api");
+    assert_eq!(notice["quietFor"], "10m");
+}
+
+#[tokio::test]
 async fn a_run_that_could_not_start_is_told_once_per_target_within_ten_minutes() {
     // No Argo: every run is refused as not installed.
     let server = server();

@@ -48,6 +48,9 @@ pub const OUTCOME_LABEL: &str = "heal.dev/outcome";
 pub const ALERT_LABELS_ANNOTATION: &str = "heal.dev/alert-labels";
 /// Annotation naming the Lease that holds the run's target.
 pub const LEASE_ANNOTATION: &str = "heal.dev/lease";
+/// Annotation naming the Lease that counts the policy's unfinished runs
+/// (`guards.maxInFlight`), which the run holds a slot of until it ends.
+pub const IN_FLIGHT_ANNOTATION: &str = "heal.dev/in-flight-lease";
 /// Annotation with the run's deadline in seconds.
 pub const DEADLINE_ANNOTATION: &str = "heal.dev/deadline-seconds";
 /// Annotation with the id of the Alertmanager silence made while the run is in progress.

@@ -539,6 +539,7 @@ pub(super) struct RawStep {
 struct RawGuards {
     cooldown: Option<IntOrString>,
     concurrency_per_target: Option<u32>,
+    max_in_flight: Option<u32>,
     failure_budget: Option<RawFailureBudget>,
     #[serde(default)]
     allow_namespaces: Vec<String>,
@@ -1065,6 +1066,13 @@ fn guards(g: RawGuards, base: &[Segment], issues: &mut Vec<Issue>) -> Guards {
             "use 1 to let one run at a time touch a target",
         ));
     }
+    if g.max_in_flight == Some(0) {
+        issues.push(issue(
+            &at(base, &[k("maxInFlight")]),
+            "maxInFlight must be at least 1",
+            "the number of this policy's runs that may be unfinished at once, over all targets",
+        ));
+    }
     let failure_budget = g.failure_budget.and_then(|b| {
         let bp = at(base, &[k("failureBudget")]);
         if b.failures == 0 {
@@ -1105,6 +1113,7 @@ fn guards(g: RawGuards, base: &[Segment], issues: &mut Vec<Issue>) -> Guards {
     Guards {
         cooldown,
         concurrency_per_target: concurrency,
+        max_in_flight: g.max_in_flight,
         failure_budget,
         allow_namespaces: g.allow_namespaces,
         require_label: g.require_label,

@@ -330,6 +330,9 @@ pub struct Guards {
     pub cooldown: Option<Duration>,
     /// Runs allowed at once per target (default 1).
     pub concurrency_per_target: u32,
+    /// Unfinished runs of this policy allowed at once over all its targets, counted across
+    /// every heald replica (`None`: no cap).
+    pub max_in_flight: Option<u32>,
     /// Failures allowed within a window before the circuit opens.
     pub failure_budget: Option<FailureBudget>,
     /// Namespace patterns (`*`, `?`) the target must be in; empty allows all.
@@ -343,6 +346,7 @@ impl Default for Guards {
         Guards {
             cooldown: None,
             concurrency_per_target: 1,
+            max_in_flight: None,
             failure_budget: None,
             allow_namespaces: Vec::new(),
             require_label: None,

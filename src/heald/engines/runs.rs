@@ -255,6 +255,8 @@ pub struct RunInfo {
     pub alert_labels: BTreeMap<String, String>,
     /// The Lease holding the target (annotation written by heald).
     pub lease: Option<String>,
+    /// The policy's in-flight Lease the run holds a slot of (`guards.maxInFlight`).
+    pub in_flight_lease: Option<String>,
     /// The run's deadline in seconds.
     pub deadline_seconds: Option<u64>,
     /// The silence made while the run is in progress.
@@ -312,6 +314,8 @@ impl RunInfo {
             alert_labels: serde_json::from_str(&annotation(ALERT_LABELS_ANNOTATION))
                 .unwrap_or_default(),
             lease: Some(annotation(LEASE_ANNOTATION)).filter(|s| !s.is_empty()),
+            in_flight_lease: Some(annotation(crate::heald::IN_FLIGHT_ANNOTATION))
+                .filter(|s| !s.is_empty()),
             deadline_seconds,
             silence_id: Some(annotation(SILENCE_ANNOTATION)).filter(|s| !s.is_empty()),
             dry_run: label("heal.dev/dry-run") == Some("true"),

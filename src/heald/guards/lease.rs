@@ -119,6 +119,40 @@ pub struct LeaseState {
 }
 
 /// The Lease name for a policy and target: readable prefix, hash of the whole identity.
+/// The Lease that counts a policy's unfinished runs (`guards.maxInFlight`): a Lease like a
+/// target's, for the pseudo-target `policy//NAME`, whose holders are the runs in flight.
+pub fn in_flight_lease_name(policy: &str) -> String {
+    lease_name(policy, &in_flight_target(policy))
+}
+
+/// The pseudo-target of a policy's in-flight Lease.
+pub fn in_flight_target(policy: &str) -> PlanTarget {
+    PlanTarget {
+        kind: "policy".into(),
+        namespace: String::new(),
+        name: policy.into(),
+    }
+}
+
+/// Drop `run` from the holders of Lease `name` (its in-flight slot); nothing is written when
+/// it holds none.
+pub async fn drop_holder(
+    k8s: &K8s,
+    namespace: &str,
+    name: &str,
+    run: &str,
+) -> Result<(), KubeIoError> {
+    let now = Timestamp::now();
+    k8s.update_lease(namespace, name, |cur| {
+        let mut l = cur?;
+        let before = l.holders.len();
+        l.holders.retain(|h| h.run != run && h.until > now);
+        (l.holders.len() != before).then_some(l)
+    })
+    .await
+    .map(|_| ())
+}
+
 pub fn lease_name(policy: &str, target: &PlanTarget) -> String {
     let mut h = Sha256::new();
     h.update(policy.as_bytes());

@@ -23,6 +23,9 @@ pub enum Decision {
     Cooldown,
     /// Another run holds the target.
     Locked,
+    /// `guards.maxInFlight` runs of the policy are unfinished (over all its targets and
+    /// every replica): no more at once.
+    BlastRadius,
     /// A global or per-namespace token bucket is empty.
     RateLimited,
     /// heald's Kubernetes request budget (`--kube-qps`) cannot decide this alert before the
@@ -43,11 +46,12 @@ pub enum Decision {
 
 impl Decision {
     /// Every decision, in the order the documentation lists them.
-    pub const ALL: [Decision; 11] = [
+    pub const ALL: [Decision; 12] = [
         Decision::Submitted,
         Decision::Duplicate,
         Decision::Cooldown,
         Decision::Locked,
+        Decision::BlastRadius,
         Decision::RateLimited,
         Decision::Deferred,
         Decision::CircuitOpen,
@@ -64,6 +68,7 @@ impl Decision {
             Decision::Duplicate => "duplicate",
             Decision::Cooldown => "cooldown",
             Decision::Locked => "locked",
+            Decision::BlastRadius => "blast-radius",
             Decision::RateLimited => "rate-limited",
             Decision::Deferred => "deferred",
             Decision::CircuitOpen => "circuit-open",
@@ -109,6 +114,9 @@ pub struct Observed<'a> {
     /// How long a replica may take from taking the Lease to creating the run: a hold
     /// younger than that may belong to a run being created right now.
     pub creating_within: Duration,
+    /// The policy's other unfinished runs, over all targets and replicas, when it has a
+    /// `guards.maxInFlight` (read from its in-flight Lease).
+    pub in_flight: Option<usize>,
     /// The rate limiters' answer if a run were submitted now.
     pub rate: Result<(), RateScope>,
     /// heald runs with `--dry-run`.
@@ -191,6 +199,9 @@ pub fn completes_intent(seen: &Observed<'_>) -> bool {
 /// One effect of acting on a decision, in the order [`effects`] lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
+    /// Add the run to the policy's in-flight Lease (`guards.maxInFlight`; 409: another
+    /// replica changed it; observe and decide again).
+    TakeSlot,
     /// Write the target's Lease: the hold and the intent to create the run (409: another
     /// replica changed it; observe and decide again).
     TakeHold,
@@ -211,16 +222,22 @@ pub enum Effect {
 /// run nobody will create. `completing`: the hold and intent exist already (a replica
 /// stopped after writing them); the silence it may have made is looked for first.
 /// `silences`: an in-progress silence is wanted (Alertmanager configured, not a dry run).
-pub fn effects(decision: Decision, completing: bool, silences: bool) -> Vec<Effect> {
+/// `slot`: the policy caps its unfinished runs; the slot is taken before the hold, so a
+/// kill between the two leaves a slot that lapses with its deadline (one run fewer for a
+/// while, never one more).
+pub fn effects(decision: Decision, completing: bool, silences: bool, slot: bool) -> Vec<Effect> {
     if decision != Decision::Submitted {
         return Vec::new();
     }
-    let mut out = Vec::with_capacity(5);
+    let mut out = Vec::with_capacity(6);
     if completing {
         if silences {
             out.push(Effect::FindSilence);
         }
     } else {
+        if slot {
+            out.push(Effect::TakeSlot);
+        }
         out.push(Effect::TakeHold);
     }
     if silences {
@@ -323,6 +340,17 @@ pub fn decide(policy: &Policy, seen: &Observed<'_>) -> Verdict {
             }
         }
     }
+    if let (Some(max), Some(n)) = (policy.guards.max_in_flight, seen.in_flight)
+        && n >= max as usize
+    {
+        return verdict(
+            Decision::BlastRadius,
+            format!(
+                "{n} runs of policy {} are unfinished (maxInFlight {max}): no more at once",
+                policy.name
+            ),
+        );
+    }
     match &seen.rate {
         Err(RateScope::Global) => {
             return verdict(
@@ -415,6 +443,7 @@ spec:
             run_known: false,
             run_absent: false,
             run_kept_for: Some(Duration::from_secs(3600)),
+            in_flight: None,
             creating_within: Duration::from_secs(20),
             rate: Ok(()),
             dry_run: false,
@@ -581,6 +610,22 @@ spec:
     }
 
     #[test]
+    fn past_max_in_flight_the_policy_stands_down_with_blast_radius() {
+        let mut p = policy();
+        p.guards.max_in_flight = Some(2);
+        let mut s = seen(None);
+        s.in_flight = Some(1);
+        assert_eq!(decide(&p, &s).decision, Decision::Submitted);
+        s.in_flight = Some(2);
+        let v = decide(&p, &s);
+        assert_eq!(v.decision, Decision::BlastRadius);
+        assert!(v.reason.contains("maxInFlight 2"), "{}", v.reason);
+        // A duplicate is still a duplicate.
+        s.run_known = true;
+        assert_eq!(decide(&p, &s).decision, Decision::Duplicate);
+    }
+
+    #[test]
     fn decisions_have_their_documented_wire_names() {
         let names: Vec<&str> = Decision::ALL.iter().map(|d| d.as_str()).collect();
         assert_eq!(
@@ -590,6 +635,7 @@ spec:
                 "duplicate",
                 "cooldown",
                 "locked",
+                "blast-radius",
                 "rate-limited",
                 "deferred",
                 "circuit-open",
@@ -609,18 +655,25 @@ spec:
     fn a_submission_takes_the_hold_with_its_intent_before_any_other_effect() {
         use Effect::*;
         assert_eq!(
-            effects(Decision::Submitted, false, true),
+            effects(Decision::Submitted, false, true, false),
             [TakeHold, Silence, CreateRun, RecordEvent]
         );
         assert_eq!(
-            effects(Decision::Submitted, false, false),
+            effects(Decision::Submitted, false, false, false),
             [TakeHold, CreateRun, RecordEvent]
+        );
+        assert_eq!(
+            effects(Decision::Submitted, false, true, true),
+            [TakeSlot, TakeHold, Silence, CreateRun, RecordEvent]
         );
         for d in Decision::ALL
             .into_iter()
             .filter(|d| *d != Decision::Submitted)
         {
-            assert!(effects(d, false, true).is_empty(), "{d} changes nothing");
+            assert!(
+                effects(d, false, true, true).is_empty(),
+                "{d} changes nothing"
+            );
         }
     }
 
@@ -628,11 +681,11 @@ spec:
     fn completing_an_intent_reuses_the_hold_and_looks_for_the_silence_first() {
         use Effect::*;
         assert_eq!(
-            effects(Decision::Submitted, true, true),
+            effects(Decision::Submitted, true, true, true),
             [FindSilence, Silence, CreateRun, RecordEvent]
         );
         assert_eq!(
-            effects(Decision::Submitted, true, false),
+            effects(Decision::Submitted, true, false, false),
             [CreateRun, RecordEvent]
         );
     }
@@ -641,12 +694,14 @@ spec:
     fn every_effect_list_keeps_the_invariant() {
         // No silence and no run before the hold with its intent is durable (or already
         // was); the run before its Event; each effect at most once.
-        for completing in [false, true] {
-            for silences in [false, true] {
-                let fx = effects(Decision::Submitted, completing, silences);
+        for (completing, silences, slot) in (0..8).map(|i| (i & 1 == 1, i & 2 == 2, i & 4 == 4)) {
+            {
+                let fx = effects(Decision::Submitted, completing, silences, slot);
                 let at = |e: Effect| fx.iter().position(|x| *x == e);
                 if !completing {
-                    assert_eq!(at(Effect::TakeHold), Some(0));
+                    // The slot (when the policy caps its runs) comes first: a kill after it
+                    // costs capacity for a while, never an extra run.
+                    assert_eq!(at(Effect::TakeHold), Some(usize::from(slot)));
                 }
                 assert!(at(Effect::CreateRun) < at(Effect::RecordEvent));
                 if silences {

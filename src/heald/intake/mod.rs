@@ -430,10 +430,10 @@ pub async fn handle_match_from(
     alert: &Alert,
     from: Intake,
 ) -> Result<DecisionRecord, Unavailable> {
-    // The bucket a submission token was taken from and not spent yet: given back at the
-    // end, whatever the answer.
-    let mut token: Option<String> = None;
-    let out = observe_decide_act(state, loaded, policy, alert, from, &mut token).await;
+    // What was taken for a submission and not spent on a run: given back at the end,
+    // whatever the answer.
+    let mut taken = Taken::default();
+    let out = observe_decide_act(state, loaded, policy, alert, from, &mut taken).await;
     if let Ok(rec) = &out {
         crate::heald::reporting::escalation::stood_down(
             state,
@@ -444,14 +444,30 @@ pub async fn handle_match_from(
         );
     }
     let k8s = &state.k8s;
-    if let Some(ns) = token {
+    if let Some(ns) = taken.token {
         state
             .limiter
             .refund(k8s, &state.config.namespace, &state.config.instance, &ns)
             .await;
     }
+    if let Some((slots, run)) = taken.slot
+        && let Err(e) =
+            crate::heald::guards::lease::drop_holder(k8s, &state.config.namespace, &slots, &run)
+                .await
+    {
+        tracing::warn!(run, lease = %slots, error = %e, "could not free an in-flight slot; it lapses at its deadline");
+    }
     k8s.return_unused();
     out
+}
+
+/// What a decision took for a submission and has not spent on a run yet.
+#[derive(Debug, Default)]
+struct Taken {
+    /// The namespace bucket a submission token was taken from (and the global one).
+    token: Option<String>,
+    /// The policy's in-flight Lease and the run holding a slot in it.
+    slot: Option<(String, String)>,
 }
 
 /// Kubernetes requests an alert's observation sends at most, usually: its target's Lease,
@@ -495,7 +511,7 @@ async fn observe_decide_act(
     policy: &Policy,
     alert: &Alert,
     from: Intake,
-    token: &mut Option<String>,
+    taken: &mut Taken,
 ) -> Result<DecisionRecord, Unavailable> {
     let engine = policy.engine.unwrap_or(state.config.engine);
     let plan = match policy::plan(policy, alert, &state.plan_defaults) {
@@ -561,7 +577,15 @@ async fn observe_decide_act(
         Ok(r) => r,
         Err(e) => return err(format!("the run cannot be rendered: {e}")),
     };
-    if !k8s.reserve(OBSERVE_REQUESTS).await {
+    // The policy's in-flight Lease, when it caps its unfinished runs.
+    let slots = policy
+        .guards
+        .max_in_flight
+        .map(|_| crate::heald::guards::lease::in_flight_lease_name(&policy.name));
+    if !k8s
+        .reserve(OBSERVE_REQUESTS + u32::from(slots.is_some()))
+        .await
+    {
         return Ok(defer(state, &plan, engine, alert));
     }
     for _ in 0..5 {
@@ -571,7 +595,22 @@ async fn observe_decide_act(
             Err(e) if e.is_transient() => return Err(unavailable(e)),
             Err(e) => return err(e.to_string()),
         };
+        let slots_current = match &slots {
+            Some(name) => match k8s.read_lease(lease_ns, name).await {
+                Ok(l) => l,
+                Err(e) if e.is_transient() => return Err(unavailable(e)),
+                Err(e) => return err(e.to_string()),
+            },
+            None => None,
+        };
         let now = Timestamp::now();
+        let in_flight = slots.as_ref().map(|_| {
+            slots_current.as_ref().map_or(0, |l| {
+                l.active_holders(now)
+                    .filter(|h| h.run != plan.run_name)
+                    .count()
+            })
+        });
         let mut seen = Observed {
             now,
             run_name: &plan.run_name,
@@ -580,6 +619,7 @@ async fn observe_decide_act(
             run_absent: false,
             run_kept_for: run_kept_for(state, loaded, engine),
             creating_within: creating_within(state),
+            in_flight,
             rate: state.limiter.check(ns_bucket, now),
             dry_run: state.config.dry_run,
         };
@@ -664,13 +704,13 @@ async fn observe_decide_act(
             return Ok(defer(state, &plan, engine, alert));
         }
         // The hold being completed took its token when it was written.
-        if !completing && token.is_none() {
+        if !completing && taken.token.is_none() {
             match state
                 .limiter
                 .take(k8s, lease_ns, &state.config.instance, ns_bucket)
                 .await
             {
-                Ok(Ok(())) => *token = Some(ns_bucket.to_string()),
+                Ok(Ok(())) => taken.token = Some(ns_bucket.to_string()),
                 Ok(Err(scope)) => return Ok(record(&plan, engine, rate_limited(&scope))),
                 Err(e) if e.is_transient() => return Err(unavailable(e)),
                 Err(e) => return err(e.to_string()),
@@ -691,13 +731,14 @@ async fn observe_decide_act(
             k8s,
             lease: &lease,
             current: current.as_ref(),
+            slots: slots.as_deref().map(|name| (name, slots_current.as_ref())),
             hold,
         };
         match act(
             &cx,
-            &effects(verdict.decision, completing, silences),
+            &effects(verdict.decision, completing, silences, slots.is_some()),
             verdict,
-            token,
+            taken,
         )
         .await?
         {
@@ -725,6 +766,8 @@ struct Acting<'a> {
     lease: &'a str,
     /// The Lease as observed (the hold is written over it, under its resourceVersion).
     current: Option<&'a LeaseState>,
+    /// The policy's in-flight Lease and its state as observed (`guards.maxInFlight`).
+    slots: Option<(&'a str, Option<&'a LeaseState>)>,
     hold: Duration,
 }
 
@@ -743,7 +786,7 @@ async fn act(
     cx: &Acting<'_>,
     effects: &[Effect],
     mut verdict: Verdict,
-    token: &mut Option<String>,
+    taken: &mut Taken,
 ) -> Result<Acted, Unavailable> {
     let (state, plan, k8s) = (cx.state, cx.plan, cx.k8s);
     let mut engine = cx.engine;
@@ -754,6 +797,35 @@ async fn act(
     let mut submitted: Option<Result<crate::heald::engines::Submitted, SubmitError>> = None;
     for effect in effects {
         match effect {
+            Effect::TakeSlot => {
+                let Some((name, observed)) = cx.slots else {
+                    continue;
+                };
+                let mut next = observed.cloned().unwrap_or_else(|| {
+                    LeaseState::new(
+                        name,
+                        &cx.policy.name,
+                        &crate::heald::guards::lease::in_flight_target(&cx.policy.name),
+                    )
+                });
+                next.acquire(&plan.run_name, Timestamp::now(), cx.hold);
+                match k8s.write_lease(&state.config.namespace, &next).await {
+                    Ok(_) => taken.slot = Some((name.to_string(), plan.run_name.clone())),
+                    // Another replica took or freed a slot: count again.
+                    Err(KubeIoError::Conflict(_)) => return Ok(Acted::LeaseChanged),
+                    Err(e) if e.is_transient() => return Err(unavailable(e)),
+                    Err(e) => {
+                        return Ok(Acted::Done(record(
+                            plan,
+                            engine,
+                            Verdict {
+                                decision: Decision::Error,
+                                reason: e.to_string(),
+                            },
+                        )));
+                    }
+                }
+            }
             Effect::TakeHold => {
                 let mut next = cx
                     .current
@@ -801,8 +873,9 @@ async fn act(
                 let (result, used) = create_run(cx, silence.as_deref(), &mut verdict).await;
                 engine = used;
                 if let Ok(created) = &result {
-                    // The token is spent on this run.
-                    *token = None;
+                    // The token and the slot are spent on this run (its end frees the slot).
+                    taken.token = None;
+                    taken.slot = None;
                     state.known.insert(&plan.run_name);
                     if engine == Engine::Local {
                         // The first step starts before the answer and the Event go out.
@@ -868,7 +941,10 @@ async fn act(
                     Ok(Some((_, obj))) => run_in_flight(&obj),
                     _ => false,
                 };
-            if !in_flight {
+            if in_flight {
+                // The run that exists holds the same slot (slots are by run name).
+                taken.slot = None;
+            } else {
                 release(state, cx.lease, &plan.run_name, RunEnd::Existing).await;
             }
             let v = Verdict {
@@ -877,16 +953,46 @@ async fn act(
             };
             record(plan, engine, v)
         }
+        Err(SubmitError::Unavailable(msg)) => {
+            // The create may have been applied with its answer lost, and every retry
+            // failed: look before undoing anything.
+            match find_run(k8s, &[engine], &plan.run_namespace, &plan.run_name).await {
+                Ok(Some(_)) => {
+                    tracing::warn!(correlation_id = %plan.correlation_id, run = %plan.run_name, error = %msg,
+                        "the run's create was not answered, but the run exists: it is this one");
+                    state.known.insert(&plan.run_name);
+                    taken.token = None;
+                    taken.slot = None;
+                    record(plan, engine, verdict)
+                }
+                Ok(None) => {
+                    // No run: neither the hold nor the silence may stay.
+                    release(state, cx.lease, &plan.run_name, RunEnd::Abandoned).await;
+                    if let Some(id) = &silence {
+                        expire(state, id).await;
+                    }
+                    return Err(Unavailable(format!(
+                        "the {engine} engine is unavailable: {msg}"
+                    )));
+                }
+                Err(e) => {
+                    // Cannot tell: the hold keeps its intent, from which a replica creates
+                    // the run (409 if it exists) or drops the hold and the silence.
+                    tracing::warn!(correlation_id = %plan.correlation_id, run = %plan.run_name, error = %e,
+                        "cannot tell whether the run was created; its intent stays in the Lease");
+                    taken.token = None;
+                    taken.slot = None;
+                    return Err(Unavailable(format!(
+                        "the {engine} engine is unavailable: {msg}; the intent stays recorded"
+                    )));
+                }
+            }
+        }
         Err(e) => {
             // No run: neither the hold nor the silence may stay.
             release(state, cx.lease, &plan.run_name, RunEnd::Abandoned).await;
             if let Some(id) = &silence {
                 expire(state, id).await;
-            }
-            if let SubmitError::Unavailable(msg) = &e {
-                return Err(Unavailable(format!(
-                    "the {engine} engine is unavailable: {msg}"
-                )));
             }
             let msg = e.to_string();
             escalate_not_started(state, cx.policy, cx.alert, plan, engine, &msg);
@@ -911,7 +1017,8 @@ async fn create_run(
     Engine,
 ) {
     let (state, plan) = (cx.state, cx.plan);
-    let run = annotate(cx.run.clone(), cx.alert, cx.lease, plan, silence);
+    let slots = cx.slots.map(|(name, _)| name);
+    let run = annotate(cx.run.clone(), cx.alert, cx.lease, slots, plan, silence);
     let started = Instant::now();
     let mut engine = cx.engine;
     let mut submitted = cx.submitter.submit(&run).await;
@@ -924,7 +1031,7 @@ async fn create_run(
             Ok(r) => {
                 let why = e.to_string();
                 tracing::warn!(correlation_id = %plan.correlation_id, run = %plan.run_name, engine = %engine, error = %why, "falling back to the local engine");
-                let run = annotate(r.value, cx.alert, cx.lease, plan, silence);
+                let run = annotate(r.value, cx.alert, cx.lease, slots, plan, silence);
                 submitted = local.submit(&run).await;
                 verdict.reason = format!(
                     "{} on the local engine (fallback: the {engine} engine failed: {why})",
@@ -1214,6 +1321,7 @@ fn annotate(
     mut run: Value,
     alert: &Alert,
     lease: &str,
+    slots: Option<&str>,
     plan: &Plan,
     silence: Option<&str>,
 ) -> Value {
@@ -1234,6 +1342,9 @@ fn annotate(
             );
             if let Some(id) = silence {
                 ann.insert(SILENCE_ANNOTATION.into(), json!(id));
+            }
+            if let Some(name) = slots {
+                ann.insert(crate::heald::IN_FLIGHT_ANNOTATION.into(), json!(name));
             }
         }
     }

@@ -3,8 +3,8 @@
 //! stand-down notice **once per guard window**: when heald does not act on an alert
 //! because the circuit is open (per policy and target, within the failure budget's window),
 //! a rate limit is reached (per policy and target namespace bucket, within
-//! [`STAND_DOWN_WINDOW`]), the blast radius is reached (per policy and target, within
-//! [`STAND_DOWN_WINDOW`]), or a run could not be started (per policy and target, within
+//! [`STAND_DOWN_WINDOW`]), the blast radius is reached (`guards.maxInFlight`: per policy,
+//! within [`STAND_DOWN_WINDOW`]), or a run could not be started (per policy and target, within
 //! [`STAND_DOWN_WINDOW`]). The windows are kept in memory by each replica ([`Notices`]), so
 //! with N replicas a human hears of the same thing at most N times per window, and again
 //! after a restart.
@@ -129,6 +129,8 @@ fn quiet_key(
             };
             (format!("namespace {bucket}"), STAND_DOWN_WINDOW)
         }
+        // `guards.maxInFlight` holds for the whole policy.
+        "blast-radius" => ("all targets".to_string(), STAND_DOWN_WINDOW),
         _ => (target_key, STAND_DOWN_WINDOW),
     };
     (format!("{decision}\n{}\n{scope}", policy.name), window)
@@ -278,5 +280,8 @@ mod tests {
         let (r2, _) = quiet_key(p, "rate-limited", &api);
         assert_eq!(rw, STAND_DOWN_WINDOW);
         assert_eq!(r1, r2, "per namespace bucket");
+        let (b1, _) = quiet_key(p, "blast-radius", &web);
+        let (b2, _) = quiet_key(p, "blast-radius", &api);
+        assert_eq!(b1, b2, "per policy");
     }
 }

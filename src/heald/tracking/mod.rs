@@ -316,6 +316,14 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
                 "could not record the outcome on the Lease; its hold lapses at the deadline");
         }
     }
+    if let Some(slots) = &info.in_flight_lease
+        && let Err(e) =
+            crate::heald::guards::lease::drop_holder(k8s, &st.config.namespace, slots, &info.name)
+                .await
+    {
+        tracing::warn!(correlation_id = %info.correlation_id, run = %info.name, lease = %slots, error = %e,
+            "could not free the run's in-flight slot; it lapses at the deadline");
+    }
     let engine = info.engine.as_str();
     st.metrics.outcome(ending.outcome, engine, &info.policy);
     let mut reason = format!("run {} {} ({})", info.name, ending.outcome, ending.source);

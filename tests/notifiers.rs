@@ -849,7 +849,11 @@ async fn a_blast_radius_is_told_once_per_policy_within_ten_minutes() {
     assert_eq!(decisions, ["submitted", "blast-radius", "blast-radius"]);
     let notice = eventually("the notice", || hook.bodies("/hook").pop()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(hook.bodies("/hook").len(), 1, "one per policy, whatever the target");
+    assert_eq!(
+        hook.bodies("/hook").len(),
+        1,
+        "one per policy, whatever the target"
+    );
     assert_eq!(notice["kind"], "RemediationStoodDown");
     assert_eq!(notice["decision"], "blast-radius");
     assert_eq!(notice["target"], "shop/deployment/api");

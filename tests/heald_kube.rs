@@ -1399,8 +1399,7 @@ async fn past_max_in_flight_the_policy_answers_blast_radius_across_replicas_unti
 fn max_in_flight_zero_is_a_lint_error_at_its_line() {
     let yaml = CAPPED.replace("maxInFlight: 2", "maxInFlight: 0");
     let e = heal::policy::PolicySet::from_yaml("p.yaml", &yaml)
-        .err()
-        .expect("refused")
+        .expect_err("refused")
         .to_string();
     assert!(
         e.contains("p.yaml:14") && e.contains("maxInFlight must be at least 1"),

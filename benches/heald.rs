@@ -6,7 +6,15 @@
 //! `cargo bench --bench heald` (or `scripts/bench`). heald is the release binary; the load
 //! generator (a Rust client with keep-alive connections) and the test API server share the
 //! machine with it, so the absolute numbers are a floor for what a dedicated heald does.
-//! `HEAL_BENCH_NEW_ALERTS` changes the size of the last phase (default 100000).
+//! `HEAL_BENCH_NEW_ALERTS` changes the size of the last phase (default 100000), which stops
+//! early, saying so, after `HEAL_BENCH_NEW_SECS` seconds (default 240).
+//!
+//! All of that runs against the test API server with no latency (it answers in
+//! microseconds). Then the phases with new alerts (each making API requests) run again
+//! against a new test API server and heald with the kube-apiserver 1.36 latency model
+//! (handshake 4 ms, read 2 ms, write 5 ms; or the model `HEAL_APISERVER_LATENCY` names when
+//! it is set to one), and a last table sets both side by side. Each table says which server
+//! it was measured against.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -20,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use heald_support::*;
 use serde_json::Value;
-use support::apiserver::ApiServer;
+use support::apiserver::{ApiServer, Latency};
 
 /// Resident memory of a process, KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -241,12 +249,88 @@ fn new_alerts(tag: &'static str, per: usize) -> Bodies {
     })
 }
 
+/// The phases with new alerts at a fixed rate and flat out (each alert a run created).
+async fn new_alert_phases(url: &str) -> Vec<Phase> {
+    let (secs, five) = (Duration::from_secs(10), Duration::from_secs(5));
+    vec![
+        paced(
+            "new, 1 alert/delivery, 100 deliveries/s",
+            url,
+            new_alerts("paced", 1),
+            1,
+            100.0,
+            secs,
+        )
+        .await,
+        paced(
+            "new, 1 alert/delivery, 500 deliveries/s",
+            url,
+            new_alerts("paced500", 1),
+            1,
+            500.0,
+            five,
+        )
+        .await,
+        flood(
+            "new, 1 alert/delivery, 16 clients flat out",
+            url,
+            new_alerts("single", 1),
+            1,
+            16,
+            five,
+            usize::MAX,
+        )
+        .await,
+    ]
+}
+
+/// heald as in the main run, against a new test API server with `model`: the new-alert
+/// phases only.
+fn new_alerts_with(model: Latency, rt: &tokio::runtime::Runtime) -> Vec<Phase> {
+    let server = ApiServer::start_with_latency(model);
+    server.register_argo_workflows();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let p = Proc::start(
+        &server,
+        &f,
+        &["--track-interval", "1h", "--log-format", "json"],
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let url = format!("{}/v1/alerts", p.web);
+    let ten: Vec<Value> = (0..10)
+        .map(|i| web_down(&format!("bench-{i}"), "2026-08-20T10:00:00Z"))
+        .collect();
+    let group_of_ten = webhook(&ten).to_string();
+    rt.block_on(async {
+        let warm = flood(
+            "warm-up",
+            &url,
+            Arc::new(move |_| group_of_ten.clone()),
+            10,
+            1,
+            Duration::from_millis(500),
+            usize::MAX,
+        )
+        .await;
+        assert_eq!(warm.errors, 0, "heald answers the warm-up");
+        new_alert_phases(&url).await
+    })
+}
+
+const HEADER: &str = "| load | alerts | deliveries/s | alerts/s | p50 ms | p99 ms | p999 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|";
+
 fn main() {
     let new_total: usize = std::env::var("HEAL_BENCH_NEW_ALERTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let server = ApiServer::start();
+    let server = ApiServer::start_with_latency(Latency::OFF);
+    let env_model = Latency::from_env();
+    let model = if env_model.is_off() {
+        Latency::KUBE_APISERVER_1_36
+    } else {
+        env_model
+    };
     server.register_argo_workflows();
     let f = Files::new(&policies("http://127.0.0.1:9/notify"));
     // Tracking would list every run each period; this measures intake alone.
@@ -278,9 +362,18 @@ fn main() {
     let repeated_one: Bodies = Arc::new(move |i| singles[i % singles.len()].clone());
 
     let mut rows = Vec::new();
+    let mut new_rows = Vec::new();
     let mut repeated_alerts = 0;
     let mut after_repeated = 0;
     let mut after_new = 0;
+    let mut new_sent = 0;
+    let bench_start = Instant::now();
+    let new_secs = Duration::from_secs(
+        std::env::var("HEAL_BENCH_NEW_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(240),
+    );
     let mut new_phase = None;
     let mut milestones = Vec::new();
     rt.block_on(async {
@@ -331,48 +424,23 @@ fn main() {
             rows.push(phase.row());
         }
         after_repeated = rss_kib(pid);
-        for mut phase in [
-            paced(
-                "new, 1 alert/delivery, 100 deliveries/s",
-                &url,
-                new_alerts("paced", 1),
-                1,
-                100.0,
-                secs,
-            )
-            .await,
-            paced(
-                "new, 1 alert/delivery, 500 deliveries/s",
-                &url,
-                new_alerts("paced500", 1),
-                1,
-                500.0,
-                five,
-            )
-            .await,
-            flood(
-                "new, 1 alert/delivery, 16 clients flat out",
-                &url,
-                new_alerts("single", 1),
-                1,
-                16,
-                five,
-                usize::MAX,
-            )
-            .await,
-        ] {
+        eprintln!("heald bench: the new-alert phases start after {:?}", bench_start.elapsed());
+        for mut phase in new_alert_phases(&url).await {
             rows.push(phase.row());
+            new_rows.push(phase);
         }
+        eprintln!("heald bench: the memory phase starts after {:?}", bench_start.elapsed());
         // The memory phase: `new_total` new alerts, the request log emptied as it goes.
         let mut total = Phase {
-            name: format!("new, 10 alerts/delivery, 16 clients flat out ({new_total} alerts)"),
+            name: String::new(),
             deliveries: 0,
             alerts: 0,
             elapsed: Duration::ZERO,
             latencies: Vec::new(),
             errors: 0,
         };
-        let chunk = 1_000; // deliveries of 10 alerts
+        let chunk = 100; // deliveries of 10 alerts
+        let memory_start = Instant::now();
         let mut sent = 0;
         let ticks = clock_ticks();
         let mut mark = (
@@ -393,7 +461,8 @@ fn main() {
             total.latencies.extend(part.latencies);
             sent += n;
             server.clear_requests();
-            if (sent * 10) % 20_000 == 0 || sent * 10 >= new_total {
+            let stop = memory_start.elapsed() > new_secs;
+            if (sent * 10) % 20_000 == 0 || sent * 10 >= new_total || stop {
                 let (heald_cpu, bench_cpu) = (cpu_secs(pid, ticks), cpu_secs(0, ticks));
                 milestones.push(Milestone {
                     alerts: sent * 10,
@@ -404,7 +473,19 @@ fn main() {
                 });
                 mark = (Instant::now(), sent * 10, heald_cpu, bench_cpu);
             }
+            if stop {
+                break;
+            }
         }
+        new_sent = sent * 10;
+        total.name = if new_sent < new_total {
+            format!(
+                "new, 10 alerts/delivery, 16 clients flat out ({new_sent} of {new_total} alerts: stopped after {}s)",
+                new_secs.as_secs()
+            )
+        } else {
+            format!("new, 10 alerts/delivery, 16 clients flat out ({new_total} alerts)")
+        };
         after_new = rss_kib(pid);
         new_phase = Some(total);
     });
@@ -412,13 +493,11 @@ fn main() {
         rows.push(p.row());
     }
 
+    println!("### Against the {}\n", server.latency().describe());
     println!(
         "heald webhook over loopback (release build; load generator and test API server on the same machine)\n"
     );
-    println!(
-        "| load | alerts | deliveries/s | alerts/s | p50 ms | p99 ms | p999 ms | max ms | errors |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("{HEADER}");
     for r in rows {
         println!("{r}");
     }
@@ -430,11 +509,11 @@ fn main() {
         mib(after_repeated)
     );
     println!(
-        "| after {new_total} more new alerts (as many runs created) | {:.1} |",
+        "| after {new_sent} more new alerts (as many runs created) | {:.1} |",
         mib(after_new)
     );
     println!(
-        "\nThe {new_total} new alerts, every 20,000: heald's memory, the rate over the last \
+        "\nThe {new_sent} new alerts, every 20,000 (and at the end): heald's memory, the rate over the last \
          stretch, and the CPU time heald and the bench process (test API server and load \
          generator) used in it\n"
     );
@@ -454,7 +533,46 @@ fn main() {
     }
     let log = std::fs::metadata(&p.log).map(|m| m.len()).unwrap_or(0);
     println!(
-        "\n(heald wrote {:.1} MiB of JSON log lines)",
+        "\n(heald wrote {:.1} MiB of JSON log lines)\n",
         log as f64 / 1_048_576.0
     );
+    drop(p);
+    drop(server);
+    eprintln!(
+        "heald bench: the latency model pass starts after {:?}",
+        bench_start.elapsed()
+    );
+
+    let mut with_model = new_alerts_with(model, &rt);
+    println!("### Against the {}\n", model.describe());
+    println!(
+        "The new-alert phases again, a new heald and test API server (heald talks to it over \
+         plain HTTP with keep-alive connections, so the handshake delay hardly applies; each new \
+         alert is a Lease read, a Lease create, a run create and an Event create)\n"
+    );
+    println!("{HEADER}");
+    for phase in &mut with_model {
+        println!("{}", phase.row());
+    }
+    println!("\n### New alerts: no latency against the {model} latency model, same run\n");
+    println!(
+        "| load | alerts/s, no latency | alerts/s, model | model/no latency | p50 ms, no latency | p50 ms, model | p99 ms, no latency | p99 ms, model |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (a, b) in new_rows.iter().zip(&with_model) {
+        let rate = |p: &Phase| p.alerts as f64 / p.elapsed.as_secs_f64();
+        // `row` sorted the latencies.
+        let pct = |p: &Phase, q| ms(percentile(&p.latencies, q));
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2}x | {:.2} | {:.2} | {:.2} | {:.2} |",
+            a.name,
+            rate(a),
+            rate(b),
+            rate(b) / rate(a),
+            pct(a, 0.5),
+            pct(b, 0.5),
+            pct(a, 0.99),
+            pct(b, 0.99)
+        );
+    }
 }

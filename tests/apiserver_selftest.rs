@@ -1401,3 +1401,298 @@ fn an_object_with_finalizers_stays_terminating_until_they_are_removed() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(status_of(&server, path), 404);
 }
+
+// ----- the latency model -----
+
+/// Time one request.
+fn timed(server: &ApiServer, method: &str, path: &str, body: Option<&Value>) -> (u16, Duration) {
+    let started = std::time::Instant::now();
+    let text = body.map(Value::to_string);
+    let ct = body.map(|_| {
+        if method == "PATCH" {
+            MERGE
+        } else {
+            "application/json"
+        }
+    });
+    let r = server.request(method, path, ct, text.as_deref());
+    (r.status, started.elapsed())
+}
+
+/// One TLS handshake with the server (trusting its CA), then one GET over it; answers how
+/// long the handshake took and the status.
+async fn tls_handshake_then_get(server: &ApiServer, path: &str) -> (Duration, String) {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(server.ca_pem().as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server.address())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let handshake = started.elapsed();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+    );
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let _ = tls.read_to_string(&mut answer).await;
+    (handshake, answer.lines().next().unwrap_or("").to_string())
+}
+
+#[test]
+fn the_latency_model_is_off_by_default_and_answers_record_their_server_time() {
+    assert_eq!(Latency::default(), Latency::OFF);
+    assert!(Latency::OFF.is_off());
+    let server = ApiServer::start_with_latency(Latency::OFF);
+    assert_eq!(server.latency(), Latency::OFF);
+    assert_eq!(server.latency().describe(), "test API server, no latency");
+    server.insert(configmap("default", "a", &[]));
+    let (status, _) = timed(
+        &server,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/a",
+        None,
+    );
+    assert_eq!(status, 200);
+    let served = server.served();
+    assert_eq!(served.len(), 1, "{served:?}");
+    assert_eq!(served[0].work, Work::Read);
+    assert_eq!(served[0].injected, Duration::ZERO);
+    // Without the variable, `start` has no latency either (checked in a child process, so
+    // that the environment of this one does not matter).
+    let out = latency_probe(None);
+    assert!(
+        out.contains("probe latency: off"),
+        "without {}: {out}",
+        latency::ENV
+    );
+}
+
+#[test]
+fn with_the_kube_apiserver_model_a_read_takes_2_ms_and_a_write_5_ms() {
+    let model = Latency::KUBE_APISERVER_1_36;
+    assert_eq!(
+        model.describe(),
+        "test API server with the kube-apiserver 1.36 latency model: handshake 4 ms, read 2 ms, write 5 ms"
+    );
+    let server = ApiServer::start_with_latency(model);
+    assert_eq!(server.latency(), model);
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cm = configmap("default", "slow", &[]);
+    let (status, took) = timed(&server, "POST", cms, Some(&cm));
+    assert_eq!(status, 201);
+    assert!(took >= Duration::from_millis(5), "POST took {took:?}");
+    let one = format!("{cms}/slow");
+    let (status, took) = timed(&server, "GET", &one, None);
+    assert_eq!(status, 200);
+    assert!(took >= Duration::from_millis(2), "GET took {took:?}");
+    let (status, took) = timed(&server, "GET", cms, None);
+    assert_eq!(status, 200);
+    assert!(took >= Duration::from_millis(2), "LIST took {took:?}");
+    let patch = json!({"data": {"k": "v"}});
+    let (status, took) = timed(&server, "PATCH", &one, Some(&patch));
+    assert_eq!(status, 200);
+    assert!(took >= Duration::from_millis(5), "PATCH took {took:?}");
+    let mut replaced = server.get("v1", "configmaps", "default", "slow").unwrap();
+    replaced["data"] = json!({"k": "w"});
+    let (status, took) = timed(&server, "PUT", &one, Some(&replaced));
+    assert_eq!(status, 200);
+    assert!(took >= Duration::from_millis(5), "PUT took {took:?}");
+    let (status, took) = timed(&server, "DELETE", &one, None);
+    assert_eq!(status, 200);
+    assert!(took >= Duration::from_millis(5), "DELETE took {took:?}");
+    // Errors are answered as late: the delay comes before the handler.
+    let (status, took) = timed(&server, "GET", &one, None);
+    assert_eq!(status, 404);
+    assert!(took >= Duration::from_millis(2), "a 404 GET took {took:?}");
+
+    let served = server.served();
+    let kinds: Vec<(Work, Duration)> = served.iter().map(|s| (s.work, s.injected)).collect();
+    let (r, w) = (model.read, model.write);
+    assert_eq!(
+        kinds,
+        [
+            (Work::Write, w),
+            (Work::Read, r),
+            (Work::Read, r),
+            (Work::Write, w),
+            (Work::Write, w),
+            (Work::Write, w),
+            (Work::Read, r),
+        ]
+    );
+    for s in &served {
+        assert!(s.took() >= s.injected, "{s:?}");
+    }
+    assert!(latency::busy(&served) >= Duration::from_millis(3 * 2 + 4 * 5));
+    // Switched off again, the next request records no delay.
+    server.set_latency(Latency::OFF);
+    server.take_served();
+    timed(&server, "GET", cms, None);
+    assert_eq!(server.served()[0].injected, Duration::ZERO);
+}
+
+#[tokio::test]
+async fn with_a_handshake_delay_each_tls_connection_waits_for_it_once() {
+    let model = Latency::parse("handshake=40ms").unwrap();
+    assert_eq!(model.handshake, Duration::from_millis(40));
+    assert_eq!(model.read, Duration::ZERO);
+    let server = ApiServer::start_with_latency(model);
+    assert_eq!(
+        model.describe(),
+        "test API server with a custom latency model: handshake 40 ms, read 0 ms, write 0 ms"
+    );
+    let (handshake, status_line) = tls_handshake_then_get(&server, "/api/v1/namespaces").await;
+    assert!(status_line.contains(" 200 "), "{status_line}");
+    assert!(
+        handshake >= Duration::from_millis(40),
+        "handshake {handshake:?}"
+    );
+    let served = server.served();
+    let kinds: Vec<(Work, Duration)> = served.iter().map(|s| (s.work, s.injected)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (Work::Handshake, Duration::from_millis(40)),
+            (Work::Read, Duration::ZERO)
+        ]
+    );
+    // Plain HTTP has no handshake to delay.
+    server.take_served();
+    server.request("GET", "/api/v1/namespaces", None, None);
+    let served = server.served();
+    assert_eq!(served.len(), 1);
+    assert_eq!(served[0].work, Work::Read);
+}
+
+#[test]
+fn a_watch_waits_for_the_read_delay_before_its_response_only() {
+    let server = ApiServer::start_with_latency(Latency::parse("read=150ms,write=1ms").unwrap());
+    server.insert(configmap("default", "old", &[]));
+    let rv = server.resource_version();
+    let path = format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={rv}&timeoutSeconds=2"
+    );
+    // The response head comes after the read delay.
+    let mut stream = std::net::TcpStream::connect(server.address()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    std::io::Write::write_all(
+        &mut stream,
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        )
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut first = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut first).unwrap();
+    let head = started.elapsed();
+    assert_eq!(&first, b"HTTP/1.1 200");
+    assert!(
+        head >= Duration::from_millis(150),
+        "watch head after {head:?}"
+    );
+    // Three changes while it streams: the watch records one read, not one per event.
+    for name in ["a", "b", "c"] {
+        server.insert(configmap("default", name, &[]));
+    }
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut stream, &mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    assert_eq!(text.matches("\"ADDED\"").count(), 3, "{text}");
+    let watches: Vec<Served> = server
+        .served()
+        .into_iter()
+        .filter(|s| s.work == Work::Read)
+        .collect();
+    assert_eq!(watches.len(), 1, "{watches:?}");
+    assert_eq!(watches[0].injected, Duration::from_millis(150));
+}
+
+/// Run [`latency_env_probe`] in a child process with `HEAL_APISERVER_LATENCY` set to
+/// `value` (removed when `None`); answers its output.
+fn latency_probe(value: Option<&str>) -> String {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "latency_env_probe",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ]);
+    match value {
+        Some(v) => cmd.env(latency::ENV, v),
+        None => cmd.env_remove(latency::ENV),
+    };
+    let out = cmd.output().unwrap();
+    format!(
+        "exit {:?}\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Prints the latency model `ApiServer::start` picked up (for the test below).
+#[test]
+fn latency_env_probe() {
+    let server = ApiServer::start();
+    println!("probe latency: {}", server.latency());
+}
+
+#[test]
+fn heal_apiserver_latency_turns_the_model_on_for_the_process_and_rejects_bad_values() {
+    for (value, expected) in [
+        (
+            "kube-apiserver-1.36",
+            "probe latency: handshake 4 ms, read 2 ms, write 5 ms",
+        ),
+        (
+            "handshake=4ms,read=2ms,write=5ms",
+            "probe latency: handshake 4 ms, read 2 ms, write 5 ms",
+        ),
+        (
+            "read=0.5ms, write=1ms",
+            "probe latency: handshake 0 ms, read 0.5 ms, write 1 ms",
+        ),
+        ("off", "probe latency: off"),
+    ] {
+        let out = latency_probe(Some(value));
+        assert!(
+            out.contains(expected) && out.contains("exit Some(0)"),
+            "{value}: {out}"
+        );
+    }
+    for bad in [
+        "kube-apiserver-1.99",
+        "read=2 parsecs",
+        "latency=4ms",
+        "read",
+    ] {
+        let out = latency_probe(Some(bad));
+        assert!(
+            !out.contains("exit Some(0)") && out.contains("HEAL_APISERVER_LATENCY="),
+            "{bad}: {out}"
+        );
+    }
+    assert!(Latency::parse("write=5 parsecs").is_err());
+}

@@ -84,6 +84,7 @@ pub mod faults;
 pub mod fields;
 pub mod fixtures;
 pub mod handler;
+pub mod latency;
 pub mod log;
 pub mod ops;
 pub mod patch;
@@ -100,7 +101,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::Frame;
@@ -119,6 +120,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 pub use faults::{Chaos, Fault, FaultAction};
 #[allow(unused_imports)]
 pub use fixtures::*;
+#[allow(unused_imports)]
+pub use latency::{Latency, Served, Work};
 #[allow(unused_imports)]
 pub use log::Recorded;
 #[allow(unused_imports)]
@@ -197,6 +200,8 @@ struct Shared {
     tls: Option<tokio_rustls::TlsAcceptor>,
     /// PEM of the CA that signed the serving certificate.
     ca_pem: String,
+    /// The latency model and the server time spent ([`latency`]).
+    timing: latency::Timing,
 }
 
 impl Shared {
@@ -222,11 +227,21 @@ impl std::fmt::Debug for ApiServer {
 }
 
 impl ApiServer {
-    /// Bind `127.0.0.1:0` and start serving on a background thread.
+    /// Bind `127.0.0.1:0` and start serving on a background thread, with the latency
+    /// model `HEAL_APISERVER_LATENCY` names (none when it is unset; see [`latency`]).
+    ///
+    /// # Panics
+    /// When no local port can be bound, no runtime can be built, or
+    /// `HEAL_APISERVER_LATENCY` has a value [`Latency::parse`] rejects.
+    pub fn start() -> ApiServer {
+        ApiServer::start_with_latency(Latency::from_env())
+    }
+
+    /// [`Self::start`] with the latency model `latency` (whatever the environment says).
     ///
     /// # Panics
     /// When no local port can be bound or no runtime can be built.
-    pub fn start() -> ApiServer {
+    pub fn start_with_latency(latency: Latency) -> ApiServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind 127.0.0.1:0 for the test API server");
         listener
@@ -247,6 +262,7 @@ impl ApiServer {
             address: addr.to_string(),
             tls,
             ca_pem,
+            timing: latency::Timing::new(latency),
         });
         let (tx, rx) = oneshot::channel();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -674,9 +690,33 @@ impl ApiServer {
         self.lock().log.clone()
     }
 
-    /// Forget the requests so far.
+    /// Forget the requests so far (and the server time recorded for them).
     pub fn clear_requests(&self) {
         self.lock().log.clear();
+        self.shared.timing.take();
+    }
+
+    // ----- latency model -----
+
+    /// The latency model in force ([`Latency::OFF`] unless turned on).
+    pub fn latency(&self) -> Latency {
+        self.shared.timing.model()
+    }
+
+    /// Put a latency model in force for connections and requests from now on.
+    pub fn set_latency(&self, latency: Latency) {
+        self.shared.timing.set_model(latency);
+    }
+
+    /// The server time recorded so far, one entry per TLS handshake and per request,
+    /// injected delays included (see [`latency::busy`] for the total a client waited).
+    pub fn served(&self) -> Vec<Served> {
+        self.shared.timing.served()
+    }
+
+    /// [`Self::served`], forgetting it.
+    pub fn take_served(&self) -> Vec<Served> {
+        self.shared.timing.take()
     }
 
     /// Requests with this method and exactly this path.
@@ -999,7 +1039,18 @@ async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
     let is_tls = matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16);
     match (&shared.tls, is_tls) {
         (Some(acceptor), true) => {
+            let start = Instant::now();
+            let delay = shared.timing.model().handshake;
+            latency::pause(delay).await;
+            let stream = latency::Timed::new(stream);
             if let Ok(tls) = acceptor.clone().accept(stream).await {
+                let end = tls.get_ref().0.first_write.unwrap_or_else(Instant::now);
+                shared.timing.record(Served {
+                    work: Work::Handshake,
+                    start,
+                    end,
+                    injected: delay,
+                });
                 serve_io(shared.clone(), tls).await;
             }
         }
@@ -1014,7 +1065,14 @@ where
     let stream = io;
     let reset = Arc::new(Notify::new());
     let svc_reset = reset.clone();
-    let svc = service_fn(move |req| handle(shared.clone(), req, svc_reset.clone()));
+    let svc = service_fn(move |req: hyper::Request<Incoming>| {
+        let (shared, reset) = (shared.clone(), svc_reset.clone());
+        async move {
+            let method = req.method().as_str().to_string();
+            let reply = handle(shared.clone(), req, reset);
+            shared.timing.request(&method, reply).await
+        }
+    });
     let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
     tokio::select! {
         _ = conn => {}

@@ -16,9 +16,6 @@
 //! it is set to one), and a last table sets both side by side. Each table says which server
 //! it was measured against.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 #[path = "../tests/heald_support/mod.rs"]
 mod heald_support;
 
@@ -26,9 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use heal_testkit::apiserver::{ApiServer, Latency};
 use heald_support::*;
 use serde_json::Value;
-use support::apiserver::{ApiServer, Latency};
 
 /// Resident memory of a process, KiB.
 fn rss_kib(pid: u32) -> u64 {

@@ -19,7 +19,7 @@ use heal::kube_api::{ConnectOptions, Kube};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::support::apiserver::ApiServer;
+use heal_testkit::apiserver::ApiServer;
 
 pub mod alertmanager;
 

@@ -99,6 +99,9 @@ pub async fn handle_alerts(
     let loaded = state.policies.current();
     let started = Instant::now();
     let late = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Kept for an alert whose decision needs a retry while others of the webhook were
+    // decided: it joins the deferred queue instead of failing the whole notification.
+    let kept = answer_within.map(|_| alerts.clone());
     let handles: Vec<_> = alerts
         .into_iter()
         .map(|alert| {
@@ -126,7 +129,8 @@ pub async fn handle_alerts(
         .collect();
     let mut out = Vec::new();
     let mut failure = None;
-    for ((fingerprint, alertname), mut h) in handles {
+    let mut failed = Vec::new();
+    for (i, ((fingerprint, alertname), mut h)) in handles.into_iter().enumerate() {
         let joined = match answer_within {
             None => (&mut h).await,
             Some(t) => match tokio::time::timeout_at(started + t.mul_f64(0.7), &mut h).await {
@@ -158,13 +162,44 @@ pub async fn handle_alerts(
         };
         match joined {
             Ok(Ok(records)) => out.extend(records),
-            Ok(Err(e)) => failure = Some(e),
+            Ok(Err(e)) => {
+                failed.push((i, fingerprint, alertname, e.0.clone()));
+                failure = Some(e);
+            }
             Err(e) => failure = Some(Unavailable(format!("an alert's handler failed: {e}"))),
         }
     }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(out),
+    match (failure, kept) {
+        // Some alerts were decided and some need a retry: answering 503 would make
+        // Alertmanager send the whole group again (for at most 10 s); the ones that need
+        // it are deferred instead, and the answer is on time.
+        (Some(_), Some(kept)) if !out.is_empty() && !failed.is_empty() => {
+            for (i, fingerprint, alertname, why) in failed {
+                let queued = state.deferred.push(&kept[i]);
+                let rec = DecisionRecord {
+                    fingerprint,
+                    alertname,
+                    policy: None,
+                    decision: Decision::Deferred,
+                    engine: None,
+                    namespace: None,
+                    run: None,
+                    correlation_id: None,
+                    reason: if queued {
+                        format!("{why}; it is decided again as soon as possible")
+                    } else {
+                        format!(
+                            "{why}; Alertmanager's next notification of its group brings it again"
+                        )
+                    },
+                };
+                note(state, &rec);
+                out.push(rec);
+            }
+            Ok(out)
+        }
+        (Some(e), _) => Err(e),
+        (None, _) => Ok(out),
     }
 }
 

@@ -1,14 +1,12 @@
 //! HTTP-level tests of every heal action and guard: the exact requests a real API server
 //! receives, and the outcome and exit code heal reports, including the API's errors.
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
 use heal::outcome::{Exit, HealResult, Outcome};
+use heal_testkit::apiserver::*;
 use serde_json::{Value, json};
-use support::apiserver::*;
 
 struct Env {
     server: ApiServer,

@@ -8,15 +8,12 @@
 //! straight to heald and, when Alertmanager is installed, through a real Alertmanager at
 //! `group_interval: 2s` (whose retries race the restarted heald).
 
-mod heald_support;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use heald_support::alertmanager::{Alertmanager, alertmanager_binary};
-use heald_support::*;
+use crate::heald_support::alertmanager::{Alertmanager, alertmanager_binary};
+use crate::heald_support::*;
+use heal_testkit::apiserver::ApiServer;
 use serde_json::{Value, json};
-use support::apiserver::ApiServer;
 
 const WF: (&str, &str) = ("argoproj.io/v1alpha1", "workflows");
 

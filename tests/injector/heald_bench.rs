@@ -1,17 +1,14 @@
 //! Benchmarks of the `heald` binary over loopback HTTP against the test API server (not
 //! tests: ignored by default). Run with
-//! `cargo test --release --test heald_bench -- --ignored --nocapture`; the numbers are printed.
-
-mod heald_support;
-mod support;
+//! `cargo test --release --test injector heald_bench:: -- --ignored --nocapture`; the numbers are printed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use heald_support::*;
+use crate::heald_support::*;
+use heal_testkit::apiserver::ApiServer;
 use serde_json::Value;
-use support::apiserver::ApiServer;
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

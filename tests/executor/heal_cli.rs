@@ -1,13 +1,11 @@
 //! Black-box tests: the compiled `heal` binary against the test API server on 127.0.0.1,
 //! through a kubeconfig file, as a workflow step would run it.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use heal_testkit::apiserver::*;
 use serde_json::Value;
-use support::apiserver::*;
 
 struct Env {
     server: ApiServer,

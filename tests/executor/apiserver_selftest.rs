@@ -1,14 +1,12 @@
 //! Tests of the in-memory API server itself: it must answer the way a real API server
 //! does, or the HTTP-level tests of heal prove nothing.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use heal_testkit::apiserver::*;
 use serde_json::{Value, json};
-use support::apiserver::*;
 
 const DEPLOY: &str = "/apis/apps/v1/namespaces/default/deployments";
 const PODS: &str = "/api/v1/namespaces/default/pods";

@@ -3,17 +3,14 @@
 //! notification that got a 5xx or no answer at all; in the end every alert must have
 //! exactly one run, and every run's end must be handled once.
 
-mod heald_support;
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use heald_support::*;
+use crate::heald_support::*;
+use heal_testkit::apiserver::{ApiServer, Fault};
 use serde_json::{Value, json};
-use support::apiserver::{ApiServer, Fault};
 
 const WF: (&str, &str) = ("argoproj.io/v1alpha1", "workflows");
 

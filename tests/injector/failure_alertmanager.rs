@@ -6,16 +6,13 @@
 //! Without an Alertmanager binary these tests skip with a printed reason; under `CI=true`
 //! they fail instead.
 
-mod heald_support;
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use heald_support::alertmanager::{Alertmanager, alertmanager_binary};
-use heald_support::*;
+use crate::heald_support::alertmanager::{Alertmanager, alertmanager_binary};
+use crate::heald_support::*;
+use heal_testkit::apiserver::ApiServer;
 use serde_json::{Value, json};
-use support::apiserver::ApiServer;
 
 const WF: (&str, &str) = ("argoproj.io/v1alpha1", "workflows");
 
@@ -377,6 +374,8 @@ struct Storm {
     answer_mean: Duration,
     answer_max_bucket: f64,
     api_requests: usize,
+    /// What the figures were measured against.
+    against: String,
 }
 
 /// One Alertmanager group of `n` new `WebDown` alerts delivered by a real Alertmanager
@@ -507,6 +506,7 @@ fn storm(n: usize, extra: &[&str], runs: usize) -> Option<Storm> {
         answer_mean: Duration::from_secs_f64(if answers > 0.0 { sum / answers } else { 0.0 }),
         answer_max_bucket,
         api_requests: server.resource_requests().len(),
+        against: server.latency().describe(),
     })
 }
 
@@ -514,9 +514,10 @@ fn print(what: &str, s: &Storm) {
     #[allow(clippy::cast_precision_loss)]
     let per_alert = s.api_requests as f64 / s.alerts as f64;
     heal_testkit::report(&format!(
-        "storm ({what}), test API server without latency: {} alerts in one group -> {} runs; \
+        "storm ({what}), against {}: {} alerts in one group -> {} runs; \
          decisions {:?}; last run created after {:.2?}; {} webhook answers, mean {:.2?}, all \
          within {} s; {} API requests ({per_alert:.2} per alert)",
+        s.against,
         s.alerts,
         s.runs,
         s.decisions,

@@ -3,13 +3,11 @@
 //! PodDisruptionBudgets on pod deletes, someone else's cordon, and the cap on
 //! unschedulable nodes. Every refusal is checked to write nothing, from the request log.
 
-mod support;
-
 use std::path::PathBuf;
 
 use heal::outcome::{Exit, HealResult, Outcome};
+use heal_testkit::apiserver::*;
 use serde_json::{Value, json};
-use support::apiserver::*;
 
 struct Env {
     server: ApiServer,

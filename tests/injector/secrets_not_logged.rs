@@ -5,9 +5,6 @@
 //! and a wrong one. The tokens are sent where they belong (the server sees them) and never
 //! appear in stdout, stderr, the result file or heald's log and answers.
 
-mod heald_support;
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,9 +12,11 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use heald_support::{Files, Proc, TOKEN as HEALD_TOKEN, base_args, free_port, http, policies};
+use crate::heald_support::{
+    Files, Proc, TOKEN as HEALD_TOKEN, base_args, free_port, http, policies,
+};
+use heal_testkit::apiserver::{ApiServer, TOKEN as APISERVER_TOKEN};
 use serde_json::json;
-use support::apiserver::{ApiServer, TOKEN as APISERVER_TOKEN};
 
 /// The kubeconfig user's token.
 const KUBE_TOKEN: &str = "kube-Zq7xW4-5ecret-token-must-not-leak";
@@ -527,7 +526,7 @@ fn heald_logs_and_answers_never_contain_its_webhook_token_a_wrong_token_or_the_k
 /// heald as `Proc::start` runs it, plus `HEALD_LOG` at debug level for heal and trace for
 /// the HTTP layers.
 fn heald_with_debug_log(server: &ApiServer, files: &Files) -> Proc {
-    server.with_state(|s| s.ensure_namespace(heald_support::NS));
+    server.with_state(|s| s.ensure_namespace(crate::heald_support::NS));
     let (web, admin) = (free_port(), free_port());
     let mut args: Vec<String> = base_args(files).into_iter().skip(1).collect();
     for (flag, value) in [

@@ -3,16 +3,13 @@
 //! success, failure and deadline with silences and notifications, reports, restart
 //! recovery, and an alert storm.
 
-mod heald_support;
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::heald_support::*;
 use heal::heald::tracking;
-use heald_support::*;
+use heal_testkit::apiserver::ApiServer;
 use serde_json::{Value, json};
-use support::apiserver::ApiServer;
 
 const WF: (&str, &str) = ("argoproj.io/v1alpha1", "workflows");
 const PR: (&str, &str) = ("tekton.dev/v1", "pipelineruns");

@@ -23,7 +23,7 @@ fn candidates() -> Vec<PathBuf> {
 
 /// The Prometheus binary, whichever candidate answers `--version`.
 pub fn binary() -> Option<PathBuf> {
-    heal_testkit::find_tool(&candidates())
+    crate::find_tool(&candidates())
 }
 
 /// The Prometheus binary, or `None` after announcing why the test is skipped.
@@ -31,10 +31,10 @@ pub fn binary() -> Option<PathBuf> {
 /// # Panics
 /// Under `CI=true` when Prometheus is not installed: CI must not skip silently.
 pub fn binary_or_skip() -> Option<PathBuf> {
-    heal_testkit::tool_or_skip(
+    crate::tool_or_skip(
         &candidates(),
         "apt-get install prometheus, or set HEAL_PROMETHEUS_BIN",
-        heal_testkit::Required::InCi,
+        crate::Required::InCi,
     )
 }
 

@@ -3,17 +3,13 @@
 //! webhook bodies never panic the parser and read back as they were written; rendering an
 //! alert with arbitrary label values either refuses it or runs exactly the policy's steps.
 
-#[allow(dead_code)] // Shared with the fuzz targets; each test file uses part of it.
-#[path = "../fuzz/src/invariants.rs"]
-mod invariants;
-
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
+use crate::invariants::{EXAMPLE_ALERTNAMES, EXAMPLE_LABELS, RenderCheck, sample_alert};
 use heal::address::Address;
 use heal::alert::{Alert, Webhook};
 use heal::matcher::{MatchType, Matchers};
-use invariants::{EXAMPLE_ALERTNAMES, EXAMPLE_LABELS, RenderCheck, sample_alert};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -79,12 +75,12 @@ proptest! {
 
     #[test]
     fn parsing_any_text_as_an_address_never_panics(text in any::<String>()) {
-        invariants::address(&text);
+        crate::invariants::address(&text);
     }
 
     #[test]
     fn parsing_address_like_text_never_panics(text in "[a-zA-Z0-9./_-]{0,40}") {
-        invariants::address(&text);
+        crate::invariants::address(&text);
     }
 
     #[test]
@@ -96,7 +92,7 @@ proptest! {
         prop_assert!(text.ends_with(&suffix), "{} has name {}", text, a.name);
         let again: Address = a.to_string().parse().unwrap();
         prop_assert_eq!(&again, &a, "{} printed as {}", text, a);
-        invariants::address(&text);
+        crate::invariants::address(&text);
     }
 }
 
@@ -131,12 +127,12 @@ proptest! {
 
     #[test]
     fn parsing_any_text_as_matchers_never_panics(text in any::<String>()) {
-        invariants::matchers(&text);
+        crate::invariants::matchers(&text);
     }
 
     #[test]
     fn parsing_matcher_like_text_never_panics(text in "[{}a-z=!~,\"\\\\ .*|()\\[\\]^$+?-]{0,40}") {
-        invariants::matchers(&text);
+        crate::invariants::matchers(&text);
     }
 
     #[test]
@@ -164,7 +160,7 @@ proptest! {
             .map(|m| (m.name.clone(), m.op, m.value.clone()))
             .collect();
         prop_assert_eq!(got, ms);
-        invariants::matchers(&text);
+        crate::invariants::matchers(&text);
     }
 }
 
@@ -252,7 +248,7 @@ proptest! {
 
     #[test]
     fn parsing_any_bytes_as_a_webhook_never_panics(data in prop::collection::vec(any::<u8>(), 0..512)) {
-        invariants::webhook(&data);
+        crate::invariants::webhook(&data);
     }
 
     #[test]
@@ -263,7 +259,7 @@ proptest! {
         let mut body = example_webhook();
         set_path(&mut body, field, value);
         let bytes = serde_json::to_vec(&body).unwrap();
-        invariants::webhook(&bytes);
+        crate::invariants::webhook(&bytes);
     }
 
     #[test]
@@ -278,7 +274,7 @@ proptest! {
         let w = Webhook::parse(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&w.alerts[0].labels, &labels);
         prop_assert_eq!(&w.alerts[0].annotations["summary"], &summary);
-        invariants::webhook(&bytes);
+        crate::invariants::webhook(&bytes);
     }
 }
 

@@ -1,15 +1,12 @@
 //! heald's HTTP interface, called through its routers without a socket: every decision a
 //! webhook can get, every error status, the remediations list and the admin endpoints.
 
-mod heald_support;
-mod support;
-
 use std::sync::Arc;
 
+use crate::heald_support::*;
 use axum::http::StatusCode;
-use heald_support::*;
+use heal_testkit::apiserver::{ApiServer, Fault};
 use serde_json::{Value, json};
-use support::apiserver::{ApiServer, Fault};
 
 fn decision(d: &Value) -> &str {
     d["decision"].as_str().unwrap_or("?")

@@ -1,16 +1,13 @@
 //! The `heald` binary as users run it: configuration errors, graceful and aborted
 //! shutdown, end to end with a real Alertmanager, and the `deploy/` kustomize base.
 
-mod heald_support;
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use heald_support::*;
+use crate::heald_support::*;
+use heal_testkit::apiserver::{ApiServer, Fault};
 use serde_json::{Value, json};
-use support::apiserver::{ApiServer, Fault};
 
 const WF: (&str, &str) = ("argoproj.io/v1alpha1", "workflows");
 
@@ -189,7 +186,7 @@ fn the_webhook_port_speaks_tls_when_given_a_certificate_and_key() {
 
 // ----- end to end with Alertmanager -----
 
-use heald_support::alertmanager::{Alertmanager, alertmanager_binary};
+use crate::heald_support::alertmanager::{Alertmanager, alertmanager_binary};
 
 fn post_alert(am: &Alertmanager, deployment: &str) {
     let alert = json!([{

@@ -550,7 +550,7 @@ impl ApiServer {
     /// Where the upstream reference files are: `$HEAL_REFERENCE_DIR`, else
     /// `../shared/reference` beside the crate.
     pub fn reference_dir() -> PathBuf {
-        heal_testkit::reference_dir()
+        crate::reference_dir()
     }
 
     fn register_reference_crd(&self, relative: &str) {

@@ -6,21 +6,18 @@
 //! succeeds, and stand-down notices (circuit open, rate limited, a run that could not be
 //! started) sent once per window.
 
-mod heald_support;
-mod support;
-
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::heald_support::*;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use heal::heald::tracking;
-use heald_support::*;
+use heal_testkit::apiserver::ApiServer;
 use serde_json::{Value, json};
-use support::apiserver::ApiServer;
 
 const WF: (&str, &str) = ("argoproj.io/v1alpha1", "workflows");
 

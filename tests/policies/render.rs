@@ -3,7 +3,7 @@
 //! user templates, and the manifests shipped in `argo/` and `tekton/`.
 //!
 //! Schemas come from `$HEAL_REFERENCE_DIR/schemas/` (default `../shared/reference`).
-//! `HEAL_BLESS=1 cargo test --test render` rewrites the golden files in `tests/golden/`.
+//! `HEAL_BLESS=1 cargo test --test policies render::` rewrites the golden files in `tests/golden/`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,15 +4,12 @@
 //! middle of a run (nothing applied twice, the outcome handled once), takeover by another
 //! replica, and the fallback from a missing Argo to the local engine.
 
-mod heald_support;
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::heald_support::*;
 use heal::heald::tracking;
-use heald_support::*;
+use heal_testkit::apiserver::{ApiServer, Fault, Recorded};
 use serde_json::{Value, json};
-use support::apiserver::{ApiServer, Fault, Recorded};
 
 const CM: (&str, &str) = ("v1", "configmaps");
 const DEPLOY: (&str, &str) = ("apps/v1", "deployments");

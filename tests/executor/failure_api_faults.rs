@@ -5,17 +5,14 @@
 //! server's request log shows (it injects its faults before a request is applied, so a
 //! write it answered 2xx without a fault is a write that happened).
 
-mod heald_support;
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::heald_support::*;
 use heal::heald::tracking;
-use heald_support::*;
+use heal_testkit::apiserver::{ApiServer, Chaos, Fault, FaultAction, Recorded};
 use serde_json::{Value, json};
-use support::apiserver::{ApiServer, Chaos, Fault, FaultAction, Recorded};
 
 const WF: (&str, &str) = ("argoproj.io/v1alpha1", "workflows");
 const WF_PATH: &str = "/apis/argoproj.io/v1alpha1/namespaces/heal-system/workflows";
@@ -345,11 +342,11 @@ fn with_30_percent_of_api_requests_failing_every_heal_action_is_applied_exactly_
     const N: usize = 5;
     for i in 0..N {
         server.seed_deployment("shop", &format!("web-{i}"), 2, &[]);
-        server.insert(support::apiserver::node(&format!("worker-{i}")));
+        server.insert(heal_testkit::apiserver::node(&format!("worker-{i}")));
     }
     let victims: Vec<(String, String)> = (0..N)
         .map(|i| {
-            let p = server.insert(support::apiserver::pod("shop", &format!("victim-{i}")));
+            let p = server.insert(heal_testkit::apiserver::pod("shop", &format!("victim-{i}")));
             (
                 format!("victim-{i}"),
                 p["metadata"]["uid"].as_str().unwrap().to_string(),

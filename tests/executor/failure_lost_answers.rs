@@ -4,16 +4,13 @@
 //! its target once, which the test API server's request log (method, path, query, content
 //! type, body, status: `0` for the lost answer) and the stored objects show.
 
-mod heald_support;
-mod support;
-
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::heald_support::{Files, Heald, NS, policies, run_name, web_down, webhook};
 use heal::outcome::{Exit, HealResult, Outcome};
-use heald_support::{Files, Heald, NS, policies, run_name, web_down, webhook};
+use heal_testkit::apiserver::*;
 use serde_json::{Value, json};
-use support::apiserver::*;
 
 const CID: &str = "cid-lost-1";
 const WEB: &str = "/apis/apps/v1/namespaces/default/deployments/web";

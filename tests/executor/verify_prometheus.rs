@@ -3,13 +3,11 @@
 //! succeeds once it drops, and reports bad queries and an unreachable Prometheus with the
 //! exit codes a workflow engine acts on.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use heal::outcome::{Exit, HealResult, Outcome};
+use heal_testkit::prometheus::{self, Exporter, Prometheus};
 use serde_json::{Value, json};
-use support::prometheus::{self, Exporter, Prometheus};
 
 const METRIC: &str = "heal_test_cpu";
 const HIGH: f64 = 0.95;

@@ -1,19 +1,16 @@
 //! Benchmark of the `heald` binary's local engine over loopback HTTP against the test API
 //! server (not a test: ignored by default). Run with
-//! `cargo test --release --test local_engine_bench -- --ignored --nocapture`; the numbers are
+//! `cargo test --release --test injector local_engine_bench:: -- --ignored --nocapture`; the numbers are
 //! printed: the time from sending the webhook to the first action applied (the target's
 //! replicas changed in the API server), and for a three-step DAG from sending the webhook
 //! to the outcome handled (the success silence reaching Alertmanager, the last thing heald
 //! does for a run).
 
-mod heald_support;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use heald_support::*;
+use crate::heald_support::*;
+use heal_testkit::apiserver::ApiServer;
 use serde_json::Value;
-use support::apiserver::ApiServer;
 
 /// Measured deliveries per scenario (after two warm-up ones).
 const N: usize = 30;

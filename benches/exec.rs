@@ -3,7 +3,7 @@
 //!
 //! Everything runs twice in one process: against the test API server with no latency (it
 //! answers in microseconds), and with the kube-apiserver 1.36 latency model (handshake 4 ms,
-//! read 2 ms, write 5 ms; see `tests/support/apiserver/latency.rs`), or with the model
+//! read 2 ms, write 5 ms; see `testkit/src/apiserver/latency.rs`), or with the model
 //! `HEAL_APISERVER_LATENCY` names when it is set to one. Each table says which.
 //!
 //! Per action and tool: median wall time (the process run directly), CPU time and peak RSS
@@ -15,14 +15,11 @@
 //! Run with `scripts/bench` (or `cargo bench --bench exec`). Compare ratios within one run;
 //! absolute values depend on the machine and its load.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::apiserver::*;
+use heal_testkit::apiserver::*;
 
 const RUNS: usize = 15;
 

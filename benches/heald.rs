@@ -16,9 +16,6 @@
 //! it is set to one), and a last table sets both side by side. Each table says which server
 //! it was measured against.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 #[path = "../tests/heald_support/mod.rs"]
 mod heald_support;
 
@@ -26,9 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use heal_testkit::apiserver::{ApiServer, Latency};
 use heald_support::*;
 use serde_json::Value;
-use support::apiserver::{ApiServer, Latency};
 
 /// Resident memory of a process, KiB.
 fn rss_kib(pid: u32) -> u64 {
@@ -149,7 +146,8 @@ async fn paced(
     rate: f64,
     duration: Duration,
 ) -> Phase {
-    let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+    let client =
+        heal::heald::reporting::alertmanager_http::client(Duration::from_secs(30)).unwrap();
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -191,7 +189,8 @@ async fn flood(
     duration: Duration,
     limit: usize,
 ) -> Phase {
-    let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+    let client =
+        heal::heald::reporting::alertmanager_http::client(Duration::from_secs(30)).unwrap();
     let counter = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..workers)

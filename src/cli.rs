@@ -11,8 +11,9 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::actions::{
-    self, Action, Common, DeleteSpec, DrainSpec, PatchSpec, PatchType, Replicas, RestartSpec,
-    ScaleSpec, WaitFor, WaitSpec,
+    self, Action, ArgoTracking, Common, CordonSpec, DeleteSpec, DrainSpec, GitOpsOptions, HpaMode,
+    MaxUnschedulable, PatchSpec, PatchType, Replicas, RestartSpec, ScaleSpec, UncordonSpec,
+    WaitFor, WaitSpec,
 };
 use crate::address::Address;
 use crate::guard::LabelRequirement;
@@ -96,6 +97,51 @@ pub struct CommonArgs {
     pub log_format: Option<LogFormat>,
 }
 
+/// What heal does about objects that Argo CD or Flux reconciles from Git (scale, restart,
+/// patch).
+#[derive(Debug, Clone, Args, Default)]
+pub struct GitOpsArgs {
+    /// Change an object that Argo CD or Flux manages anyway (it may revert the change);
+    /// without it such an object is refused (exit 4)
+    #[arg(long, env = "HEAL_ALLOW_GITOPS")]
+    pub allow_gitops: bool,
+    /// How Argo CD tracks its resources (its application.resourceTrackingMethod): with
+    /// `label`, the instance label also marks an object as Argo CD's
+    #[arg(
+        long,
+        env = "HEAL_ARGOCD_TRACKING",
+        value_enum,
+        value_name = "METHOD",
+        default_value = "annotation"
+    )]
+    pub argocd_tracking: ArgoTracking,
+    /// The label Argo CD tracks by with --argocd-tracking label (its application.instanceLabelKey)
+    #[arg(
+        long,
+        env = "HEAL_ARGOCD_INSTANCE_LABEL",
+        value_name = "KEY",
+        default_value = "app.kubernetes.io/instance"
+    )]
+    pub argocd_instance_label: String,
+}
+
+impl GitOpsArgs {
+    fn options(&self) -> Result<GitOpsOptions, String> {
+        let key = self.argocd_instance_label.trim();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Err(format!(
+                "invalid --argocd-instance-label {:?}: expected a label key such as app.kubernetes.io/instance",
+                self.argocd_instance_label
+            ));
+        }
+        Ok(GitOpsOptions {
+            allow: self.allow_gitops,
+            argocd_tracking: self.argocd_tracking,
+            instance_label: key.to_string(),
+        })
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s)
 }
@@ -139,11 +185,11 @@ pub enum Command {
     )]
     Patch(PatchArgs),
     /// Mark a node unschedulable
-    #[command(after_help = "Example:\n  heal cordon node/worker-1")]
-    Cordon(NodeArgs),
-    /// Mark a node schedulable again
+    #[command(after_help = "Example:\n  heal cordon node/worker-1 --max-unschedulable 25%")]
+    Cordon(CordonArgs),
+    /// Mark a node schedulable again (only one heal cordoned, unless --force)
     #[command(after_help = "Example:\n  heal uncordon node/worker-1")]
-    Uncordon(NodeArgs),
+    Uncordon(UncordonArgs),
     /// Cordon a node, then evict its pods through the Eviction API (PodDisruptionBudgets hold)
     #[command(after_help = "Example:\n  heal drain node/worker-1 --min-available 1 --timeout 10m")]
     Drain(DrainArgs),
@@ -200,6 +246,19 @@ pub struct ScaleArgs {
     /// Never go above this many replicas
     #[arg(long, env = "HEAL_MAX", value_name = "N", value_parser = non_negative, allow_negative_numbers = true)]
     pub max: Option<i64>,
+    /// A HorizontalPodAutoscaler targets the workload: refuse (exit 4), raise its
+    /// minReplicas to the wanted count (clamped by its maxReplicas), or ignore it
+    #[arg(
+        long,
+        env = "HEAL_HPA",
+        value_enum,
+        value_name = "MODE",
+        default_value = "refuse"
+    )]
+    pub hpa: HpaMode,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub gitops: GitOpsArgs,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
     pub common: CommonArgs,
@@ -214,6 +273,9 @@ pub struct RestartArgs {
     /// Follow the rollout until it completes (bounded by --timeout)
     #[arg(long, env = "HEAL_WAIT")]
     pub wait: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub gitops: GitOpsArgs,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
     pub common: CommonArgs,
@@ -234,6 +296,10 @@ pub struct DeleteArgs {
     /// Refuse (exit 4) when the pod's workload would keep fewer ready replicas
     #[arg(long, env = "HEAL_MIN_AVAILABLE", value_name = "N", value_parser = non_negative, allow_negative_numbers = true)]
     pub min_available: Option<i64>,
+    /// Evict the pod through the Eviction API, so its PodDisruptionBudget holds (a budget
+    /// that blocks until --timeout is exit 3)
+    #[arg(long, env = "HEAL_EVICT")]
+    pub evict: bool,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
     pub common: CommonArgs,
@@ -260,17 +326,47 @@ pub struct PatchArgs {
     /// Read the patch (JSON or YAML) from this file
     #[arg(long, env = "HEAL_PATCH_FILE", value_name = "PATH")]
     pub patch_file: Option<PathBuf>,
+    /// With --type apply: take fields other field managers own (force=true), as
+    /// kubectl apply --server-side --force-conflicts; without it a conflict is exit 1
+    #[arg(long, env = "HEAL_FORCE_CONFLICTS")]
+    pub force_conflicts: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub gitops: GitOpsArgs,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
     pub common: CommonArgs,
 }
 
-/// `heal cordon` / `heal uncordon`.
+/// `heal cordon`.
 #[derive(Debug, Args)]
-pub struct NodeArgs {
+pub struct CordonArgs {
     /// node/NAME (or just NAME)
     #[arg(value_name = "node/NAME", value_parser = parse_node)]
     pub target: Address,
+    /// Refuse (exit 4) when cordoning would leave more than N (or P% of the) nodes
+    /// unschedulable, counting those already cordoned
+    #[arg(
+        long,
+        env = "HEAL_MAX_UNSCHEDULABLE",
+        value_name = "N|P%",
+        allow_negative_numbers = true
+    )]
+    pub max_unschedulable: Option<MaxUnschedulable>,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub common: CommonArgs,
+}
+
+/// `heal uncordon`.
+#[derive(Debug, Args)]
+pub struct UncordonArgs {
+    /// node/NAME (or just NAME)
+    #[arg(value_name = "node/NAME", value_parser = parse_node)]
+    pub target: Address,
+    /// Also uncordon a node that heal did not cordon (one without heal.dev/cordoned-by)
+    #[arg(long, env = "HEAL_FORCE")]
+    pub force: bool,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
     pub common: CommonArgs,
@@ -288,6 +384,15 @@ pub struct DrainArgs {
     /// Also evict pods that no controller manages (they will not be recreated)
     #[arg(long, env = "HEAL_FORCE")]
     pub force: bool,
+    /// Refuse (exit 4) when cordoning would leave more than N (or P% of the) nodes
+    /// unschedulable, counting those already cordoned
+    #[arg(
+        long,
+        env = "HEAL_MAX_UNSCHEDULABLE",
+        value_name = "N|P%",
+        allow_negative_numbers = true
+    )]
+    pub max_unschedulable: Option<MaxUnschedulable>,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
     pub common: CommonArgs,
@@ -420,7 +525,8 @@ impl Command {
             Command::Restart(a) => &a.common,
             Command::Delete(a) => &a.common,
             Command::Patch(a) => &a.common,
-            Command::Cordon(a) | Command::Uncordon(a) => &a.common,
+            Command::Cordon(a) => &a.common,
+            Command::Uncordon(a) => &a.common,
             Command::Drain(a) => &a.common,
             Command::Wait(a) => &a.common,
             Command::Script(a) => &a.common,
@@ -445,16 +551,25 @@ impl Command {
                         replicas: a.replicas,
                         min: a.min,
                         max: a.max,
+                        hpa: a.hpa,
+                        gitops: a.gitops.options()?,
                     },
                 )
             }
-            Command::Restart(a) => Action::Restart(a.target.clone(), RestartSpec { wait: a.wait }),
+            Command::Restart(a) => Action::Restart(
+                a.target.clone(),
+                RestartSpec {
+                    wait: a.wait,
+                    gitops: a.gitops.options()?,
+                },
+            ),
             Command::Delete(a) => Action::Delete(
                 a.target.clone(),
                 DeleteSpec {
                     grace_period: a.grace_period,
                     uid: a.uid.clone(),
                     min_available: a.min_available,
+                    evict: a.evict,
                 },
             ),
             Command::Patch(a) => {
@@ -464,15 +579,31 @@ impl Command {
                         .map_err(|e| format!("cannot read patch file {}: {e}", f.display()))?,
                     (None, None) => return Err("give --patch or --patch-file".into()),
                 };
-                Action::Patch(a.target.clone(), PatchSpec::parse(a.patch_type, &text)?)
+                if a.force_conflicts && a.patch_type != PatchType::Apply {
+                    return Err(
+                        "--force-conflicts applies to server-side apply only (--type apply)".into(),
+                    );
+                }
+                let mut spec = PatchSpec::parse(a.patch_type, &text)?;
+                spec.force_conflicts = a.force_conflicts;
+                spec.gitops = a.gitops.options()?;
+                Action::Patch(a.target.clone(), spec)
             }
-            Command::Cordon(a) => Action::Cordon(a.target.clone()),
-            Command::Uncordon(a) => Action::Uncordon(a.target.clone()),
+            Command::Cordon(a) => Action::Cordon(
+                a.target.clone(),
+                CordonSpec {
+                    max_unschedulable: a.max_unschedulable,
+                },
+            ),
+            Command::Uncordon(a) => {
+                Action::Uncordon(a.target.clone(), UncordonSpec { force: a.force })
+            }
             Command::Drain(a) => Action::Drain(
                 a.target.clone(),
                 DrainSpec {
                     min_available: a.min_available,
                     force: a.force,
+                    max_unschedulable: a.max_unschedulable,
                 },
             ),
             Command::Wait(a) => Action::Wait(

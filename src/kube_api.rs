@@ -1,10 +1,13 @@
 //! Talking to the Kubernetes API server: connecting (kubeconfig or in-cluster), sending
 //! requests, classifying errors the way the exit codes need, and retrying transient
 //! failures (connection errors, timeouts, 429 honouring Retry-After, 500/502/503/504) with
-//! exponential backoff and jitter, bounded by the run's deadline.
+//! exponential backoff and jitter, bounded by the run's deadline. A retry may follow an
+//! attempt whose answer was lost after the server applied it: [`Sent::unanswered`] says so,
+//! and [`Kube::create`] recognises its own object behind the 409 that such a retry gets.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -88,6 +91,12 @@ impl ApiError {
         self.code() == Some(409)
     }
 
+    /// Whether this is a 409 `AlreadyExists` (a create of a name that exists), not the
+    /// optimistic-concurrency `Conflict`.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, ApiError::Status { code: 409, reason, .. } if reason == "AlreadyExists")
+    }
+
     /// Whether a retry of the same request may succeed.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -112,6 +121,18 @@ impl ApiError {
             _ => None,
         }
     }
+}
+
+/// The answer to one request, retries included.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// What the last attempt got.
+    pub result: Result<Value, ApiError>,
+    /// An earlier attempt ended without an answer (connection lost or reset, attempt timed
+    /// out). A write it carried may have been applied: the answer that ended the call (a 409
+    /// of a stale `resourceVersion`, a 404 of a deleted object, a 409 `AlreadyExists`) may
+    /// then be the server's answer to this very write, repeated.
+    pub unanswered: bool,
 }
 
 /// A connected API client with a deadline shared by every request of one action.
@@ -216,6 +237,74 @@ impl Kube {
         content_type: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
+        self.send_tracked(method, path, content_type, body)
+            .await
+            .result
+    }
+
+    /// [`Self::send`], also telling whether an attempt went unanswered before the answer
+    /// that ended the call (see [`Sent::unanswered`]).
+    pub async fn send_tracked(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&Value>,
+    ) -> Sent {
+        let unanswered = AtomicBool::new(false);
+        let result = self
+            .send_retrying(method, path, content_type, body, &unanswered)
+            .await;
+        Sent {
+            result,
+            unanswered: unanswered.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Create `body` (an object with `metadata.name`) by POSTing it to `collection`
+    /// (which may carry a query string). When an attempt went unanswered and the retry is
+    /// 409 `AlreadyExists`, the object of that name is read: if it carries every label and
+    /// annotation that was sent, it is this create's object, whose answer was lost, and it
+    /// is the answer. Otherwise the 409 stands: someone else created that name.
+    pub async fn create(
+        &self,
+        collection: &str,
+        content_type: Option<&str>,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let sent = self
+            .send_tracked(Method::POST, collection, content_type, Some(body))
+            .await;
+        match sent.result {
+            Err(e) if sent.unanswered && e.is_already_exists() => {
+                let Some(name) = body.pointer("/metadata/name").and_then(Value::as_str) else {
+                    return Err(e);
+                };
+                let base = collection.split('?').next().unwrap_or(collection);
+                let path = format!("{}/{}", base.trim_end_matches('/'), enc(name));
+                match self.get(&path).await {
+                    Ok(existing) if carries_metadata_of(&existing, body) => {
+                        tracing::info!(
+                            path,
+                            "the answer to the create was lost; the object that exists is the one sent"
+                        );
+                        Ok(existing)
+                    }
+                    _ => Err(e),
+                }
+            }
+            result => result,
+        }
+    }
+
+    async fn send_retrying(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&Value>,
+        unanswered: &AtomicBool,
+    ) -> Result<Value, ApiError> {
         let bytes = match body {
             None => None,
             Some(v) => Some(serde_json::to_vec(v).map_err(|e| ApiError::Decode(e.to_string()))?),
@@ -240,6 +329,9 @@ impl Kube {
                 (Instant::now() + delay < deadline).then_some(delay)
             })
             .notify(|err, delay| {
+                if matches!(err, ApiError::Transport(_) | ApiError::Timeout(_)) {
+                    unanswered.store(true, Ordering::Relaxed);
+                }
                 tracing::warn!(%method, path, error = %err, retry_in_ms = delay.as_millis() as u64, "transient API error, retrying");
                 if let Ok(mut last) = last_error.lock() {
                     *last = Some(err.to_string());
@@ -408,8 +500,19 @@ fn status_error(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .filter_map(|c| c.get("message").and_then(Value::as_str))
-                .map(str::to_string)
+                .filter_map(|c| {
+                    let message = c.get("message").and_then(Value::as_str)?;
+                    // A server-side apply conflict names the field apart from the manager.
+                    Some(match c.get("field").and_then(Value::as_str) {
+                        Some(f)
+                            if c.get("reason").and_then(Value::as_str)
+                                == Some("FieldManagerConflict") =>
+                        {
+                            format!("{message}: {f}")
+                        }
+                        _ => message.to_string(),
+                    })
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -430,6 +533,24 @@ fn status_error(status: StatusCode, retry_after: Option<Duration>, body: &[u8]) 
         retry_after,
         causes,
     }
+}
+
+/// Whether `existing` carries every label and annotation of `sent`, with the same values.
+pub fn carries_metadata_of(existing: &Value, sent: &Value) -> bool {
+    ["labels", "annotations"].iter().all(|field| {
+        let theirs = existing
+            .pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_object);
+        match sent
+            .pointer(&format!("/metadata/{field}"))
+            .and_then(Value::as_object)
+        {
+            None => true,
+            Some(ours) => ours
+                .iter()
+                .all(|(k, v)| theirs.and_then(|t| t.get(k)) == Some(v)),
+        }
+    })
 }
 
 /// An error with its sources, on one line.
@@ -475,6 +596,38 @@ mod tests {
         assert!(e.is_not_found());
         assert_eq!(e.exit(), Exit::Failed);
         assert!(e.to_string().contains("404 NotFound"), "{e}");
+    }
+
+    #[test]
+    fn an_object_carries_the_metadata_sent_when_every_label_and_annotation_is_there() {
+        let sent = serde_json::json!({"metadata": {"name": "r", "labels": {"a": "1"},
+            "annotations": {"heal.dev/x": "y"}}});
+        let stored = serde_json::json!({"metadata": {"name": "r", "uid": "u",
+            "labels": {"a": "1", "b": "2"}, "annotations": {"heal.dev/x": "y", "z": ""}}});
+        assert!(carries_metadata_of(&stored, &sent));
+        let other = serde_json::json!({"metadata": {"name": "r", "labels": {"a": "1"},
+            "annotations": {"heal.dev/x": "someone else"}}});
+        assert!(!carries_metadata_of(&other, &sent));
+        assert!(!carries_metadata_of(
+            &serde_json::json!({"metadata": {}}),
+            &sent
+        ));
+    }
+
+    #[test]
+    fn already_exists_is_a_409_with_its_own_reason() {
+        let e = status_error(
+            StatusCode::CONFLICT,
+            None,
+            br#"{"kind":"Status","reason":"AlreadyExists","message":"x","code":409}"#,
+        );
+        assert!(e.is_already_exists() && e.is_conflict());
+        let e = status_error(
+            StatusCode::CONFLICT,
+            None,
+            br#"{"kind":"Status","reason":"Conflict","message":"x","code":409}"#,
+        );
+        assert!(!e.is_already_exists() && e.is_conflict());
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub struct DeleteSpec {
     pub uid: Option<String>,
     /// Refuse when the owning workload would keep fewer ready replicas.
     pub min_available: Option<i64>,
+    /// Evict the pod through the Eviction API instead of deleting it, so its
+    /// PodDisruptionBudget holds.
+    pub evict: bool,
 }
 
 pub(super) async fn run(
@@ -52,8 +55,14 @@ pub(super) async fn run(
         });
     }
     ctx.check_object(&obj)?;
+    if spec.evict {
+        check_evictable(&rt)?;
+    }
     if let Some(min) = spec.min_available {
         check_min_available(ctx.kube, &rt, &obj, min).await?;
+    }
+    if spec.evict {
+        return evict(ctx, spec, &obj, &uid).await;
     }
     let mut options = json!({
         "apiVersion": "v1",
@@ -66,10 +75,10 @@ pub(super) async fn run(
     }
     let url = format!("{path}{}", ctx.dry_query());
     let before = json!({"exists": true, "uid": uid, "resourceVersion": str_at(&obj, "/metadata/resourceVersion")});
-    match ctx
-        .write(Method::DELETE, &url, Some(JSON), Some(&options))
-        .await
-    {
+    let sent = ctx
+        .write_tracked(Method::DELETE, &url, Some(JSON), Some(&options))
+        .await;
+    match sent.result {
         Ok(_) => Ok(Done {
             outcome: ctx.changed(),
             before,
@@ -79,6 +88,14 @@ pub(super) async fn run(
             } else {
                 format!("deleted {}", ctx.target_name())
             },
+            reason: "HealDeleted",
+        }),
+        // Gone (or replaced) after a delete that got no answer: that delete removed it.
+        Err(e) if (e.is_not_found() || e.is_conflict()) && sent.unanswered => Ok(Done {
+            outcome: ctx.changed(),
+            before,
+            after: json!({"exists": false, "uid": uid}),
+            message: format!("deleted {} (the first answer was lost)", ctx.target_name()),
             reason: "HealDeleted",
         }),
         Err(e) if e.is_not_found() => Ok(gone(ctx, spec)),
@@ -93,6 +110,79 @@ pub(super) async fn run(
             ),
             reason: "HealDeleted",
         }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Only pods have the eviction subresource.
+pub(super) fn check_evictable(rt: &ResourceType) -> Result<(), ActionError> {
+    if rt.group.is_empty() && rt.kind == "Pod" {
+        Ok(())
+    } else {
+        Err(ActionError::Usage(format!(
+            "--evict applies to pods only, not {}",
+            rt.qualified_plural()
+        )))
+    }
+}
+
+/// `--evict`: the Eviction API with the same uid precondition (and grace period) a delete
+/// carries, so the pod's PodDisruptionBudget holds. A budget that blocks until the timeout
+/// is exit 3, as in drain.
+async fn evict(
+    ctx: &mut Ctx<'_>,
+    spec: &DeleteSpec,
+    obj: &Value,
+    uid: &str,
+) -> Result<Done, ActionError> {
+    let ns = str_at(obj, "/metadata/namespace")
+        .unwrap_or("default")
+        .to_string();
+    let name = str_at(obj, "/metadata/name")
+        .unwrap_or_default()
+        .to_string();
+    let mut options = json!({"preconditions": {"uid": uid}});
+    if let Some(g) = spec.grace_period {
+        options["gracePeriodSeconds"] = json!(g);
+    }
+    let before = json!({"exists": true, "uid": uid, "resourceVersion": str_at(obj, "/metadata/resourceVersion")});
+    let sent = super::node::evict(ctx, &ns, &name, options).await;
+    match sent.result {
+        Ok(_) => Ok(Done {
+            outcome: ctx.changed(),
+            before,
+            after: json!({"exists": ctx.common.dry_run, "uid": uid, "evicted": true}),
+            message: if ctx.common.dry_run {
+                format!("would evict {}", ctx.target_name())
+            } else {
+                format!("evicted {}", ctx.target_name())
+            },
+            reason: "HealDeleted",
+        }),
+        // Gone (or replaced) after an eviction that got no answer: that eviction removed it.
+        Err(e) if (e.is_not_found() || e.is_conflict()) && sent.unanswered => Ok(Done {
+            outcome: ctx.changed(),
+            before,
+            after: json!({"exists": false, "uid": uid, "evicted": true}),
+            message: format!("evicted {} (the first answer was lost)", ctx.target_name()),
+            reason: "HealDeleted",
+        }),
+        Err(e) if e.is_not_found() => Ok(gone(ctx, spec)),
+        Err(e) if e.is_conflict() => Ok(Done {
+            outcome: Outcome::Noop,
+            before,
+            after: json!({"exists": false, "uid": uid}),
+            message: format!(
+                "{} with uid {uid} is already gone (replaced before it could be evicted): {e}",
+                ctx.target_name()
+            ),
+            reason: "HealDeleted",
+        }),
+        Err(e) if e.is_transient() => Err(ActionError::Transient(format!(
+            "could not evict {} before the timeout: {e}{}",
+            ctx.target_name(),
+            super::node::budget_causes(&e)
+        ))),
         Err(e) => Err(e.into()),
     }
 }

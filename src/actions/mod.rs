@@ -3,6 +3,7 @@
 //! [`run`] turns that into the one [`HealResult`] every action reports, records a
 //! Kubernetes Event for applied changes, and logs one line per phase.
 
+mod controllers;
 mod delete;
 mod node;
 mod patch;
@@ -17,8 +18,9 @@ use http::Method;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+pub use controllers::{ArgoTracking, GitOpsOptions, HpaMode};
 pub use delete::DeleteSpec;
-pub use node::DrainSpec;
+pub use node::{CordonSpec, DrainSpec, MaxUnschedulable, UncordonSpec};
 pub use patch::{PatchSpec, PatchType};
 pub use restart::RestartSpec;
 pub use scale::{Replicas, ScaleSpec};
@@ -26,7 +28,7 @@ pub use wait::{WaitFor, WaitSpec};
 
 use crate::address::{Address, ResourceType};
 use crate::guard::{self, LabelRequirement};
-use crate::kube_api::{ApiError, JSON, Kube, enc};
+use crate::kube_api::{ApiError, JSON, Kube, Sent, enc};
 use crate::outcome::{Exit, HealResult, Outcome, Target};
 
 /// Options every action shares.
@@ -58,9 +60,9 @@ pub enum Action {
     /// Patch an object.
     Patch(Address, PatchSpec),
     /// Mark a node unschedulable.
-    Cordon(Address),
+    Cordon(Address, CordonSpec),
     /// Mark a node schedulable.
-    Uncordon(Address),
+    Uncordon(Address, UncordonSpec),
     /// Cordon then evict.
     Drain(Address, DrainSpec),
     /// Wait for a condition.
@@ -108,6 +110,16 @@ impl ActionError {
             ActionError::Failed(_) => Exit::Failed,
             ActionError::Transient(_) => Exit::Transient,
             ActionError::Refused(_) => Exit::Refused,
+        }
+    }
+
+    /// The same error, its message prefixed with what was being done.
+    pub fn with_context(self, what: &str) -> ActionError {
+        match self {
+            ActionError::Usage(m) => ActionError::Usage(format!("{what}: {m}")),
+            ActionError::Failed(m) => ActionError::Failed(format!("{what}: {m}")),
+            ActionError::Transient(m) => ActionError::Transient(format!("{what}: {m}")),
+            ActionError::Refused(m) => ActionError::Refused(format!("{what}: {m}")),
         }
     }
 }
@@ -235,6 +247,20 @@ impl Ctx<'_> {
         content_type: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
+        self.write_tracked(method, url, content_type, body)
+            .await
+            .result
+    }
+
+    /// [`Self::write`], also telling whether an attempt went unanswered, so that the
+    /// answer to its retry (409, 404) may be the answer to this very write, applied.
+    pub async fn write_tracked(
+        &self,
+        method: Method,
+        url: &str,
+        content_type: Option<&str>,
+        body: Option<&Value>,
+    ) -> Sent {
         tracing::info!(
             correlation_id = %self.common.correlation_id,
             phase = "apply",
@@ -243,7 +269,21 @@ impl Ctx<'_> {
             dry_run = self.common.dry_run,
             "sending {method} {url}"
         );
-        self.kube.send(method, url, content_type, body).await
+        let sent = self
+            .kube
+            .send_tracked(method.clone(), url, content_type, body)
+            .await;
+        if sent.unanswered {
+            tracing::warn!(
+                correlation_id = %self.common.correlation_id,
+                phase = "apply",
+                %method,
+                url,
+                ok = sent.result.is_ok(),
+                "an attempt of {method} {url} got no answer: it may have been applied"
+            );
+        }
+        sent
     }
 
     /// Human name of the target, `deployment/web`.
@@ -289,8 +329,8 @@ async fn execute(action: &Action, ctx: &mut Ctx<'_>) -> Result<Done, ActionError
         Action::Restart(a, s) => restart::run(ctx, a, s).await,
         Action::Delete(a, s) => delete::run(ctx, a, s).await,
         Action::Patch(a, s) => patch::run(ctx, a, s).await,
-        Action::Cordon(a) => node::cordon(ctx, a, true).await,
-        Action::Uncordon(a) => node::cordon(ctx, a, false).await,
+        Action::Cordon(a, s) => node::cordon(ctx, a, s).await,
+        Action::Uncordon(a, s) => node::uncordon(ctx, a, s).await,
         Action::Drain(a, s) => node::drain(ctx, a, s).await,
         Action::Wait(a, s) => wait::run(ctx, a, s).await,
     }
@@ -309,6 +349,7 @@ pub fn preflight(action: &Action, common: &Common) -> Result<(), ActionError> {
     let (addr, check): (&Address, KindCheck) = match action {
         Action::Scale(a, _) => (a, scale::check_kind),
         Action::Restart(a, _) => (a, restart::check_kind),
+        Action::Delete(a, s) if s.evict => (a, delete::check_evictable),
         _ => return Ok(()),
     };
     match &addr.type_ref {
@@ -323,8 +364,8 @@ pub fn initial_target(action: &Action) -> Target {
         | Action::Restart(a, _)
         | Action::Delete(a, _)
         | Action::Patch(a, _)
-        | Action::Cordon(a)
-        | Action::Uncordon(a)
+        | Action::Cordon(a, _)
+        | Action::Uncordon(a, _)
         | Action::Drain(a, _)
         | Action::Wait(a, _) => a,
     };
@@ -415,7 +456,8 @@ async fn record_event(kube: &Kube, common: &Common, target: &Target, reason: &st
         .namespace
         .clone()
         .unwrap_or_else(|| "default".to_string());
-    let now = jiff::Timestamp::now().to_string();
+    let at = jiff::Timestamp::now();
+    let now = at.to_string();
     let mut involved = json!({
         "apiVersion": target.api_version,
         "kind": target.kind,
@@ -431,7 +473,10 @@ async fn record_event(kube: &Kube, common: &Common, target: &Target, reason: &st
         "apiVersion": "v1",
         "kind": "Event",
         "metadata": {
-            "generateName": format!("{}.", target.name),
+            // A name of its own (as client-go's recorder names Events), not generateName:
+            // a retry after a lost answer then meets its own Event (409) instead of
+            // recording a second one.
+            "name": event_name(&target.name, at),
             "namespace": ns,
             "annotations": {"heal.dev/correlation-id": common.correlation_id},
         },
@@ -447,10 +492,7 @@ async fn record_event(kube: &Kube, common: &Common, target: &Target, reason: &st
         "count": 1,
     });
     let path = format!("/api/v1/namespaces/{}/events", enc(&ns));
-    match kube
-        .send(Method::POST, &path, Some(JSON), Some(&event))
-        .await
-    {
+    match kube.create(&path, Some(JSON), &event).await {
         Ok(_) => {
             tracing::info!(correlation_id = %common.correlation_id, phase = "event", reason, "recorded event")
         }
@@ -458,6 +500,17 @@ async fn record_event(kube: &Kube, common: &Common, target: &Target, reason: &st
             tracing::warn!(correlation_id = %common.correlation_id, phase = "event", error = %e, "could not record event")
         }
     }
+}
+
+/// The name of an Event about `object` recorded at `at`: `OBJECT.UNIXNANOS` in hex, as
+/// client-go's event recorder names them, within the 253 characters of a name.
+pub fn event_name(object: &str, at: jiff::Timestamp) -> String {
+    let suffix = format!("{:x}", at.as_nanosecond().max(0));
+    let mut prefix: String = object.chars().take(252 - suffix.len()).collect();
+    while prefix.ends_with(['.', '-']) {
+        prefix.pop();
+    }
+    format!("{prefix}.{suffix}")
 }
 
 /// GET an object, mapping 404 to `None`.
@@ -496,4 +549,28 @@ pub(crate) fn int(v: &Value, pointer: &str) -> i64 {
 /// A string field of an object.
 pub(crate) fn str_at<'v>(v: &'v Value, pointer: &str) -> Option<&'v str> {
     v.pointer(pointer).and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_are_the_object_and_the_time_in_nanoseconds_within_253_characters() {
+        let at: jiff::Timestamp = "2026-08-20T10:00:00.000000001Z".parse().unwrap();
+        let name = event_name("web", at);
+        assert_eq!(name, format!("web.{:x}", at.as_nanosecond()));
+        // Cut where a dash would end the prefix: the dash goes too.
+        let long = format!("{}-{}", "a".repeat(235), "b".repeat(20));
+        let name = event_name(&long, at);
+        assert!(name.len() <= 253, "{}", name.len());
+        assert_eq!(
+            name,
+            format!("{}.{:x}", "a".repeat(235), at.as_nanosecond())
+        );
+        assert_ne!(
+            event_name("web", at),
+            event_name("web", at + jiff::SignedDuration::from_nanos(1))
+        );
+    }
 }

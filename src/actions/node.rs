@@ -13,6 +13,75 @@ use crate::guard;
 use crate::kube_api::{JSON, MERGE_PATCH, enc};
 use crate::outcome::Outcome;
 
+/// Annotation on a node heal cordoned: the correlation id of the remediation that did.
+/// `heal uncordon` uncordons only nodes that carry it (unless `--force`), and removes it.
+pub const CORDONED_BY: &str = "heal.dev/cordoned-by";
+
+/// `--max-unschedulable N|P%`: how many of the cluster's nodes may be unschedulable once
+/// this one is cordoned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxUnschedulable {
+    /// At most this many nodes.
+    Count(u64),
+    /// At most this percentage of the nodes, rounded down.
+    Percent(u64),
+}
+
+impl MaxUnschedulable {
+    /// The limit for a cluster of `total` nodes.
+    pub fn limit(self, total: u64) -> u64 {
+        match self {
+            MaxUnschedulable::Count(n) => n,
+            MaxUnschedulable::Percent(p) => total * p / 100,
+        }
+    }
+}
+
+impl std::fmt::Display for MaxUnschedulable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxUnschedulable::Count(n) => write!(f, "{n}"),
+            MaxUnschedulable::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl std::str::FromStr for MaxUnschedulable {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "invalid value {s:?}: expected a number of nodes (2) or a percentage of them (25%)"
+            )
+        };
+        let t = s.trim();
+        if let Some(p) = t.strip_suffix('%') {
+            let p: u64 = p.parse().map_err(|_| bad())?;
+            if p > 100 {
+                return Err(format!("invalid value {s:?}: a percentage is at most 100%"));
+            }
+            Ok(MaxUnschedulable::Percent(p))
+        } else {
+            t.parse().map(MaxUnschedulable::Count).map_err(|_| bad())
+        }
+    }
+}
+
+/// Options of `heal cordon`.
+#[derive(Debug, Clone, Default)]
+pub struct CordonSpec {
+    /// Refuse when cordoning would leave more nodes unschedulable than this.
+    pub max_unschedulable: Option<MaxUnschedulable>,
+}
+
+/// Options of `heal uncordon`.
+#[derive(Debug, Clone, Default)]
+pub struct UncordonSpec {
+    /// Also uncordon a node that heal did not cordon.
+    pub force: bool,
+}
+
 /// Options of `heal drain`.
 #[derive(Debug, Clone, Default)]
 pub struct DrainSpec {
@@ -20,6 +89,8 @@ pub struct DrainSpec {
     pub min_available: Option<i64>,
     /// Also evict pods that no controller manages (they will not come back).
     pub force: bool,
+    /// Refuse when cordoning would leave more nodes unschedulable than this.
+    pub max_unschedulable: Option<MaxUnschedulable>,
 }
 
 async fn node(ctx: &mut Ctx<'_>, addr: &Address) -> Result<(ResourceType, Value), ActionError> {
@@ -39,48 +110,114 @@ fn is_cordoned(node: &Value) -> bool {
     node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true)
 }
 
+/// The correlation id of the heal remediation that cordoned the node, if heal did.
+fn cordoned_by(node: &Value) -> Option<&str> {
+    str_at(
+        node,
+        &format!("/metadata/annotations/{}", CORDONED_BY.replace('/', "~1")),
+    )
+    .filter(|v| !v.is_empty())
+}
+
+/// Cordon (recording this remediation's correlation id on the node, in the same write) or
+/// uncordon (removing it).
 async fn set_unschedulable(
     ctx: &Ctx<'_>,
     rt: &ResourceType,
     name: &str,
     on: bool,
 ) -> Result<(), ActionError> {
-    let body = json!({"spec": {"unschedulable": if on { json!(true) } else { Value::Null }}});
+    let body = if on {
+        json!({
+            "metadata": {"annotations": {CORDONED_BY: ctx.common.correlation_id}},
+            "spec": {"unschedulable": true},
+        })
+    } else {
+        json!({
+            "metadata": {"annotations": {CORDONED_BY: null}},
+            "spec": {"unschedulable": null},
+        })
+    };
     let url = format!("{}{}", rt.object_path(None, name), ctx.dry_query());
     ctx.write(Method::PATCH, &url, Some(MERGE_PATCH), Some(&body))
         .await?;
     Ok(())
 }
 
+/// `--max-unschedulable`: refuse (exit 4) when cordoning `name` would leave more of the
+/// cluster's nodes unschedulable than allowed, counting those already cordoned. Only for a
+/// node not cordoned yet: one that is (by anyone, or by an earlier attempt of this very
+/// remediation) adds no unschedulable node.
+async fn check_max_unschedulable(
+    ctx: &Ctx<'_>,
+    rt: &ResourceType,
+    name: &str,
+    max: MaxUnschedulable,
+) -> Result<Value, ActionError> {
+    let list = ctx.kube.get(&rt.collection_path(None)).await.map_err(|e| {
+        ActionError::from(e)
+            .with_context("cannot list nodes for --max-unschedulable (it needs list on nodes)")
+    })?;
+    let nodes: Vec<Value> = list
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let total = nodes.len().max(1) as u64;
+    let others: Vec<String> = nodes
+        .iter()
+        .filter(|n| is_cordoned(n) && str_at(n, "/metadata/name") != Some(name))
+        .filter_map(|n| str_at(n, "/metadata/name").map(str::to_string))
+        .collect();
+    let after = others.len() as u64 + 1;
+    let limit = max.limit(total);
+    let summary = json!({"unschedulable": after, "nodes": total, "limit": limit});
+    if after > limit {
+        return Err(ActionError::Refused(format!(
+            "cordoning node/{name} would leave {after} of {total} nodes unschedulable, more than --max-unschedulable {max} allows ({limit}){}",
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!("; already unschedulable: {}", others.join(", "))
+            }
+        )));
+    }
+    Ok(summary)
+}
+
 pub(super) async fn cordon(
     ctx: &mut Ctx<'_>,
     addr: &Address,
-    on: bool,
+    spec: &CordonSpec,
 ) -> Result<Done, ActionError> {
     let (rt, obj) = node(ctx, addr).await?;
     let was = is_cordoned(&obj);
-    let before = json!({"cordoned": was});
-    let (verb, reason) = if on {
-        ("cordoned", "HealCordoned")
-    } else {
-        ("uncordoned", "HealUncordoned")
-    };
-    if was == on {
+    let before = json!({"cordoned": was, "cordonedBy": cordoned_by(&obj)});
+    if was {
+        let by = match cordoned_by(&obj) {
+            Some(cid) if cid == ctx.common.correlation_id => " by this remediation".to_string(),
+            Some(cid) => format!(" by heal (correlation id {cid})"),
+            None => " (not by heal: heal uncordon will leave it cordoned)".to_string(),
+        };
         return Ok(Done {
             outcome: Outcome::Noop,
             after: before.clone(),
             before,
-            message: format!("node/{} is already {verb}", addr.name),
-            reason,
+            message: format!("node/{} is already cordoned{by}", addr.name),
+            reason: "HealCordoned",
         });
     }
-    set_unschedulable(ctx, &rt, &addr.name, on).await?;
+    let mut after = json!({"cordoned": true, "cordonedBy": ctx.common.correlation_id});
+    if let Some(max) = spec.max_unschedulable {
+        after["unschedulable"] = check_max_unschedulable(ctx, &rt, &addr.name, max).await?;
+    }
+    set_unschedulable(ctx, &rt, &addr.name, true).await?;
     Ok(Done {
         outcome: ctx.changed(),
         before,
-        after: json!({"cordoned": on}),
+        after,
         message: format!(
-            "{}{verb} node/{}",
+            "{}cordoned node/{}",
             if ctx.common.dry_run {
                 "would have "
             } else {
@@ -88,8 +225,97 @@ pub(super) async fn cordon(
             },
             addr.name
         ),
-        reason,
+        reason: "HealCordoned",
     })
+}
+
+pub(super) async fn uncordon(
+    ctx: &mut Ctx<'_>,
+    addr: &Address,
+    spec: &UncordonSpec,
+) -> Result<Done, ActionError> {
+    let (rt, obj) = node(ctx, addr).await?;
+    let was = is_cordoned(&obj);
+    let by = cordoned_by(&obj).map(str::to_string);
+    let before = json!({"cordoned": was, "cordonedBy": by});
+    if !was {
+        return Ok(Done {
+            outcome: Outcome::Noop,
+            after: before.clone(),
+            before,
+            message: format!("node/{} is already uncordoned", addr.name),
+            reason: "HealUncordoned",
+        });
+    }
+    let forced = match (&by, spec.force) {
+        (Some(_), _) => "",
+        (None, true) => " (it was not cordoned by heal: --force)",
+        (None, false) => {
+            return Err(ActionError::Refused(format!(
+                "node/{} was cordoned by someone else (it has no {CORDONED_BY} annotation), so heal leaves it cordoned: uncordon it yourself (kubectl uncordon {}), or pass --force",
+                addr.name, addr.name
+            )));
+        }
+    };
+    set_unschedulable(ctx, &rt, &addr.name, false).await?;
+    Ok(Done {
+        outcome: ctx.changed(),
+        before,
+        after: json!({"cordoned": false}),
+        message: format!(
+            "{}uncordoned node/{}{}{forced}",
+            if ctx.common.dry_run {
+                "would have "
+            } else {
+                ""
+            },
+            addr.name,
+            by.map(|cid| format!(", cordoned by heal (correlation id {cid})"))
+                .unwrap_or_default()
+        ),
+        reason: "HealUncordoned",
+    })
+}
+
+/// Evict one pod through the Eviction API (`policy/v1`), so its PodDisruptionBudget holds,
+/// with these `deleteOptions`. A budget that blocks answers 429, which the client retries
+/// until the deadline.
+pub(super) async fn evict(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    name: &str,
+    mut delete_options: Value,
+) -> crate::kube_api::Sent {
+    let mut eviction = json!({
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": ns},
+    });
+    if ctx.common.dry_run {
+        delete_options["dryRun"] = json!(["All"]);
+    }
+    if delete_options.as_object().is_some_and(|o| !o.is_empty()) {
+        eviction["deleteOptions"] = delete_options;
+    }
+    let url = format!(
+        "/api/v1/namespaces/{}/pods/{}/eviction{}",
+        enc(ns),
+        enc(name),
+        ctx.dry_query()
+    );
+    ctx.write_tracked(Method::POST, &url, Some(JSON), Some(&eviction))
+        .await
+}
+
+/// The budget's own words when an eviction was refused: ` (The disruption budget web
+/// needs 2 healthy pods and has 2 currently)`.
+pub(super) fn budget_causes(e: &crate::kube_api::ApiError) -> String {
+    match e {
+        crate::kube_api::ApiError::Status { causes, .. } if !causes.is_empty() => {
+            format!(" ({})", causes.join("; "))
+        }
+        _ => String::new(),
+    }
 }
 
 fn pod_key(p: &Value) -> String {
@@ -179,8 +405,14 @@ pub(super) async fn drain(
         }
     }
 
-    let before =
-        json!({"cordoned": was_cordoned, "pods": to_evict.iter().map(pod_key).collect::<Vec<_>>()});
+    let unschedulable = match spec.max_unschedulable {
+        Some(max) if !was_cordoned => {
+            Some(check_max_unschedulable(ctx, &rt, &addr.name, max).await?)
+        }
+        _ => None,
+    };
+
+    let before = json!({"cordoned": was_cordoned, "cordonedBy": cordoned_by(&obj), "pods": to_evict.iter().map(pod_key).collect::<Vec<_>>()});
     if !was_cordoned {
         set_unschedulable(ctx, &rt, &addr.name, true).await?;
     }
@@ -188,36 +420,19 @@ pub(super) async fn drain(
     for p in &to_evict {
         let ns = str_at(p, "/metadata/namespace").unwrap_or("default");
         let name = str_at(p, "/metadata/name").unwrap_or_default();
-        let mut eviction = json!({
-            "apiVersion": "policy/v1",
-            "kind": "Eviction",
-            "metadata": {"name": name, "namespace": ns},
-        });
-        if ctx.common.dry_run {
-            eviction["deleteOptions"] = json!({"dryRun": ["All"]});
-        }
-        let url = format!(
-            "/api/v1/namespaces/{}/pods/{}/eviction{}",
-            enc(ns),
-            enc(name),
-            ctx.dry_query()
-        );
-        match ctx
-            .write(Method::POST, &url, Some(JSON), Some(&eviction))
-            .await
-        {
+        let sent = evict(ctx, ns, name, json!({})).await;
+        match sent.result {
             Ok(_) => evicted.push(pod_key(p)),
+            // Gone after an eviction that got no answer: that eviction removed it.
+            Err(e) if e.is_not_found() && sent.unanswered => evicted.push(pod_key(p)),
+            // Already gone: nothing left to evict.
             Err(e) if e.is_not_found() => {}
             Err(e) if e.is_transient() => {
                 return Err(ActionError::Transient(format!(
                     "drain of node/{} incomplete: could not evict {} before the timeout: {e}{}; evicted so far: [{}]",
                     addr.name,
                     pod_key(p),
-                    match &e {
-                        crate::kube_api::ApiError::Status { causes, .. } if !causes.is_empty() =>
-                            format!(" ({})", causes.join("; ")),
-                        _ => String::new(),
-                    },
+                    budget_causes(&e),
                     evicted.join(", ")
                 )));
             }
@@ -269,10 +484,19 @@ pub(super) async fn drain(
             skipped.len()
         )
     };
+    let mut after = json!({
+        "cordoned": true,
+        "cordonedBy": if was_cordoned { cordoned_by(&obj).map(str::to_string) } else { Some(ctx.common.correlation_id.clone()) },
+        "evicted": evicted,
+        "skipped": skipped,
+    });
+    if let Some(u) = unschedulable {
+        after["unschedulable"] = u;
+    }
     Ok(Done {
         outcome,
         before,
-        after: json!({"cordoned": true, "evicted": evicted, "skipped": skipped}),
+        after,
         message,
         reason: "HealDrained",
     })

@@ -4,6 +4,7 @@
 use http::Method;
 use serde_json::json;
 
+use super::controllers::{self, GitOpsOptions};
 use super::{ActionError, Ctx, Done, int, str_at};
 use crate::address::{Address, ResourceType};
 use crate::kube_api::STRATEGIC_PATCH;
@@ -19,6 +20,8 @@ pub const RESTART_CORRELATION: &str = "heal.dev/restart-correlation-id";
 pub struct RestartSpec {
     /// Follow the rollout until it completes.
     pub wait: bool,
+    /// What to do about a workload that Argo CD or Flux reconciles.
+    pub gitops: GitOpsOptions,
 }
 
 /// Only workloads with rollouts can be restarted.
@@ -42,6 +45,7 @@ pub(super) async fn run(
     ctx.check_namespace(ns.as_deref())?;
     let obj = super::get_required(ctx.kube, &rt, ns.as_deref(), &addr.name).await?;
     ctx.check_object(&obj)?;
+    let gitops = controllers::check_gitops(ctx, &obj, &rt, &spec.gitops)?;
     let annotations = "/spec/template/metadata/annotations";
     let previous = str_at(
         &obj,
@@ -92,6 +96,11 @@ pub(super) async fn run(
     if spec.wait && !ctx.common.dry_run {
         super::wait::rollout(ctx, &rt, ns.as_deref(), &addr.name).await?;
         message.push_str("; rollout complete");
+    }
+    let mut after = after;
+    if let Some(owner) = &gitops {
+        message.push_str(&controllers::gitops_note(&ctx.target_name(), owner));
+        after["gitOps"] = owner.to_json();
     }
     Ok(Done {
         outcome: ctx.changed(),

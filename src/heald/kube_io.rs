@@ -1,9 +1,11 @@
 //! heald's Kubernetes calls, all through [`Kube`]: each call waits for a token of the QPS
 //! limiter and gets its own deadline. Reading and writing the guard Leases (create, or
 //! replace with `resourceVersion`; 409 means another replica won), listing and marking runs,
-//! and recording Events on runs.
+//! and recording Events on runs. A create whose answer was lost, met by 409 on its retry,
+//! is recognised as created (see [`Kube::create`]); so is a Lease update whose answer was
+//! lost when the Lease holds what was written.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::Method;
@@ -11,9 +13,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::heald::lease::{LeaseError, LeaseState};
-use crate::heald::ratelimit::QpsLimiter;
-use crate::kube_api::{ApiError, JSON, Kube, MERGE_PATCH, enc};
+use crate::kube_api::{ApiError, JSON, Kube, MERGE_PATCH, Sent, enc};
 
 /// A failure of one of heald's Kubernetes operations.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -21,9 +21,9 @@ pub enum KubeIoError {
     /// The API server refused or could not be reached.
     #[error(transparent)]
     Api(#[from] ApiError),
-    /// A Lease heald cannot read.
-    #[error(transparent)]
-    Lease(#[from] LeaseError),
+    /// An object of heald's (a Lease) it cannot read.
+    #[error("{0}")]
+    Unreadable(String),
     /// Another writer changed the object first (409): read again and decide again.
     #[error("{0} was changed by someone else first")]
     Conflict(String),
@@ -34,10 +34,42 @@ impl KubeIoError {
     pub fn is_transient(&self) -> bool {
         match self {
             KubeIoError::Api(e) => e.is_transient(),
-            KubeIoError::Lease(_) => false,
+            KubeIoError::Unreadable(_) => false,
             KubeIoError::Conflict(_) => true,
         }
     }
+}
+
+tokio::task_local! {
+    /// The request budget of the webhook answer this task works for: see
+    /// [`K8s::reserve`].
+    static BUDGET: Budget;
+}
+
+/// Requests an answer may still send: tokens of the QPS limiter taken ahead for the work
+/// at hand, and the instant by which the answer is due.
+#[derive(Debug)]
+pub struct Budget {
+    deadline: Instant,
+    prepaid: std::cell::Cell<u32>,
+}
+
+impl Budget {
+    /// Run `work` with an answer due at `deadline`: its [`K8s::reserve`] calls take their
+    /// tokens ahead, or say the work does not fit.
+    pub async fn scope<F: std::future::Future>(deadline: Instant, work: F) -> F::Output {
+        let budget = Budget {
+            deadline,
+            prepaid: std::cell::Cell::new(0),
+        };
+        BUDGET.scope(budget, work).await
+    }
+}
+
+/// When the answer the current task works for is due (`None` outside a
+/// [`Budget::scope`]).
+pub fn answer_due() -> Option<Instant> {
+    BUDGET.try_with(|b| b.deadline).ok()
 }
 
 /// The Kubernetes client heald uses: [`Kube`] plus a QPS limiter and a per-call deadline.
@@ -73,7 +105,48 @@ impl K8s {
         &self.kube
     }
 
-    /// Send one request under the limiter and the deadline.
+    /// Take ahead the tokens of the `n` requests the next piece of work sends (an alert's
+    /// observation, or its effects), when they all come before the answer is due: `false`
+    /// when they do not (nothing is taken, nothing should be sent). Outside a
+    /// [`Budget::scope`] there is no answer to wait for: `true`, and requests wait for
+    /// their tokens one by one.
+    pub async fn reserve(&self, n: u32) -> bool {
+        let Ok(deadline) = BUDGET.try_with(|b| b.deadline) else {
+            return true;
+        };
+        let Some(wait) = self.qps.reserve(n, deadline) else {
+            return false;
+        };
+        let _ = BUDGET.try_with(|b| b.prepaid.set(b.prepaid.get() + n));
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        true
+    }
+
+    /// Give back the tokens taken ahead and not used.
+    pub fn return_unused(&self) {
+        let left = BUDGET.try_with(|b| b.prepaid.replace(0)).unwrap_or(0);
+        if left > 0 {
+            self.qps.give_back(left);
+        }
+    }
+
+    fn prepaid(&self) -> bool {
+        BUDGET
+            .try_with(|b| {
+                let n = b.prepaid.get();
+                if n > 0 {
+                    b.prepaid.set(n - 1);
+                }
+                n > 0
+            })
+            .unwrap_or(false)
+    }
+
+    /// Send one request under the limiter and the deadline. A POST of a named object is a
+    /// create: when its answer was lost and the retry answers 409, the object found under
+    /// that name with the labels and annotations sent is the answer ([`Kube::create`]).
     pub async fn send(
         &self,
         method: Method,
@@ -81,16 +154,42 @@ impl K8s {
         content_type: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Value, ApiError> {
+        let kube = self.limited().await?;
+        match body {
+            Some(b) if method == Method::POST && b.pointer("/metadata/name").is_some() => {
+                kube.create(path, content_type, b).await
+            }
+            _ => kube.send(method, path, content_type, body).await,
+        }
+    }
+
+    /// [`Self::send`] without the create handling, telling whether an attempt went
+    /// unanswered.
+    pub async fn send_tracked(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<&Value>,
+    ) -> Sent {
+        match self.limited().await {
+            Ok(kube) => kube.send_tracked(method, path, content_type, body).await,
+            Err(e) => Sent {
+                result: Err(e),
+                unanswered: false,
+            },
+        }
+    }
+
+    /// The client with this call's deadline, once the limiter lets the call go.
+    async fn limited(&self) -> Result<Kube, ApiError> {
         let deadline = Instant::now() + self.timeout;
-        if !self.qps.acquire(deadline).await {
+        if !self.prepaid() && !self.qps.acquire(deadline).await {
             return Err(ApiError::Timeout(Some(
                 "heald's Kubernetes request rate limit (--kube-qps) was reached".into(),
             )));
         }
-        self.kube
-            .with_deadline(deadline)
-            .send(method, path, content_type, body)
-            .await
+        Ok(self.kube.with_deadline(deadline))
     }
 
     /// GET, with 404 as `None`.
@@ -100,85 +199,6 @@ impl K8s {
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    /// Read a Lease; `None` when it does not exist.
-    pub async fn read_lease(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<LeaseState>, KubeIoError> {
-        match self.get_opt(&lease_path(namespace, Some(name))).await? {
-            Some(obj) => Ok(Some(LeaseState::from_object(&obj)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Write a Lease: create it when it has no `resourceVersion`, else replace it with that
-    /// version as a precondition. 409 (created or changed by another replica first) is
-    /// [`KubeIoError::Conflict`]. Returns the state as written.
-    pub async fn write_lease(
-        &self,
-        namespace: &str,
-        lease: &LeaseState,
-    ) -> Result<LeaseState, KubeIoError> {
-        let obj = lease.to_object(namespace);
-        let result = match &lease.resource_version {
-            None => {
-                self.send(
-                    Method::POST,
-                    &lease_path(namespace, None),
-                    Some(JSON),
-                    Some(&obj),
-                )
-                .await
-            }
-            Some(_) => {
-                self.send(
-                    Method::PUT,
-                    &lease_path(namespace, Some(&lease.name)),
-                    Some(JSON),
-                    Some(&obj),
-                )
-                .await
-            }
-        };
-        match result {
-            Ok(v) => Ok(LeaseState::from_object(&v)?),
-            Err(e) if e.is_conflict() => {
-                Err(KubeIoError::Conflict(format!("Lease {}", lease.name)))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Apply `change` to a Lease, re-reading and retrying when another replica wrote it
-    /// first. `change` gets the current state (`None`: no Lease yet) and returns the state
-    /// to write, or `None` to write nothing.
-    pub async fn update_lease<F>(
-        &self,
-        namespace: &str,
-        name: &str,
-        mut change: F,
-    ) -> Result<Option<LeaseState>, KubeIoError>
-    where
-        F: FnMut(Option<LeaseState>) -> Option<LeaseState>,
-    {
-        let mut last = None;
-        for _ in 0..5 {
-            let current = self.read_lease(namespace, name).await?;
-            let Some(next) = change(current) else {
-                return Ok(None);
-            };
-            match self.write_lease(namespace, &next).await {
-                Ok(written) => return Ok(Some(written)),
-                Err(KubeIoError::Conflict(what)) => last = Some(what),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(KubeIoError::Conflict(
-            last.unwrap_or_else(|| format!("Lease {name}")),
-        ))
     }
 
     /// List objects of a collection matching a label selector; 404 (the engine's CRD is not
@@ -302,6 +322,8 @@ impl K8s {
     }
 
     /// Record a `core/v1` Event on a run (or any object). Failures are logged, never fatal.
+    /// The Event is named for its object and time, as client-go names Events, so that a
+    /// retry after a lost answer meets it (409) instead of recording it twice.
     pub async fn event(&self, on: &EventTarget<'_>, event_type: &str, reason: &str, message: &str) {
         let now = Timestamp::now();
         let time = now.to_string();
@@ -309,7 +331,7 @@ impl K8s {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {
-                "generateName": format!("{}.", on.name),
+                "name": crate::actions::event_name(on.name, now),
                 "namespace": on.namespace,
                 "annotations": {"heal.dev/correlation-id": on.correlation_id},
             },
@@ -434,5 +456,133 @@ pub fn lease_path(namespace: &str, name: Option<&str>) -> String {
     match name {
         Some(n) => format!("{base}/{}", enc(n)),
         None => base,
+    }
+}
+
+/// A token bucket: `rate` tokens per second, at most `burst` stored.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: u32, now: Instant) -> Bucket {
+        Bucket {
+            rate,
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+    }
+
+    /// Whether a token is there at `now`, without taking it.
+    pub fn has_token(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        self.tokens >= 1.0
+    }
+
+    /// Take a token if one is there.
+    pub fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Take a token now or in the future: how long the caller must wait for it.
+    pub fn reserve(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+
+    /// Take `n` tokens now or in the future: how long until the last of them is there.
+    pub fn reserve_n(&mut self, n: u32, now: Instant) -> Duration {
+        self.refill(now);
+        self.tokens -= f64::from(n);
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+}
+
+/// Bounds heald's Kubernetes request rate: each request waits for its token.
+#[derive(Debug)]
+pub struct QpsLimiter {
+    bucket: Mutex<Bucket>,
+}
+
+impl QpsLimiter {
+    /// `qps` requests per second, bursts of `burst`.
+    pub fn new(qps: f64, burst: u32) -> QpsLimiter {
+        QpsLimiter {
+            bucket: Mutex::new(Bucket::new(qps, burst, Instant::now())),
+        }
+    }
+
+    /// Reserve `n` requests' tokens for one piece of work (an alert's decision and its
+    /// effects), if the last of them comes by `deadline`: how long to wait before starting
+    /// (after which the `n` requests need no token), or `None` (nothing is taken).
+    pub fn reserve(&self, n: u32, deadline: Instant) -> Option<Duration> {
+        let now = Instant::now();
+        let mut b = match self.bucket.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let wait = b.reserve_n(n, now);
+        if now + wait > deadline {
+            b.tokens += f64::from(n);
+            return None;
+        }
+        Some(wait)
+    }
+
+    /// Give back `n` tokens reserved and not used.
+    pub fn give_back(&self, n: u32) {
+        let mut b = match self.bucket.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        b.tokens = (b.tokens + f64::from(n)).min(b.burst);
+    }
+
+    /// Wait for a token; `false` when it would come after `deadline` (nothing is taken).
+    pub async fn acquire(&self, deadline: Instant) -> bool {
+        let now = Instant::now();
+        let wait = {
+            let mut b = match self.bucket.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let wait = b.reserve(now);
+            if now + wait > deadline {
+                b.tokens += 1.0;
+                return false;
+            }
+            wait
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        true
     }
 }

@@ -2,47 +2,38 @@
 //! acting now is safe, submits the rendered run to its engine, follows it to the end and
 //! reports back.
 //!
-//! Pure parts (no I/O): [`config`] parsing and validation, [`decide`] (the decision for one
-//! alert from what was read), [`lease`] (the Lease document holding locks, cooldowns and
-//! failure counts), [`pending`] (Alertmanager deliveries a run still owes),
-//! [`ratelimit`] (token buckets), [`runs`] (reading a run's outcome),
-//! [`local_run`] (a local-engine run's ConfigMap and the scheduling of its steps),
-//! [`remediations`] (the recent-decisions ring buffer) and [`metrics`].
-//! Parts that talk to the outside say so: [`kube_io`] (Leases, runs and Events through
-//! [`Kube`](crate::kube_api::Kube)), [`engines`] (the one trait seam: Argo, Tekton, Argo
-//! Server), [`local`] (the local engine: heald runs the steps itself),
-//! [`alertmanager_http`] and [`notify_http`] (silences and notifiers), [`intake`]
-//! (performing decisions), [`intents`] (completing the runs a stopped heald recorded the
-//! intent of), [`failpoint`] (debug-build kill points for the kill tests), [`track`] (following runs) and [`watch`] (watching them),
-//! [`server`] (the HTTP routers) and
-//! [`service`] (start-up, listeners, reload and shutdown).
+//! Its parts, each a folder, from the bottom up (a part imports only the parts below it,
+//! and the shared ground: [`config`], [`kube_io`], [`state`], [`policies`],
+//! [`failpoint`]):
+//!
+//! - [`guards`]: the Leases that hold targets and count failures, and the token buckets
+//!   (pure documents, read and written through [`kube_io`]);
+//! - [`engines`]: the one seam to what carries a run out (Argo, Argo Server, Tekton, and
+//!   heald's own local engine): submit, read the outcome, cancel;
+//! - [`reporting`]: Alertmanager silences, notifiers, the recent-decisions list, metrics;
+//! - [`tracking`]: following runs to their end (watches and the periodic pass) and
+//!   handling each end once;
+//! - [`intake`]: the webhook's alerts: observe, decide (pure), act; deferred alerts and
+//!   the intents a stopped replica left.
+//!
+//! On top: [`server`] (the HTTP routers) and [`service`] (start-up, listeners, reload and
+//! shutdown).
 
-pub mod alertmanager_http;
 pub mod config;
-pub mod decide;
 pub mod engines;
 pub mod failpoint;
+pub mod guards;
 pub mod intake;
-pub mod intents;
 pub mod kube_io;
-pub mod lease;
-pub mod local;
-pub mod local_run;
-pub mod metrics;
-pub mod notify_http;
-pub mod pending;
 pub mod policies;
-pub mod ratelimit;
-pub mod remediations;
-pub mod runs;
+pub mod reporting;
 pub mod server;
 pub mod service;
 pub mod state;
-pub mod track;
-pub mod watch;
+pub mod tracking;
 
 pub use config::{Args, Config, ConfigError};
-pub use decide::Decision;
+pub use intake::decide::Decision;
 pub use server::{admin_router, router};
 pub use service::{main_with_args, serve};
 pub use state::State;
@@ -57,6 +48,9 @@ pub const OUTCOME_LABEL: &str = "heal.dev/outcome";
 pub const ALERT_LABELS_ANNOTATION: &str = "heal.dev/alert-labels";
 /// Annotation naming the Lease that holds the run's target.
 pub const LEASE_ANNOTATION: &str = "heal.dev/lease";
+/// Annotation naming the Lease that counts the policy's unfinished runs
+/// (`guards.maxInFlight`), which the run holds a slot of until it ends.
+pub const IN_FLIGHT_ANNOTATION: &str = "heal.dev/in-flight-lease";
 /// Annotation with the run's deadline in seconds.
 pub const DEADLINE_ANNOTATION: &str = "heal.dev/deadline-seconds";
 /// Annotation with the id of the Alertmanager silence made while the run is in progress.

@@ -21,9 +21,9 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
 use crate::alert::Webhook;
-use crate::heald::runs::{RunInfo, object_path};
+use crate::heald::engines::runs::{RunInfo, object_path};
 use crate::heald::state::State;
-use crate::heald::track::{Ending, finish};
+use crate::heald::tracking::{Ending, finish};
 use crate::heald::{REPORTED_LABEL, intake};
 use crate::render::Engine as Kind;
 
@@ -237,7 +237,8 @@ async fn alerts_inner(st: &Arc<State>, req: Request) -> Result<Value, ApiProblem
             "Alertmanager left alerts out of this notification (max_alerts); they get no decision"
         );
     }
-    let work = intake::handle_alerts(st, hook.into_alerts());
+    // Work that cannot be done in time is deferred rather than answered 503.
+    let work = intake::handle_alerts(st, hook.into_alerts(), Some(st.config.request_timeout));
     match tokio::time::timeout(st.config.request_timeout, work).await {
         Ok(Ok(decisions)) => Ok(json!({"decisions": decisions})),
         Ok(Err(e)) => Err(ApiProblem::Unavailable(e.0)),
@@ -321,11 +322,7 @@ async fn reports_inner(st: &Arc<State>, req: Request) -> Result<(StatusCode, Val
             "engine: heald does not track {engine} runs"
         )));
     };
-    let Some(k8s) = &st.k8s else {
-        return Err(ApiProblem::Unavailable(
-            "heald has no Kubernetes connection".into(),
-        ));
-    };
+    let k8s = &st.k8s;
     let not_found = || {
         ApiProblem::NotFound(format!(
             "no {} {}/{} created by heald",
@@ -365,8 +362,8 @@ async fn reports_inner(st: &Arc<State>, req: Request) -> Result<(StatusCode, Val
     }
     let status = report.outcome.as_deref().unwrap_or(&report.status);
     let outcome = match crate::report_http::normalise(status) {
-        "succeeded" => crate::heald::runs::RunOutcome::Succeeded,
-        _ => crate::heald::runs::RunOutcome::Failed,
+        "succeeded" => crate::heald::engines::runs::RunOutcome::Succeeded,
+        _ => crate::heald::engines::runs::RunOutcome::Failed,
     };
     let ending = Ending {
         outcome,

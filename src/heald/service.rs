@@ -118,9 +118,8 @@ pub async fn serve(config: Config) -> Result<i32, ServeError> {
         tokio::time::Instant::now() + Duration::from_secs(3600),
     )
     .await?;
-    let state = Arc::new(
-        State::new(config, policies, Some(kube)).map_err(|e| ServeError::Setup(e.to_string()))?,
-    );
+    let state =
+        Arc::new(State::new(config, policies, kube).map_err(|e| ServeError::Setup(e.to_string()))?);
     let listeners = Listeners::bind(&state.config).await?;
     tracing::info!(
         listen = %listeners.web_addr,
@@ -205,8 +204,9 @@ fn tls_acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServeError> {
 pub async fn run(state: Arc<State>, listeners: Listeners) -> i32 {
     let stop = state.shutdown_signal();
     let grace = state.config.shutdown_grace;
-    let tracker = tokio::spawn(crate::heald::track::run(Arc::clone(&state)));
-    let intents = tokio::spawn(crate::heald::intents::run(Arc::clone(&state)));
+    let tracker = tokio::spawn(crate::heald::tracking::run(Arc::clone(&state)));
+    let intents = tokio::spawn(crate::heald::intake::intents::run(Arc::clone(&state)));
+    let deferred = tokio::spawn(crate::heald::intake::deferred::run(Arc::clone(&state)));
     let reloader = tokio::spawn(reload_loop(Arc::clone(&state)));
     // The admin port stays up during the drain so /readyz can say so.
     let (admin_stop_tx, admin_stop) = watch::channel(false);
@@ -230,8 +230,16 @@ pub async fn run(state: Arc<State>, listeners: Listeners) -> i32 {
         tracing::warn!("the tracker did not finish within the shutdown grace");
     }
     // Local runs get the same grace; what is left is released for a replica to resume.
-    crate::heald::local::drain(&state, grace).await;
+    crate::heald::engines::local::drain(&state, grace).await;
     intents.abort();
+    // Deferred alerts left now were never held or silenced: Alertmanager brings them again.
+    if !state.deferred.is_empty() {
+        tracing::warn!(
+            alerts = state.deferred.len(),
+            "stopping with deferred alerts not decided; Alertmanager's next notification brings them again"
+        );
+    }
+    deferred.abort();
     reloader.abort();
     admin_stop_tx.send_replace(true);
     let _ = admin.await;

@@ -2,7 +2,6 @@
 //! policies, the Kubernetes client, the engines, the rate limiters, the recent history, the
 //! metrics and the readiness switch.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -10,14 +9,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::heald::config::Config;
-use crate::heald::engines::{ArgoServerEngine, Engine, KubeEngine};
+use crate::heald::engines::local::{LocalEngine, LocalRuns};
+use crate::heald::engines::{ArgoServerEngine, Engine, Engines, KubeEngine};
+use crate::heald::guards::ratelimit::SubmitLimiter;
 use crate::heald::kube_io::K8s;
-use crate::heald::local::{LocalEngine, LocalRuns};
-use crate::heald::metrics::Metrics;
-use crate::heald::pending::Sweeps;
 use crate::heald::policies::PolicyStore;
-use crate::heald::ratelimit::SubmitLimiter;
-use crate::heald::remediations::{History, KeyedLocks, KnownRuns};
+use crate::heald::reporting::metrics::Metrics;
+use crate::heald::reporting::pending::Sweeps;
+use crate::heald::reporting::remediations::{History, KeyedLocks, KnownRuns};
 use crate::kube_api::Kube;
 use crate::policy::PlanDefaults;
 use crate::render::Engine as Kind;
@@ -31,16 +30,21 @@ pub struct State {
     pub config: Config,
     /// Policies and templates.
     pub policies: PolicyStore,
-    /// The Kubernetes client; `None` only in tests that never reach Kubernetes.
-    pub k8s: Option<K8s>,
+    /// The Kubernetes client.
+    pub k8s: K8s,
+    /// How a run's end is handled ([`tracking::finish`](crate::heald::tracking::finish)),
+    /// for the local engine, which hands its runs' ends up without importing tracking.
+    pub finish_run: crate::heald::tracking::FinishRun,
     /// Engines by kind.
-    pub engines: HashMap<Kind, Arc<dyn Engine>>,
+    pub engines: Engines,
     /// Submission token buckets.
     pub limiter: SubmitLimiter,
     /// Recent decisions and outcomes.
     pub history: History,
     /// Runs this replica created or saw.
     pub known: KnownRuns,
+    /// Alerts waiting for heald's Kubernetes request budget.
+    pub deferred: crate::heald::intake::deferred::Deferred,
     /// One decision at a time per run name in this replica.
     pub deciding: KeyedLocks,
     /// Metrics.
@@ -50,9 +54,11 @@ pub struct State {
     /// What plans take when a policy does not say.
     pub plan_defaults: PlanDefaults,
     /// Local-engine runs executing in this replica, and this replica's holder identity.
-    pub local: LocalRuns,
+    pub local: Arc<LocalRuns>,
     /// When the tracker looks for silences still owed to Alertmanager.
     pub sweeps: Sweeps,
+    /// When this replica last told a human it stood down, per policy and target.
+    pub notices: crate::heald::reporting::escalation::Notices,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
 }
@@ -61,7 +67,7 @@ impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State")
             .field("config", &self.config)
-            .field("engines", &self.engines.keys().collect::<Vec<_>>())
+            .field("engines", &self.engines)
             .finish_non_exhaustive()
     }
 }
@@ -75,43 +81,28 @@ pub enum StateError {
 }
 
 impl State {
-    /// Build the state. With `kube`, Argo and Tekton runs are created through the Kubernetes
-    /// API (Argo through the Argo Server when `--argo-server-url` is set), and local runs
-    /// are executed by heald itself.
-    pub fn new(
-        config: Config,
-        policies: PolicyStore,
-        kube: Option<Kube>,
-    ) -> Result<State, StateError> {
-        let http = crate::heald::alertmanager_http::client(Duration::from_secs(10))
+    /// Build the state: Argo and Tekton runs are created through the Kubernetes API (Argo
+    /// through the Argo Server when `--argo-server-url` is set), and local runs are
+    /// executed by heald itself.
+    pub fn new(config: Config, policies: PolicyStore, kube: Kube) -> Result<State, StateError> {
+        let http = crate::heald::reporting::alertmanager_http::client(Duration::from_secs(10))
             .map_err(StateError::Http)?;
-        let k8s = kube.map(|k| K8s::new(k, config.kube_qps, config.kube_burst, config.api_timeout));
-        let mut engines: HashMap<Kind, Arc<dyn Engine>> = HashMap::new();
-        let local = LocalRuns::new(&config.instance);
-        if let Some(k8s) = &k8s {
-            engines.insert(
-                Kind::Local,
-                Arc::new(LocalEngine::new(k8s.clone(), local.holder())),
-            );
-            engines.insert(
-                Kind::Argo,
-                Arc::new(KubeEngine::new(Kind::Argo, k8s.clone())),
-            );
-            engines.insert(
-                Kind::Tekton,
-                Arc::new(KubeEngine::new(Kind::Tekton, k8s.clone())),
-            );
-        }
-        if let Some(url) = &config.argo_server_url {
-            engines.insert(
-                Kind::Argo,
-                Arc::new(ArgoServerEngine::new(
-                    http.clone(),
-                    url,
-                    config.argo_server_token.clone(),
-                )),
-            );
-        }
+        let k8s = K8s::new(kube, config.kube_qps, config.kube_burst, config.api_timeout);
+        let local = Arc::new(LocalRuns::new(&config.instance));
+        let argo: Arc<dyn Engine> = match &config.argo_server_url {
+            Some(url) => Arc::new(ArgoServerEngine::new(
+                http.clone(),
+                url,
+                config.argo_server_token.clone(),
+                k8s.clone(),
+            )),
+            None => Arc::new(KubeEngine::new(Kind::Argo, k8s.clone())),
+        };
+        let engines = Engines::new(
+            argo,
+            Arc::new(KubeEngine::new(Kind::Tekton, k8s.clone())),
+            Arc::new(LocalEngine::new(k8s.clone(), Arc::clone(&local))),
+        );
         let plan_defaults = PlanDefaults {
             run_namespace: config.run_namespace.clone(),
             service_account: config.service_account.clone(),
@@ -128,16 +119,19 @@ impl State {
             limiter: SubmitLimiter::new(config.rate_limits),
             history: History::new(config.history),
             known: KnownRuns::new(KNOWN_RUNS),
+            deferred: crate::heald::intake::deferred::Deferred::default(),
             deciding: KeyedLocks::default(),
             metrics,
             http,
             plan_defaults,
             local,
             sweeps: Sweeps::default(),
+            notices: Default::default(),
             ready: AtomicBool::new(true),
             shutdown,
             engines,
             k8s,
+            finish_run: crate::heald::tracking::finish_boxed,
             policies,
             config,
         })
@@ -145,7 +139,7 @@ impl State {
 
     /// Use `engine` for its kind instead of the default (tests, other submitters).
     pub fn with_engine(mut self, engine: Arc<dyn Engine>) -> State {
-        self.engines.insert(engine.kind(), engine);
+        self.engines.set(engine);
         self
     }
 

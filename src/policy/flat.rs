@@ -160,19 +160,29 @@ pub(super) fn convert(
                 grace_period: None,
                 uid: None,
                 min_available: Some(1),
+                evict: true,
             },
         ),
         "restart-deployment" => (
             label_target("deployment", "deployment", true),
-            Action::Restart { wait: true },
+            Action::Restart {
+                wait: true,
+                gitops: Default::default(),
+            },
         ),
         "restart-statefulset" => (
             label_target("statefulset", "statefulset", true),
-            Action::Restart { wait: true },
+            Action::Restart {
+                wait: true,
+                gitops: Default::default(),
+            },
         ),
         "restart-daemonset" => (
             label_target("daemonset", "daemonset", true),
-            Action::Restart { wait: true },
+            Action::Restart {
+                wait: true,
+                gitops: Default::default(),
+            },
         ),
         "scale-deployment" | "scale-statefulset" => {
             let kind = &a.kind["scale-".len()..];
@@ -193,15 +203,23 @@ pub(super) fn convert(
                     replicas,
                     min: None,
                     max: None,
+                    hpa: None,
+                    gitops: Default::default(),
                 },
             )
         }
-        "cordon-node" => (label_target("node", "node", false), Action::Cordon),
+        "cordon-node" => (
+            label_target("node", "node", false),
+            Action::Cordon {
+                max_unschedulable: None,
+            },
+        ),
         "uncordon-node" => (label_target("node", "node", false), Action::Uncordon),
         "drain-node" => (
             label_target("node", "node", false),
             Action::Drain {
                 min_available: Some(1),
+                max_unschedulable: None,
             },
         ),
         other => {

@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    API_VERSION, Action, FailureBudget, Guards, Notifier, NotifierKind, OnFailure, OnResolved,
-    OnSuccess, Piece, Policy, PolicySet, Source, StatusFilter, Step, TargetField, TargetSpec,
-    Template, UrlSource, ValueSource, flat,
+    API_VERSION, Action, FailureBudget, GitOpsStep, Guards, Notifier, NotifierKind, OnFailure,
+    OnResolved, OnSuccess, Piece, Policy, PolicySet, Source, StatusFilter, Step, TargetField,
+    TargetSpec, Template, UrlSource, ValueSource, flat,
 };
 use crate::address::{self, TypeRef};
 use crate::matcher::Matchers;
@@ -526,6 +526,12 @@ pub(super) struct RawStep {
     query: Option<String>,
     expect: Option<String>,
     prometheus_url: Option<String>,
+    hpa: Option<String>,
+    git_ops: Option<String>,
+    argocd_tracking: Option<String>,
+    evict: Option<bool>,
+    force_conflicts: Option<bool>,
+    max_unschedulable: Option<IntOrString>,
 }
 
 #[derive(Deserialize, Default)]
@@ -533,6 +539,7 @@ pub(super) struct RawStep {
 struct RawGuards {
     cooldown: Option<IntOrString>,
     concurrency_per_target: Option<u32>,
+    max_in_flight: Option<u32>,
     failure_budget: Option<RawFailureBudget>,
     #[serde(default)]
     allow_namespaces: Vec<String>,
@@ -1059,6 +1066,13 @@ fn guards(g: RawGuards, base: &[Segment], issues: &mut Vec<Issue>) -> Guards {
             "use 1 to let one run at a time touch a target",
         ));
     }
+    if g.max_in_flight == Some(0) {
+        issues.push(issue(
+            &at(base, &[k("maxInFlight")]),
+            "maxInFlight must be at least 1",
+            "the number of this policy's runs that may be unfinished at once, over all targets",
+        ));
+    }
     let failure_budget = g.failure_budget.and_then(|b| {
         let bp = at(base, &[k("failureBudget")]);
         if b.failures == 0 {
@@ -1099,6 +1113,7 @@ fn guards(g: RawGuards, base: &[Segment], issues: &mut Vec<Issue>) -> Guards {
     Guards {
         cooldown,
         concurrency_per_target: concurrency,
+        max_in_flight: g.max_in_flight,
         failure_budget,
         allow_namespaces: g.allow_namespaces,
         require_label: g.require_label,
@@ -1111,12 +1126,19 @@ const ACTIONS: &str = "scale, restart, delete, patch, cordon, uncordon, drain, w
 /// serviceAccount).
 fn allowed_args(action: &str) -> Option<&'static [&'static str]> {
     Some(match action {
-        "scale" => &["replicas", "min", "max"],
-        "restart" => &["wait"],
-        "delete" => &["gracePeriod", "uid", "minAvailable"],
-        "patch" => &["type", "patch"],
-        "cordon" | "uncordon" => &[],
-        "drain" => &["minAvailable"],
+        "scale" => &["replicas", "min", "max", "hpa", "gitOps", "argocdTracking"],
+        "restart" => &["wait", "gitOps", "argocdTracking"],
+        "delete" => &["gracePeriod", "uid", "minAvailable", "evict"],
+        "patch" => &[
+            "type",
+            "patch",
+            "forceConflicts",
+            "gitOps",
+            "argocdTracking",
+        ],
+        "cordon" => &["maxUnschedulable"],
+        "uncordon" => &[],
+        "drain" => &["minAvailable", "maxUnschedulable"],
         "wait" => &["for"],
         "verify" => &["query", "expect", "prometheusUrl"],
         _ => return None,
@@ -1143,7 +1165,66 @@ fn given_args(s: &RawStep) -> Vec<&'static str> {
     add(s.query.is_some(), "query");
     add(s.expect.is_some(), "expect");
     add(s.prometheus_url.is_some(), "prometheusUrl");
+    add(s.hpa.is_some(), "hpa");
+    add(s.git_ops.is_some(), "gitOps");
+    add(s.argocd_tracking.is_some(), "argocdTracking");
+    add(s.evict.is_some(), "evict");
+    add(s.force_conflicts.is_some(), "forceConflicts");
+    add(s.max_unschedulable.is_some(), "maxUnschedulable");
     v
+}
+
+/// `gitOps` and `argocdTracking` of a step that changes a workload.
+fn gitops_step(s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> GitOpsStep {
+    let allow = match s.git_ops.as_deref() {
+        None | Some("refuse") => false,
+        Some("allow") => true,
+        Some(other) => {
+            issues.push(issue(
+                &at(base, &[k("gitOps")]),
+                format!("invalid gitOps {other:?}"),
+                "use allow (change objects Argo CD or Flux manage; they may revert it) or refuse (the default)",
+            ));
+            false
+        }
+    };
+    if let Some(t) = &s.argocd_tracking
+        && !matches!(t.as_str(), "annotation" | "label" | "annotation+label")
+    {
+        issues.push(issue(
+            &at(base, &[k("argocdTracking")]),
+            format!("invalid argocdTracking {t:?}"),
+            "use Argo CD's application.resourceTrackingMethod: annotation, label or annotation+label",
+        ));
+    }
+    GitOpsStep {
+        allow,
+        argocd_tracking: s.argocd_tracking.clone(),
+    }
+}
+
+/// `maxUnschedulable: N` or `"P%"`.
+fn max_unschedulable(s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Option<String> {
+    let v = s.max_unschedulable.as_ref()?;
+    let text = v.to_string();
+    let ok = match v {
+        IntOrString::Int(n) => *n >= 0,
+        IntOrString::Str(t) => {
+            t.strip_suffix('%')
+                .and_then(|p| p.parse::<u64>().ok())
+                .is_some_and(|p| p <= 100)
+                || t.parse::<u64>().is_ok()
+        }
+    };
+    if !ok {
+        issues.push(issue(
+            &at(base, &[k("maxUnschedulable")]),
+            format!("invalid maxUnschedulable {text:?}"),
+            "give a number of nodes (2) or a percentage of them (\"25%\")",
+        ));
+        return None;
+    }
+    Some(text)
 }
 
 fn steps(
@@ -1362,14 +1443,26 @@ fn step(doc: &Doc, s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Op
                     "swap them",
                 ));
             }
+            if let Some(h) = &s.hpa
+                && !matches!(h.as_str(), "refuse" | "raise-min" | "ignore")
+            {
+                issues.push(issue(
+                    &at(base, &[k("hpa")]),
+                    format!("invalid hpa {h:?}"),
+                    "use refuse (the default), raise-min or ignore",
+                ));
+            }
             Action::Scale {
                 replicas,
                 min: s.min,
                 max: s.max,
+                hpa: s.hpa.clone(),
+                gitops: gitops_step(s, base, issues),
             }
         }
         "restart" => Action::Restart {
             wait: s.wait.unwrap_or(false),
+            gitops: gitops_step(s, base, issues),
         },
         "delete" => {
             let grace_period = s.grace_period.as_ref().and_then(|g| match g {
@@ -1393,6 +1486,7 @@ fn step(doc: &Doc, s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Op
                 grace_period,
                 uid: s.uid.as_deref().and_then(|u| tmpl(u, "uid", issues)),
                 min_available: s.min_available,
+                evict: s.evict.unwrap_or(false),
             }
         }
         "patch" => {
@@ -1436,12 +1530,28 @@ fn step(doc: &Doc, s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Op
                 ));
             }
             check_patch_placeholders(&patch, &at(base, &[k("patch")]), issues);
-            Action::Patch { patch_type, patch }
+            let force_conflicts = s.force_conflicts.unwrap_or(false);
+            if force_conflicts && patch_type != "apply" {
+                issues.push(issue(
+                    &at(base, &[k("forceConflicts")]),
+                    format!("forceConflicts is for server-side apply, not a {patch_type} patch"),
+                    "use `type: apply`, or remove forceConflicts",
+                ));
+            }
+            Action::Patch {
+                patch_type,
+                patch,
+                force_conflicts,
+                gitops: gitops_step(s, base, issues),
+            }
         }
-        "cordon" => Action::Cordon,
+        "cordon" => Action::Cordon {
+            max_unschedulable: max_unschedulable(s, base, issues),
+        },
         "uncordon" => Action::Uncordon,
         "drain" => Action::Drain {
             min_available: s.min_available,
+            max_unschedulable: max_unschedulable(s, base, issues),
         },
         "wait" => {
             required(s.for_.is_some(), "for", "rollout", issues);
@@ -1541,7 +1651,21 @@ struct RawNotifierSpec {
     kind: String,
     url: Option<String>,
     url_from: Option<RawUrlFrom>,
+    url_file: Option<PathBuf>,
+    url_env: Option<String>,
     channel: Option<String>,
+    routing_key: Option<yaml_serde::Value>,
+    routing_key_file: Option<PathBuf>,
+    routing_key_env: Option<String>,
+    api_key: Option<yaml_serde::Value>,
+    api_key_file: Option<PathBuf>,
+    api_key_env: Option<String>,
+    severity: Option<String>,
+    region: Option<String>,
+    priority: Option<String>,
+    responders: Option<Vec<RawResponder>>,
+    tags: Option<Vec<String>>,
+    send_resolved: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -1550,6 +1674,58 @@ struct RawUrlFrom {
     env: Option<String>,
     file: Option<PathBuf>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResponder {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    name: Option<String>,
+    username: Option<String>,
+}
+
+/// Which notifier types take which optional field.
+const NOTIFIER_FIELDS: &[(&str, &[NotifierKind])] = &[
+    ("channel", &[NotifierKind::Slack]),
+    (
+        "urlFrom",
+        &[
+            NotifierKind::Webhook,
+            NotifierKind::Slack,
+            NotifierKind::Teams,
+        ],
+    ),
+    (
+        "urlFile",
+        &[
+            NotifierKind::Webhook,
+            NotifierKind::Slack,
+            NotifierKind::Teams,
+        ],
+    ),
+    (
+        "urlEnv",
+        &[
+            NotifierKind::Webhook,
+            NotifierKind::Slack,
+            NotifierKind::Teams,
+        ],
+    ),
+    ("routingKeyFile", &[NotifierKind::PagerDuty]),
+    ("routingKeyEnv", &[NotifierKind::PagerDuty]),
+    ("apiKeyFile", &[NotifierKind::Opsgenie]),
+    ("apiKeyEnv", &[NotifierKind::Opsgenie]),
+    ("severity", &[NotifierKind::PagerDuty]),
+    ("region", &[NotifierKind::Opsgenie]),
+    ("priority", &[NotifierKind::Opsgenie]),
+    ("responders", &[NotifierKind::Opsgenie]),
+    ("tags", &[NotifierKind::Opsgenie]),
+    (
+        "sendResolved",
+        &[NotifierKind::PagerDuty, NotifierKind::Opsgenie],
+    ),
+];
 
 fn add_notifier(doc: &Doc, raw: RawNotifierDoc, ctx: &mut Ctx) {
     let mut issues = Vec::new();
@@ -1563,57 +1739,99 @@ fn add_notifier(doc: &Doc, raw: RawNotifierDoc, ctx: &mut Ctx) {
     let name_path = [k("metadata"), k("name")];
     check_label_name("notifier", &raw.metadata.name, &name_path, &mut issues);
     let sp = [k("spec")];
-    let kind = match raw.spec.kind.as_str() {
+    let spec = &raw.spec;
+    let kind = match spec.kind.as_str() {
         "webhook" => Some(NotifierKind::Webhook),
         "slack" => Some(NotifierKind::Slack),
+        "pagerduty" => Some(NotifierKind::PagerDuty),
+        "opsgenie" => Some(NotifierKind::Opsgenie),
+        "teams" => Some(NotifierKind::Teams),
         other => {
             issues.push(issue(
                 &at(&sp, &[k("type")]),
                 format!("unknown notifier type {other:?}"),
-                "use webhook or slack",
+                "use webhook, slack, pagerduty, opsgenie or teams",
             ));
             None
         }
     };
-    if raw.spec.channel.is_some() && kind == Some(NotifierKind::Webhook) {
-        issues.push(issue(
-            &at(&sp, &[k("channel")]),
-            "`channel` is only for slack notifiers",
-            "remove it",
-        ));
-    }
-    let url_hint =
-        "give exactly one of `url: https://...`, `urlFrom: {env: VAR}` or `urlFrom: {file: PATH}`";
-    let url = match (&raw.spec.url, &raw.spec.url_from) {
-        (Some(u), None) => {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                issues.push(issue(
-                    &at(&sp, &[k("url")]),
-                    format!("invalid url {u:?}"),
-                    "write an http:// or https:// URL",
-                ));
-            }
-            Some(UrlSource::Literal(u.clone()))
+    // A key written in the file would end up in a ConfigMap, readable by many.
+    for (field, file, env) in [
+        ("routingKey", "routingKeyFile", "routingKeyEnv"),
+        ("apiKey", "apiKeyFile", "apiKeyEnv"),
+    ] {
+        let given = if field == "routingKey" {
+            spec.routing_key.is_some()
+        } else {
+            spec.api_key.is_some()
+        };
+        if given {
+            issues.push(issue(
+                &at(&sp, &[k(field)]),
+                format!("`{field}` is a secret and cannot be written in a policy file"),
+                format!(
+                    "put it in a Secret and give `{file}: /path/of/the/mounted/key` or \
+                     `{env}: VARIABLE`"
+                ),
+            ));
         }
-        (
-            None,
-            Some(RawUrlFrom {
-                env: Some(e),
-                file: None,
-            }),
-        ) => Some(UrlSource::Env(e.clone())),
-        (
-            None,
-            Some(RawUrlFrom {
-                env: None,
-                file: Some(f),
-            }),
-        ) => Some(UrlSource::File(f.clone())),
-        _ => {
-            issues.push(issue(&sp, "notifier needs one URL source", url_hint));
-            None
+    }
+    let set = |field: &str| -> bool {
+        match field {
+            "channel" => spec.channel.is_some(),
+            "urlFrom" => spec.url_from.is_some(),
+            "urlFile" => spec.url_file.is_some(),
+            "urlEnv" => spec.url_env.is_some(),
+            "routingKeyFile" => spec.routing_key_file.is_some(),
+            "routingKeyEnv" => spec.routing_key_env.is_some(),
+            "apiKeyFile" => spec.api_key_file.is_some(),
+            "apiKeyEnv" => spec.api_key_env.is_some(),
+            "severity" => spec.severity.is_some(),
+            "region" => spec.region.is_some(),
+            "priority" => spec.priority.is_some(),
+            "responders" => spec.responders.is_some(),
+            "tags" => spec.tags.is_some(),
+            "sendResolved" => spec.send_resolved.is_some(),
+            _ => false,
         }
     };
+    if let Some(kind) = kind {
+        for (field, kinds) in NOTIFIER_FIELDS {
+            if set(field) && !kinds.contains(&kind) {
+                let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                issues.push(issue(
+                    &at(&sp, &[k(field)]),
+                    format!(
+                        "`{field}` is not a field of {} notifiers (only of {})",
+                        kind.as_str(),
+                        names.join(", ")
+                    ),
+                    "remove it, or change `type`",
+                ));
+            }
+        }
+    }
+    let url = kind.and_then(|kind| notifier_url(spec, kind, &sp, &mut issues));
+    let key = match kind {
+        Some(NotifierKind::PagerDuty) => notifier_key(
+            spec.routing_key_file.as_ref(),
+            spec.routing_key_env.as_ref(),
+            ("routingKeyFile", "routingKeyEnv", "routing key"),
+            &sp,
+            spec.routing_key.is_some(),
+            &mut issues,
+        ),
+        Some(NotifierKind::Opsgenie) => notifier_key(
+            spec.api_key_file.as_ref(),
+            spec.api_key_env.as_ref(),
+            ("apiKeyFile", "apiKeyEnv", "API key"),
+            &sp,
+            spec.api_key.is_some(),
+            &mut issues,
+        ),
+        _ => None,
+    };
+    let vendor = vendor_options(spec, &sp, &mut issues);
     if !issues.is_empty() {
         ctx.errors
             .extend(issues.into_iter().map(|i| doc.invalid(i)));
@@ -1628,6 +1846,8 @@ fn add_notifier(doc: &Doc, raw: RawNotifierDoc, ctx: &mut Ctx) {
         kind,
         url,
         channel: raw.spec.channel,
+        key,
+        vendor,
     };
     if let Some(first) = ctx.notifier_names.get(&notifier.name) {
         ctx.errors.push(doc.invalid(issue(
@@ -1643,4 +1863,235 @@ fn add_notifier(doc: &Doc, raw: RawNotifierDoc, ctx: &mut Ctx) {
     ctx.notifier_names
         .insert(notifier.name.clone(), notifier.source.clone());
     ctx.set.notifiers.push(notifier);
+}
+
+fn check_http_url(u: &str, path: &[Segment], issues: &mut Vec<Issue>) {
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        issues.push(issue(
+            path,
+            format!("invalid url {u:?}"),
+            "write an http:// or https:// URL",
+        ));
+    }
+}
+
+/// Where a notifier sends: one URL source for webhooks (Slack's and Teams' URLs are
+/// secrets), PagerDuty's events endpoint or Opsgenie's API (vendor defaults, `url`
+/// overrides them, e.g. for a proxy).
+fn notifier_url(
+    spec: &RawNotifierSpec,
+    kind: NotifierKind,
+    sp: &[Segment],
+    issues: &mut Vec<Issue>,
+) -> Option<UrlSource> {
+    match kind {
+        NotifierKind::PagerDuty => {
+            let url = spec.url.as_deref().unwrap_or(super::PAGERDUTY_EVENTS_URL);
+            check_http_url(url, &at(sp, &[k("url")]), issues);
+            Some(UrlSource::Literal(url.to_string()))
+        }
+        NotifierKind::Opsgenie => {
+            let region_url = match spec.region.as_deref() {
+                None | Some("us") => super::OPSGENIE_API_URL,
+                Some("eu") => super::OPSGENIE_EU_API_URL,
+                Some(other) => {
+                    issues.push(issue(
+                        &at(sp, &[k("region")]),
+                        format!("unknown Opsgenie region {other:?}"),
+                        "use us (api.opsgenie.com, the default) or eu (api.eu.opsgenie.com)",
+                    ));
+                    super::OPSGENIE_API_URL
+                }
+            };
+            if spec.url.is_some() && spec.region.is_some() {
+                issues.push(issue(
+                    &at(sp, &[k("url")]),
+                    "give `region` or `url`, not both",
+                    "`url` replaces the region's API host (https://api.eu.opsgenie.com for eu)",
+                ));
+            }
+            let url = spec.url.as_deref().unwrap_or(region_url);
+            check_http_url(url, &at(sp, &[k("url")]), issues);
+            Some(UrlSource::Literal(url.trim_end_matches('/').to_string()))
+        }
+        NotifierKind::Webhook | NotifierKind::Slack | NotifierKind::Teams => {
+            let hint = "give exactly one of `url: https://...`, `urlFile: PATH`, `urlEnv: VAR` \
+                        (or `urlFrom: {file: PATH}` / `urlFrom: {env: VAR}`)";
+            let mut sources = Vec::new();
+            if let Some(u) = &spec.url {
+                check_http_url(u, &at(sp, &[k("url")]), issues);
+                sources.push(UrlSource::Literal(u.clone()));
+            }
+            match &spec.url_from {
+                Some(RawUrlFrom {
+                    env: Some(e),
+                    file: None,
+                }) => sources.push(UrlSource::Env(e.clone())),
+                Some(RawUrlFrom {
+                    env: None,
+                    file: Some(f),
+                }) => sources.push(UrlSource::File(f.clone())),
+                Some(_) => {
+                    issues.push(issue(
+                        &at(sp, &[k("urlFrom")]),
+                        "`urlFrom` needs exactly one of `env` or `file`",
+                        hint,
+                    ));
+                    return None;
+                }
+                None => {}
+            }
+            if let Some(f) = &spec.url_file {
+                sources.push(UrlSource::File(f.clone()));
+            }
+            if let Some(e) = &spec.url_env {
+                sources.push(UrlSource::Env(e.clone()));
+            }
+            if sources.len() != 1 {
+                let message = if sources.is_empty() {
+                    "notifier needs one URL source"
+                } else {
+                    "notifier has more than one URL source"
+                };
+                issues.push(issue(sp, message, hint));
+                return None;
+            }
+            sources.pop()
+        }
+    }
+}
+
+/// A PagerDuty or Opsgenie key: exactly one of a file or an environment variable.
+fn notifier_key(
+    file: Option<&PathBuf>,
+    env: Option<&String>,
+    (file_field, env_field, what): (&str, &str, &str),
+    sp: &[Segment],
+    literal_given: bool,
+    issues: &mut Vec<Issue>,
+) -> Option<crate::policy::SecretSource> {
+    use crate::policy::SecretSource;
+    match (file, env) {
+        (Some(f), None) => Some(SecretSource::File(f.clone())),
+        (None, Some(e)) if e.is_empty() => {
+            issues.push(issue(
+                &at(sp, &[k(env_field)]),
+                format!("empty `{env_field}`"),
+                "name the environment variable that holds the key",
+            ));
+            None
+        }
+        (None, Some(e)) => Some(SecretSource::Env(e.clone())),
+        (Some(_), Some(_)) => {
+            issues.push(issue(
+                &at(sp, &[k(env_field)]),
+                format!("give `{file_field}` or `{env_field}`, not both"),
+                format!("the {what} is read from one place"),
+            ));
+            None
+        }
+        (None, None) => {
+            // A literal key was reported already.
+            if !literal_given {
+                issues.push(issue(
+                    sp,
+                    format!("notifier needs its {what}"),
+                    format!(
+                        "give `{file_field}: /path/of/the/mounted/secret` or `{env_field}: VARIABLE`"
+                    ),
+                ));
+            }
+            None
+        }
+    }
+}
+
+fn vendor_options(
+    spec: &RawNotifierSpec,
+    sp: &[Segment],
+    issues: &mut Vec<Issue>,
+) -> crate::policy::VendorOptions {
+    let mut v = crate::policy::VendorOptions::default();
+    if let Some(s) = &spec.severity {
+        if ["critical", "error", "warning", "info"].contains(&s.as_str()) {
+            v.severity = s.clone();
+        } else {
+            issues.push(issue(
+                &at(sp, &[k("severity")]),
+                format!("invalid PagerDuty severity {s:?}"),
+                "use critical, error, warning or info",
+            ));
+        }
+    }
+    if let Some(p) = &spec.priority {
+        if ["P1", "P2", "P3", "P4", "P5"].contains(&p.as_str()) {
+            v.priority = p.clone();
+        } else {
+            issues.push(issue(
+                &at(sp, &[k("priority")]),
+                format!("invalid Opsgenie priority {p:?}"),
+                "use P1, P2, P3 (the default), P4 or P5",
+            ));
+        }
+    }
+    for (i, r) in spec.responders.iter().flatten().enumerate() {
+        let path = at(sp, &[k("responders"), Segment::Index(i)]);
+        if !["team", "user", "escalation", "schedule"].contains(&r.kind.as_str()) {
+            issues.push(issue(
+                &at(&path, &[k("type")]),
+                format!("invalid Opsgenie responder type {:?}", r.kind),
+                "use team, user, escalation or schedule",
+            ));
+            continue;
+        }
+        let given: Vec<(&'static str, &String)> = [
+            ("id", r.id.as_ref()),
+            ("name", r.name.as_ref()),
+            ("username", r.username.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(f, v)| v.map(|v| (f, v)))
+        .collect();
+        match given.as_slice() {
+            [("username", _)] if r.kind != "user" => issues.push(issue(
+                &at(&path, &[k("username")]),
+                "`username` is only for responders of type user",
+                "name a team, escalation or schedule by `name` or `id`",
+            )),
+            [(by, value)] => v.responders.push(crate::policy::Responder {
+                kind: r.kind.clone(),
+                by,
+                value: (*value).clone(),
+            }),
+            _ => issues.push(issue(
+                &path,
+                "a responder needs exactly one of `id`, `name` or `username`",
+                "for example {type: team, name: platform-oncall}",
+            )),
+        }
+    }
+    if let Some(tags) = &spec.tags {
+        // Opsgenie keeps 20 tags of at most 50 characters; heald adds two of its own.
+        if tags.len() > 18 {
+            issues.push(issue(
+                &at(sp, &[k("tags")]),
+                format!("{} tags; Opsgenie keeps 20, and heald adds 2", tags.len()),
+                "give at most 18 tags",
+            ));
+        }
+        for (i, t) in tags.iter().enumerate() {
+            if t.is_empty() || t.chars().count() > 50 {
+                issues.push(issue(
+                    &at(sp, &[k("tags"), Segment::Index(i)]),
+                    format!("invalid Opsgenie tag {t:?}"),
+                    "a tag has 1 to 50 characters",
+                ));
+            }
+        }
+        v.tags = tags.clone();
+    }
+    if let Some(b) = spec.send_resolved {
+        v.send_resolved = b;
+    }
+    v
 }

@@ -189,6 +189,16 @@ pub struct Step {
     pub service_account: Option<String>,
 }
 
+/// What a step that changes a workload does about Argo CD and Flux (`gitOps`,
+/// `argocdTracking`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GitOpsStep {
+    /// `gitOps: allow`: change objects a GitOps application reconciles (`--allow-gitops`).
+    pub allow: bool,
+    /// `argocdTracking`: how Argo CD tracks its resources (`--argocd-tracking`).
+    pub argocd_tracking: Option<String>,
+}
+
 /// A heal action with its arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -200,11 +210,17 @@ pub enum Action {
         min: Option<u32>,
         /// Upper clamp.
         max: Option<u32>,
+        /// `refuse`, `raise-min` or `ignore` (`--hpa`).
+        hpa: Option<String>,
+        /// Argo CD and Flux.
+        gitops: GitOpsStep,
     },
     /// `heal restart` (rollout restart).
     Restart {
         /// Wait for the rollout to finish.
         wait: bool,
+        /// Argo CD and Flux.
+        gitops: GitOpsStep,
     },
     /// `heal delete`.
     Delete {
@@ -214,6 +230,8 @@ pub enum Action {
         uid: Option<Template>,
         /// Refuse when fewer ready pods would remain.
         min_available: Option<u32>,
+        /// Evict through the Eviction API, so a PodDisruptionBudget holds (`--evict`).
+        evict: bool,
     },
     /// `heal patch`.
     Patch {
@@ -221,15 +239,24 @@ pub enum Action {
         patch_type: String,
         /// The patch; string leaves may use placeholders.
         patch: serde_json::Value,
+        /// Server-side apply takes other managers' fields (`--force-conflicts`).
+        force_conflicts: bool,
+        /// Argo CD and Flux.
+        gitops: GitOpsStep,
     },
     /// `heal cordon`.
-    Cordon,
+    Cordon {
+        /// `N` or `P%` (`--max-unschedulable`).
+        max_unschedulable: Option<String>,
+    },
     /// `heal uncordon`.
     Uncordon,
     /// `heal drain`.
     Drain {
         /// Refuse evictions that would leave fewer ready pods.
         min_available: Option<u32>,
+        /// `N` or `P%` (`--max-unschedulable`).
+        max_unschedulable: Option<String>,
     },
     /// `heal wait`.
     Wait {
@@ -256,7 +283,7 @@ impl Action {
             Action::Restart { .. } => "restart",
             Action::Delete { .. } => "delete",
             Action::Patch { .. } => "patch",
-            Action::Cordon => "cordon",
+            Action::Cordon { .. } => "cordon",
             Action::Uncordon => "uncordon",
             Action::Drain { .. } => "drain",
             Action::Wait { .. } => "wait",
@@ -303,6 +330,9 @@ pub struct Guards {
     pub cooldown: Option<Duration>,
     /// Runs allowed at once per target (default 1).
     pub concurrency_per_target: u32,
+    /// Unfinished runs of this policy allowed at once over all its targets, counted across
+    /// every heald replica (`None`: no cap).
+    pub max_in_flight: Option<u32>,
     /// Failures allowed within a window before the circuit opens.
     pub failure_budget: Option<FailureBudget>,
     /// Namespace patterns (`*`, `?`) the target must be in; empty allows all.
@@ -316,6 +346,7 @@ impl Default for Guards {
         Guards {
             cooldown: None,
             concurrency_per_target: 1,
+            max_in_flight: None,
             failure_budget: None,
             allow_namespaces: Vec::new(),
             require_label: None,
@@ -364,6 +395,32 @@ pub enum NotifierKind {
     Webhook,
     /// A Slack-compatible incoming webhook.
     Slack,
+    /// PagerDuty Events API v2: `trigger` on failure, `resolve` on a later success.
+    PagerDuty,
+    /// Opsgenie Alert API: create on failure, close on a later success.
+    Opsgenie,
+    /// A Microsoft Teams incoming webhook (or Workflows webhook): an Adaptive Card.
+    Teams,
+}
+
+impl NotifierKind {
+    /// The `type:` of the notifier document, also the `kind` label of
+    /// `heald_deliveries_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifierKind::Webhook => "webhook",
+            NotifierKind::Slack => "slack",
+            NotifierKind::PagerDuty => "pagerduty",
+            NotifierKind::Opsgenie => "opsgenie",
+            NotifierKind::Teams => "teams",
+        }
+    }
+
+    /// Whether the vendor keeps an open alert heald can close when a later run of the same
+    /// alert episode succeeds.
+    pub fn resolves(self) -> bool {
+        matches!(self, NotifierKind::PagerDuty | NotifierKind::Opsgenie)
+    }
 }
 
 /// Where a notifier's URL comes from (it is usually a secret).
@@ -377,19 +434,82 @@ pub enum UrlSource {
     File(PathBuf),
 }
 
-/// A named destination for failure escalations.
+/// Where a notifier's key comes from (PagerDuty's routing key, Opsgenie's API key): never
+/// written in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Read from this environment variable of heald.
+    Env(String),
+    /// Read from this file (e.g. a mounted Secret), surrounding whitespace trimmed.
+    File(PathBuf),
+}
+
+/// An Opsgenie responder: a team, user, escalation or schedule, by id, name or username.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Responder {
+    /// `team`, `user`, `escalation` or `schedule`.
+    pub kind: String,
+    /// `id`, `name` or `username` (users only).
+    pub by: &'static str,
+    /// Its value.
+    pub value: String,
+}
+
+/// What only some kinds of notifier take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorOptions {
+    /// PagerDuty `payload.severity` of failures: `critical`, `error` (default), `warning`
+    /// or `info` (stand-down notices are `warning`).
+    pub severity: String,
+    /// Opsgenie `priority` of failures: `P1` to `P5` (default `P3`; stand-down notices are
+    /// one lower).
+    pub priority: String,
+    /// Opsgenie `responders`.
+    pub responders: Vec<Responder>,
+    /// Opsgenie `tags` beside heald's own.
+    pub tags: Vec<String>,
+    /// PagerDuty and Opsgenie: resolve (close) the episode's alert when a run of it
+    /// succeeds (default true).
+    pub send_resolved: bool,
+}
+
+impl Default for VendorOptions {
+    fn default() -> VendorOptions {
+        VendorOptions {
+            severity: "error".into(),
+            priority: "P3".into(),
+            responders: Vec::new(),
+            tags: Vec::new(),
+            send_resolved: true,
+        }
+    }
+}
+
+/// PagerDuty's Events API v2 endpoint.
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+/// Opsgenie's API (US and other regions).
+pub const OPSGENIE_API_URL: &str = "https://api.opsgenie.com";
+/// Opsgenie's API for EU accounts.
+pub const OPSGENIE_EU_API_URL: &str = "https://api.eu.opsgenie.com";
+
+/// A named destination for escalations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notifier {
     /// Name that `onFailure.notify` uses.
     pub name: String,
     /// Where it was defined.
     pub source: Source,
-    /// Webhook or Slack.
+    /// Webhook, Slack, PagerDuty, Opsgenie or Teams.
     pub kind: NotifierKind,
-    /// Where to send.
+    /// Where to send: the webhook's URL (webhook, Slack, Teams), PagerDuty's events
+    /// endpoint, Opsgenie's API base URL.
     pub url: UrlSource,
     /// Slack channel override.
     pub channel: Option<String>,
+    /// PagerDuty's routing key or Opsgenie's API key.
+    pub key: Option<SecretSource>,
+    /// What only PagerDuty or Opsgenie take.
+    pub vendor: VendorOptions,
 }
 
 /// What [`decide`] concluded for one policy.

@@ -415,7 +415,13 @@ fn step_argv(
     }
     let mut flags: Vec<(&str, String)> = Vec::new();
     match &step.action {
-        Action::Scale { replicas, min, max } => {
+        Action::Scale {
+            replicas,
+            min,
+            max,
+            hpa,
+            gitops,
+        } => {
             flags.push(("--replicas", replicas.clone()));
             if let Some(m) = min {
                 flags.push(("--min", m.to_string()));
@@ -423,17 +429,26 @@ fn step_argv(
             if let Some(m) = max {
                 flags.push(("--max", m.to_string()));
             }
+            if let Some(h) = hpa {
+                flags.push(("--hpa", h.clone()));
+            }
+            push_gitops(&mut argv, &mut flags, gitops);
         }
-        Action::Restart { wait } => {
+        Action::Restart { wait, gitops } => {
             if *wait {
                 argv.push("--wait".into());
             }
+            push_gitops(&mut argv, &mut flags, gitops);
         }
         Action::Delete {
             grace_period,
             uid,
             min_available,
+            evict,
         } => {
+            if *evict {
+                argv.push("--evict".into());
+            }
             if let Some(g) = grace_period {
                 flags.push(("--grace-period", g.to_string()));
             }
@@ -444,18 +459,38 @@ fn step_argv(
                 flags.push(("--min-available", m.to_string()));
             }
         }
-        Action::Patch { patch_type, patch } => {
+        Action::Patch {
+            patch_type,
+            patch,
+            force_conflicts,
+            gitops,
+        } => {
             flags.push(("--type", patch_type.clone()));
             let body = match fill.json(patch)? {
                 serde_json::Value::String(s) => s,
                 v => v.to_string(),
             };
             flags.push(("--patch", body));
+            if *force_conflicts {
+                argv.push("--force-conflicts".into());
+            }
+            push_gitops(&mut argv, &mut flags, gitops);
         }
-        Action::Cordon | Action::Uncordon => {}
-        Action::Drain { min_available } => {
+        Action::Cordon { max_unschedulable } => {
+            if let Some(m) = max_unschedulable {
+                flags.push(("--max-unschedulable", m.clone()));
+            }
+        }
+        Action::Uncordon => {}
+        Action::Drain {
+            min_available,
+            max_unschedulable,
+        } => {
             if let Some(m) = min_available {
                 flags.push(("--min-available", m.to_string()));
+            }
+            if let Some(m) = max_unschedulable {
+                flags.push(("--max-unschedulable", m.clone()));
             }
         }
         Action::Wait { condition } => flags.push(("--for", condition.clone())),
@@ -501,6 +536,16 @@ fn step_argv(
         reason,
     })?;
     Ok(argv)
+}
+
+/// `gitOps: allow` and `argocdTracking` of a step that changes a workload.
+fn push_gitops(argv: &mut Vec<String>, flags: &mut Vec<(&str, String)>, g: &super::GitOpsStep) {
+    if g.allow {
+        argv.push("--allow-gitops".into());
+    }
+    if let Some(t) = &g.argocd_tracking {
+        flags.push(("--argocd-tracking", t.clone()));
+    }
 }
 
 fn push_target(argv: &mut Vec<String>, target: &Resolved) {

@@ -311,13 +311,15 @@ fn the_flat_format_maps_onto_generated_alert_names() {
     let ms = decide(&set, &a);
     assert_eq!(names(&ms), [("high-cpu", Decision::Matched)]);
     let p = plan(cpu, &a, &PlanDefaults::default()).unwrap();
+    // A flat pod restart evicts, so a PodDisruptionBudget holds.
     assert_eq!(
-        &p.steps[0].argv[..6],
+        &p.steps[0].argv[..7],
         [
             "delete",
             "pod/web-7d4f",
             "-n",
             "shop",
+            "--evict",
             "--min-available",
             "1"
         ]
@@ -570,4 +572,259 @@ fn a_step_longer_than_the_policy_timeout_is_refused() {
         e.contains("longer than the policy's timeout of 240s"),
         "{e}"
     );
+}
+
+const CONTROLLERS: &str = r#"
+apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: controllers
+spec:
+  match: {alertname: A}
+  target: {kind: deployment, namespace: shop, name: web}
+  steps:
+    - {name: scale, action: scale, replicas: 3, hpa: raise-min, gitOps: allow, argocdTracking: label}
+    - {name: restart, action: restart, gitOps: allow, after: [scale]}
+    - {name: apply, action: patch, type: apply, patch: {spec: {paused: false}}, forceConflicts: true, gitOps: refuse, after: [restart]}
+---
+apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: pods-and-nodes
+spec:
+  match: {alertname: B}
+  target: {kind: node, name: "{{ labels.node }}"}
+  steps:
+    - {name: cordon, action: cordon, maxUnschedulable: "25%"}
+    - {name: drain, action: drain, maxUnschedulable: 2, after: [cordon]}
+---
+apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: evict
+spec:
+  match: {alertname: C}
+  target: {kind: pod, namespace: shop, name: "{{ labels.pod }}"}
+  steps:
+    - {name: evict, action: delete, evict: true, minAvailable: 1}
+"#;
+
+#[test]
+fn controller_fields_of_steps_become_heal_flags() {
+    let set = load(CONTROLLERS);
+    let argv = |policy: &str, labels: &[(&str, &str)]| {
+        let p = set.policy(policy).unwrap();
+        let mut pairs = vec![("alertname", "x")];
+        pairs.extend_from_slice(labels);
+        plan(p, &alert(&pairs), &PlanDefaults::default())
+            .unwrap()
+            .steps
+            .into_iter()
+            .map(|s| {
+                let n = s.argv.iter().position(|a| a == "--correlation-id").unwrap();
+                s.argv[..n].join(" ")
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        argv("controllers", &[]),
+        [
+            "scale deployment/web -n shop --allow-gitops --replicas 3 --hpa raise-min --argocd-tracking label",
+            "restart deployment/web -n shop --allow-gitops",
+            "patch deployment/web -n shop --force-conflicts --type apply --patch {\"spec\":{\"paused\":false}}",
+        ]
+    );
+    assert_eq!(
+        argv("pods-and-nodes", &[("node", "n1")]),
+        [
+            "cordon node/n1 --max-unschedulable 25%",
+            "drain node/n1 --max-unschedulable 2",
+        ]
+    );
+    assert_eq!(
+        argv("evict", &[("pod", "web-1")]),
+        ["delete pod/web-1 -n shop --evict --min-available 1"]
+    );
+}
+
+#[test]
+fn bad_controller_fields_are_errors_with_their_line() {
+    let e = errors(
+        r#"
+apiVersion: heal.dev/v1alpha1
+kind: HealingPolicy
+metadata:
+  name: bad
+spec:
+  match: {alertname: A}
+  target: {kind: deployment, namespace: shop, name: web}
+  steps:
+    - name: scale
+      action: scale
+      replicas: 3
+      hpa: raise
+      gitOps: yes-please
+      argocdTracking: labels
+    - name: merge
+      action: patch
+      type: merge
+      patch: {spec: {paused: false}}
+      forceConflicts: true
+    - name: cordon
+      action: cordon
+      maxUnschedulable: "150%"
+    - name: restart
+      action: restart
+      evict: true
+    - name: drain
+      action: drain
+      maxUnschedulable: -1
+"#,
+    );
+    for needle in [
+        "p.yaml:13:",
+        "invalid hpa \"raise\"",
+        "p.yaml:14:",
+        "invalid gitOps \"yes-please\"",
+        "p.yaml:15:",
+        "invalid argocdTracking \"labels\"",
+        "p.yaml:20:",
+        "forceConflicts is for server-side apply",
+        "p.yaml:23:",
+        "invalid maxUnschedulable \"150%\"",
+        "p.yaml:26:",
+        "`evict` is not an argument of action restart",
+        "p.yaml:29:",
+        "invalid maxUnschedulable \"-1\"",
+    ] {
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+}
+
+// ----- notifiers -----
+
+fn notifier_doc(spec: &str) -> String {
+    format!("apiVersion: heal.dev/v1alpha1\nkind: Notifier\nmetadata:\n  name: n\nspec:\n{spec}")
+}
+
+#[test]
+fn pagerduty_opsgenie_and_teams_notifiers_load_with_their_defaults() {
+    let set = load(&format!(
+        "{}\n---\n{}\n---\n{}\n---\n{}",
+        notifier_doc("  type: pagerduty\n  routingKeyFile: /etc/heald/pagerduty/key\n")
+            .replace("name: n", "name: pager"),
+        notifier_doc(
+            "  type: opsgenie\n  apiKeyEnv: OPSGENIE_KEY\n  region: eu\n  priority: P1\n  \
+             responders: [{type: team, name: sre}]\n  tags: [shop]\n  sendResolved: false\n"
+        )
+        .replace("name: n", "name: genie"),
+        notifier_doc("  type: teams\n  urlFile: /etc/heald/teams/url\n")
+            .replace("name: n", "name: channel"),
+        notifier_doc("  type: teams\n  urlEnv: TEAMS_URL\n").replace("name: n", "name: channel2"),
+    ));
+    let pd = set.notifier("pager").unwrap();
+    assert_eq!(pd.kind, NotifierKind::PagerDuty);
+    assert_eq!(pd.url, UrlSource::Literal(PAGERDUTY_EVENTS_URL.into()));
+    assert_eq!(
+        pd.key,
+        Some(SecretSource::File("/etc/heald/pagerduty/key".into()))
+    );
+    assert_eq!(pd.vendor.severity, "error");
+    assert!(pd.vendor.send_resolved);
+    let og = set.notifier("genie").unwrap();
+    assert_eq!(og.url, UrlSource::Literal(OPSGENIE_EU_API_URL.into()));
+    assert_eq!(og.key, Some(SecretSource::Env("OPSGENIE_KEY".into())));
+    assert_eq!(og.vendor.priority, "P1");
+    assert_eq!(
+        og.vendor.responders,
+        [Responder {
+            kind: "team".into(),
+            by: "name",
+            value: "sre".into()
+        }]
+    );
+    assert_eq!(og.vendor.tags, ["shop"]);
+    assert!(!og.vendor.send_resolved);
+    assert_eq!(
+        set.notifier("channel").unwrap().url,
+        UrlSource::File("/etc/heald/teams/url".into())
+    );
+    assert_eq!(
+        set.notifier("channel2").unwrap().url,
+        UrlSource::Env("TEAMS_URL".into())
+    );
+    let us = load(&notifier_doc("  type: opsgenie\n  apiKeyFile: /k\n"));
+    assert_eq!(
+        us.notifier("n").unwrap().url,
+        UrlSource::Literal(OPSGENIE_API_URL.into())
+    );
+}
+
+#[test]
+fn notifier_mistakes_are_reported_at_their_line() {
+    let cases = [
+        (
+            "  type: pagerduty\n  routingKey: abc123\n",
+            "p.yaml:7:",
+            "`routingKey` is a secret and cannot be written in a policy file",
+        ),
+        (
+            "  type: pagerduty\n",
+            "p.yaml:6:",
+            "notifier needs its routing key",
+        ),
+        (
+            "  type: pagerduty\n  routingKeyFile: /k\n  severity: page\n",
+            "p.yaml:8:",
+            "invalid PagerDuty severity \"page\"",
+        ),
+        (
+            "  type: opsgenie\n  apiKeyFile: /k\n  apiKeyEnv: K\n",
+            "p.yaml:8:",
+            "give `apiKeyFile` or `apiKeyEnv`, not both",
+        ),
+        (
+            "  type: opsgenie\n  apiKeyEnv: K\n  region: asia\n",
+            "p.yaml:8:",
+            "unknown Opsgenie region \"asia\"",
+        ),
+        (
+            "  type: opsgenie\n  apiKeyEnv: K\n  priority: high\n",
+            "p.yaml:8:",
+            "invalid Opsgenie priority \"high\"",
+        ),
+        (
+            "  type: opsgenie\n  apiKeyEnv: K\n  responders:\n    - {type: team}\n",
+            "p.yaml:9:",
+            "a responder needs exactly one of `id`, `name` or `username`",
+        ),
+        (
+            "  type: teams\n  url: https://example/a\n  urlFile: /u\n",
+            "p.yaml:6:",
+            "notifier has more than one URL source",
+        ),
+        (
+            "  type: teams\n  urlFile: /u\n  routingKeyFile: /k\n",
+            "p.yaml:8:",
+            "`routingKeyFile` is not a field of teams notifiers (only of pagerduty)",
+        ),
+        (
+            "  type: slack\n  urlEnv: U\n  severity: info\n",
+            "p.yaml:8:",
+            "`severity` is not a field of slack notifiers (only of pagerduty)",
+        ),
+        (
+            "  type: pager\n",
+            "p.yaml:6:",
+            "unknown notifier type \"pager\" (hint: use webhook, slack, pagerduty, opsgenie or teams)",
+        ),
+    ];
+    for (spec, at, message) in cases {
+        let e = errors(&notifier_doc(spec));
+        assert!(
+            e.starts_with(at) && e.contains(message),
+            "{spec:?}: want {at} {message}, got:\n{e}"
+        );
+        assert!(!e.contains("abc123"), "a key is never echoed: {e}");
+    }
 }

@@ -1,4 +1,5 @@
-//! Test support shared by heal's unit tests, integration tests and benchmarks: where the
+//! Test support shared by heal's unit tests, integration tests and benchmarks: the test
+//! Kubernetes API server ([`apiserver`]), a real Prometheus ([`prometheus`]), where the
 //! upstream reference data is, which external tools this machine has, and how a test that
 //! needs something missing skips (or, under `CI=true`, fails).
 //!
@@ -8,6 +9,9 @@
 //! ```text
 //! skipped tests::name: needs the upstream reference data at /work/shared/reference (set HEAL_REFERENCE_DIR)
 //! ```
+
+pub mod apiserver;
+pub mod prometheus;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -147,4 +151,17 @@ macro_rules! require_reference {
             return;
         }
     };
+    ($skipped:expr) => {
+        if !$crate::reference_available() {
+            return $skipped;
+        }
+    };
+}
+
+/// Prints a measured figure on the real stderr (past the harness's capture), so that
+/// `cargo test` shows it without `--nocapture`.
+pub fn report(line: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr(), "{test}: {line}");
 }

@@ -57,6 +57,17 @@ impl Alertmanager {
         healds: &[String],
         group_interval: &str,
     ) -> Alertmanager {
+        Alertmanager::start_routed(bin, healds, &["alertname", "deployment"], group_interval)
+    }
+
+    /// Start with this `group_by` (`["alertname"]`: every `WebDown` in one notification, as
+    /// a zone outage or a bad rollout produces) and `group_interval`.
+    pub fn start_routed(
+        bin: &'static str,
+        healds: &[String],
+        group_by: &[&str],
+        group_interval: &str,
+    ) -> Alertmanager {
         let dir = tempfile::tempdir().unwrap();
         let hooks: String = healds
             .iter()
@@ -69,9 +80,10 @@ impl Alertmanager {
             })
             .collect();
         let config = format!(
-            "route:\n  receiver: heald\n  group_by: [alertname, deployment]\n  group_wait: 500ms\n  \
+            "route:\n  receiver: heald\n  group_by: [{}]\n  group_wait: 500ms\n  \
              group_interval: {group_interval}\n  repeat_interval: 1h\nreceivers:\n  - name: heald\n    \
-             webhook_configs:\n{hooks}"
+             webhook_configs:\n{hooks}",
+            group_by.join(", ")
         );
         std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
         let data = dir.path().join("data");
@@ -158,6 +170,15 @@ impl Alertmanager {
         )
         .expect("Alertmanager answers");
         assert_eq!(status, 200, "{body}");
+    }
+
+    /// The value of a counter in Alertmanager's own metrics (summed over its series that
+    /// match `filter`, a substring of the labels).
+    pub fn metric(&self, name: &str, filter: &str) -> f64 {
+        let Some((_, text)) = get(&format!("{}/metrics", self.url)) else {
+            return 0.0;
+        };
+        super::metric_sum(&text, name, filter)
     }
 
     /// Silences heald made.

@@ -19,7 +19,7 @@ use heal::kube_api::{ConnectOptions, Kube};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use crate::support::apiserver::ApiServer;
+use heal_testkit::apiserver::ApiServer;
 
 pub mod alertmanager;
 
@@ -150,11 +150,28 @@ pub fn base_args(files: &Files) -> Vec<String> {
     .collect()
 }
 
-/// A configuration from the base flags plus `extra`.
-pub fn config(files: &Files, kubeconfig: Option<&Path>, extra: &[&str]) -> Config {
-    // A flag given in `extra` replaces the base one (clap refuses a flag given twice).
+/// heald's production defaults for the limits the base flags raise (for tests that need
+/// them as a user gets them).
+pub const DEFAULT_LIMITS: [&str; 12] = [
+    "--submit-rate",
+    "1",
+    "--submit-burst",
+    "20",
+    "--namespace-submit-rate",
+    "0.2",
+    "--namespace-submit-burst",
+    "5",
+    "--kube-qps",
+    "20",
+    "--kube-burst",
+    "40",
+];
+
+/// The base flags (without the program name) less those `extra` gives again (clap refuses
+/// a flag given twice).
+fn base_args_without(files: &Files, extra: &[&str]) -> Vec<String> {
     let base = base_args(files);
-    let mut args = vec![base[0].clone()];
+    let mut args = Vec::new();
     let mut i = 1;
     while i < base.len() {
         let flag = &base[i];
@@ -165,6 +182,13 @@ pub fn config(files: &Files, kubeconfig: Option<&Path>, extra: &[&str]) -> Confi
         }
         i += width;
     }
+    args
+}
+
+/// A configuration from the base flags plus `extra`.
+pub fn config(files: &Files, kubeconfig: Option<&Path>, extra: &[&str]) -> Config {
+    let mut args = vec!["heald".to_string()];
+    args.extend(base_args_without(files, extra));
     if let Some(k) = kubeconfig {
         args.push("--kubeconfig".into());
         args.push(k.display().to_string());
@@ -200,19 +224,26 @@ impl Heald {
         )
         .await
         .expect("connect to the test API server");
-        let state = Arc::new(State::new(config, policies, Some(kube)).expect("state"));
+        let state = Arc::new(State::new(config, policies, kube).expect("state"));
         Heald {
             app: heal::heald::router(Arc::clone(&state)),
             state,
         }
     }
 
-    /// A replica without Kubernetes (for answers that never reach it).
+    /// A replica whose Kubernetes API server does not answer (127.0.0.1:9), for answers
+    /// that never reach it. Needs a Tokio runtime (the client's worker starts in it).
     pub fn offline(files: &Files, extra: &[&str]) -> Heald {
         let config = config(files, None, extra);
         let policies = PolicyStore::load(&config.policies, config.templates.as_deref())
             .expect("test policies load");
-        let state = Arc::new(State::new(config, policies, None).expect("state"));
+        let unreachable = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(unreachable).expect("a client for 127.0.0.1:9");
+        let kube = Kube::from_client(
+            client,
+            tokio::time::Instant::now() + Duration::from_secs(3600),
+        );
+        let state = Arc::new(State::new(config, policies, kube).expect("state"));
         Heald {
             app: heal::heald::router(Arc::clone(&state)),
             state,
@@ -289,6 +320,27 @@ pub fn alert(alertname: &str, labels: &[(&str, &str)], starts_at: &str) -> Value
         "generatorURL": "http://prometheus.example/graph",
         "fingerprint": heal::alert::fingerprint(&ls),
     })
+}
+
+/// The sum of a metric's samples in a Prometheus exposition whose labels contain `filter`.
+pub fn metric_sum(text: &str, name: &str, filter: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, labels) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name && labels.contains(filter)).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// heald's Leases that hold targets (not its rate-limit buckets), by name.
+pub fn target_leases(server: &ApiServer) -> Vec<Value> {
+    server
+        .list("coordination.k8s.io/v1", "leases", NS)
+        .into_iter()
+        .filter(|l| l["metadata"]["labels"]["heal.dev/rate-bucket"].is_null())
+        .collect()
 }
 
 /// `WebDown` for deployment `name` in `shop`, starting at `starts_at`.
@@ -458,7 +510,7 @@ impl Proc {
         server.with_state(|s| s.ensure_namespace(NS));
         let admin = free_port();
         let kubeconfig = server.kubeconfig(files.path());
-        let mut args: Vec<String> = base_args(files).into_iter().skip(1).collect();
+        let mut args: Vec<String> = base_args_without(files, extra);
         for (flag, value) in [
             ("--listen", format!("127.0.0.1:{web}")),
             ("--admin-listen", format!("127.0.0.1:{admin}")),
@@ -538,7 +590,8 @@ pub fn http(
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = heal::heald::alertmanager_http::client(Duration::from_secs(30)).unwrap();
+        let client =
+            heal::heald::reporting::alertmanager_http::client(Duration::from_secs(30)).unwrap();
         let mut req = client.request(method.parse().unwrap(), url);
         if let Some(t) = token {
             req = req.bearer_auth(t);

@@ -1632,7 +1632,7 @@ fn latency_probe(value: Option<&str>) -> String {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "--exact",
-        "latency_env_probe",
+        "apiserver_selftest::latency_env_probe",
         "--nocapture",
         "--test-threads",
         "1",

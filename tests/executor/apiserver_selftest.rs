@@ -1630,12 +1630,13 @@ fn a_watch_waits_for_the_read_delay_before_its_response_only() {
 /// `value` (removed when `None`); answers its output.
 fn latency_probe(value: Option<&str>) -> String {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    // The probe's name as the harness knows it: its module path without the crate.
-    let probe = match module_path!().split_once("::") {
-        Some((_, module)) => format!("{module}::latency_env_probe"),
-        None => "latency_env_probe".to_string(),
-    };
-    cmd.args(["--exact", &probe, "--nocapture", "--test-threads", "1"]);
+    cmd.args([
+        "--exact",
+        "apiserver_selftest::latency_env_probe",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ]);
     match value {
         Some(v) => cmd.env(latency::ENV, v),
         None => cmd.env_remove(latency::ENV),

@@ -485,32 +485,9 @@ impl Bucket {
         self.last = now;
     }
 
-    /// Whether a token is there at `now`, without taking it.
-    pub fn has_token(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        self.tokens >= 1.0
-    }
-
-    /// Take a token if one is there.
-    pub fn try_take(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
     /// Take a token now or in the future: how long the caller must wait for it.
     pub fn reserve(&mut self, now: Instant) -> Duration {
-        self.refill(now);
-        self.tokens -= 1.0;
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / self.rate)
-        }
+        self.reserve_n(1, now)
     }
 
     /// Take `n` tokens now or in the future: how long until the last of them is there.

@@ -77,6 +77,28 @@ pub struct DecisionRecord {
     pub reason: String,
 }
 
+impl DecisionRecord {
+    /// A decision about an alert before any policy's plan: no policy, engine or run.
+    fn unplanned(
+        fingerprint: String,
+        alertname: String,
+        decision: Decision,
+        reason: String,
+    ) -> DecisionRecord {
+        DecisionRecord {
+            fingerprint,
+            alertname,
+            policy: None,
+            decision,
+            engine: None,
+            namespace: None,
+            run: None,
+            correlation_id: None,
+            reason,
+        }
+    }
+}
+
 /// Nothing was decided because a dependency is down: Alertmanager should retry.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -99,9 +121,6 @@ pub async fn handle_alerts(
     let loaded = state.policies.current();
     let started = Instant::now();
     let late = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Kept for an alert whose decision needs a retry while others of the webhook were
-    // decided: it joins the deferred queue instead of failing the whole notification.
-    let kept = answer_within.map(|_| alerts.clone());
     let handles: Vec<_> = alerts
         .into_iter()
         .map(|alert| {
@@ -109,16 +128,18 @@ pub async fn handle_alerts(
             let loaded = Arc::clone(&loaded);
             let late = Arc::clone(&late);
             let head = (alert.fingerprint.clone(), alert.name().to_string());
+            // A failure hands the alert back: it may join the deferred queue.
             let work = async move {
-                let out = handle_alert(&state, &loaded, &alert).await;
-                if let Err(e) = &out
-                    && late.load(std::sync::atomic::Ordering::SeqCst)
-                {
-                    tracing::warn!(fingerprint = %alert.fingerprint, error = %e,
-                        "an alert answered deferred cannot be decided yet; it joins the deferred queue");
-                    state.deferred.push(&alert);
+                match handle_alert(&state, &loaded, &alert).await {
+                    Ok(records) => Ok(records),
+                    Err(e) if late.load(std::sync::atomic::Ordering::SeqCst) => {
+                        tracing::warn!(fingerprint = %alert.fingerprint, error = %e,
+                            "an alert answered deferred cannot be decided yet; it joins the deferred queue");
+                        state.deferred.push(&alert);
+                        Err((e, None))
+                    }
+                    Err(e) => Err((e, Some(alert))),
                 }
-                out
             };
             let handle = match answer_within {
                 Some(t) => tokio::spawn(Budget::scope(started + t.mul_f64(0.5), work)),
@@ -130,7 +151,7 @@ pub async fn handle_alerts(
     let mut out = Vec::new();
     let mut failure = None;
     let mut failed = Vec::new();
-    for (i, ((fingerprint, alertname), mut h)) in handles.into_iter().enumerate() {
+    for ((fingerprint, alertname), mut h) in handles {
         let joined = match answer_within {
             None => (&mut h).await,
             Some(t) => match tokio::time::timeout_at(started + t.mul_f64(0.7), &mut h).await {
@@ -140,19 +161,14 @@ pub async fn handle_alerts(
                     if h.is_finished() {
                         (&mut h).await
                     } else {
-                        let rec = DecisionRecord {
+                        let rec = DecisionRecord::unplanned(
                             fingerprint,
                             alertname,
-                            policy: None,
-                            decision: Decision::Deferred,
-                            engine: None,
-                            namespace: None,
-                            run: None,
-                            correlation_id: None,
-                            reason: "still being decided when the answer was due; heald goes \
-                                     on in the background"
+                            Decision::Deferred,
+                            "still being decided when the answer was due; heald goes on in \
+                             the background"
                                 .into(),
-                        };
+                        );
                         note(state, &rec);
                         out.push(rec);
                         continue;
@@ -162,44 +178,40 @@ pub async fn handle_alerts(
         };
         match joined {
             Ok(Ok(records)) => out.extend(records),
-            Ok(Err(e)) => {
-                failed.push((i, fingerprint, alertname, e.0.clone()));
+            Ok(Err((e, alert))) => {
+                if let Some(alert) = alert {
+                    failed.push((alert, e.0.clone()));
+                }
                 failure = Some(e);
             }
             Err(e) => failure = Some(Unavailable(format!("an alert's handler failed: {e}"))),
         }
     }
-    match (failure, kept) {
+    match failure {
         // Some alerts were decided and some need a retry: answering 503 would make
         // Alertmanager send the whole group again (for at most 10 s); the ones that need
         // it are deferred instead, and the answer is on time.
-        (Some(_), Some(kept)) if !out.is_empty() && !failed.is_empty() => {
-            for (i, fingerprint, alertname, why) in failed {
-                let queued = state.deferred.push(&kept[i]);
-                let rec = DecisionRecord {
-                    fingerprint,
-                    alertname,
-                    policy: None,
-                    decision: Decision::Deferred,
-                    engine: None,
-                    namespace: None,
-                    run: None,
-                    correlation_id: None,
-                    reason: if queued {
-                        format!("{why}; it is decided again as soon as possible")
-                    } else {
-                        format!(
-                            "{why}; Alertmanager's next notification of its group brings it again"
-                        )
-                    },
+        Some(_) if answer_within.is_some() && !out.is_empty() && !failed.is_empty() => {
+            for (alert, why) in failed {
+                let queued = state.deferred.push(&alert);
+                let reason = if queued {
+                    format!("{why}; it is decided again as soon as possible")
+                } else {
+                    format!("{why}; Alertmanager's next notification of its group brings it again")
                 };
+                let rec = DecisionRecord::unplanned(
+                    alert.fingerprint.clone(),
+                    alert.name().to_string(),
+                    Decision::Deferred,
+                    reason,
+                );
                 note(state, &rec);
                 out.push(rec);
             }
             Ok(out)
         }
-        (Some(e), _) => Err(e),
-        (None, _) => Ok(out),
+        Some(e) => Err(e),
+        None => Ok(out),
     }
 }
 
@@ -211,17 +223,12 @@ pub async fn handle_alert(
 ) -> Result<Vec<DecisionRecord>, Unavailable> {
     let matches = policy::decide(&loaded.set, alert);
     if matches.is_empty() {
-        let rec = DecisionRecord {
-            fingerprint: alert.fingerprint.clone(),
-            alertname: alert.name().to_string(),
-            policy: None,
-            decision: Decision::NoMatch,
-            engine: None,
-            namespace: None,
-            run: None,
-            correlation_id: None,
-            reason: format!("no policy answers this {} alert", alert.status),
-        };
+        let rec = DecisionRecord::unplanned(
+            alert.fingerprint.clone(),
+            alert.name().to_string(),
+            Decision::NoMatch,
+            format!("no policy answers this {} alert", alert.status),
+        );
         note(state, &rec);
         return Ok(vec![rec]);
     }

@@ -72,12 +72,122 @@ pub fn answer_due() -> Option<Instant> {
     BUDGET.try_with(|b| b.deadline).ok()
 }
 
+/// Objects of one collection as a watch shows them, by name, the way a client-go
+/// informer's store keeps them: filled by a list, kept current by the watch's events and
+/// by the writer's own answers (an older version never replaces a newer one). Until the
+/// first list, and while the watch is broken, it knows nothing and readers ask the API
+/// server. A name whose write met 409 is unknown until the watch or a read brings its
+/// current version. What it shows may lag the API server by a watch event: writes made
+/// from it carry its `resourceVersion`, so a stale entry costs a 409 and a read, never a
+/// lost update.
+#[derive(Debug, Default)]
+pub struct Cache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    synced: bool,
+    objects: std::collections::HashMap<String, Value>,
+    /// Names whose cached state is known to be behind (a write met 409).
+    stale: std::collections::HashSet<String>,
+}
+
+/// What a [`Cache`] says of one name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cached {
+    /// Ask the API server: the cache is not synced, or this entry is behind.
+    Unknown,
+    /// No such object.
+    Absent,
+    /// The object.
+    Present(Value),
+}
+
+/// `metadata.resourceVersion` as a number, when it is one (it is on every kube-apiserver,
+/// though clients are told to treat it as opaque: then every version counts as newer).
+fn version_of(obj: &Value) -> Option<u64> {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|v| v.parse().ok())
+}
+
+fn name_of(obj: &Value) -> Option<&str> {
+    obj.pointer("/metadata/name").and_then(Value::as_str)
+}
+
+impl Cache {
+    /// What the cache knows of `name`.
+    pub fn get(&self, name: &str) -> Cached {
+        let c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if !c.synced || c.stale.contains(name) {
+            return Cached::Unknown;
+        }
+        match c.objects.get(name) {
+            Some(obj) => Cached::Present(obj.clone()),
+            None => Cached::Absent,
+        }
+    }
+
+    /// Whether the cache answers reads.
+    pub fn is_synced(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).synced
+    }
+
+    /// Start over from a list: its items are all there is.
+    pub fn replace_all(&self, items: &[Value]) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        c.objects = items
+            .iter()
+            .filter_map(|o| Some((name_of(o)?.to_string(), o.clone())))
+            .collect();
+        c.stale.clear();
+        c.synced = true;
+    }
+
+    /// Stop answering reads (the watch broke), or answer them again (it goes on from
+    /// where it stopped).
+    pub fn set_synced(&self, synced: bool) {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).synced = synced;
+    }
+
+    /// An object as written or read or shown by the watch: kept unless the cache holds a
+    /// newer version.
+    pub fn put(&self, obj: &Value) {
+        let Some(name) = name_of(obj) else { return };
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let newer = match (c.objects.get(name).and_then(version_of), version_of(obj)) {
+            (Some(held), Some(new)) => new >= held,
+            _ => true,
+        };
+        if newer {
+            c.objects.insert(name.to_string(), obj.clone());
+        }
+        c.stale.remove(name);
+    }
+
+    /// An object the watch shows deleted, or a read found missing.
+    pub fn remove(&self, name: &str) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        c.objects.remove(name);
+        c.stale.remove(name);
+    }
+
+    /// A write of `name` met 409: its cached state is behind until the watch or a read
+    /// brings the current one.
+    pub fn invalidate(&self, name: &str) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        c.stale.insert(name.to_string());
+    }
+}
+
 /// The Kubernetes client heald uses: [`Kube`] plus a QPS limiter and a per-call deadline.
 #[derive(Clone)]
 pub struct K8s {
     kube: Kube,
     qps: Arc<QpsLimiter>,
     timeout: Duration,
+    leases: Arc<Cache>,
 }
 
 impl std::fmt::Debug for K8s {
@@ -96,7 +206,14 @@ impl K8s {
             kube,
             qps: Arc::new(QpsLimiter::new(qps, burst)),
             timeout,
+            leases: Arc::new(Cache::default()),
         }
+    }
+
+    /// heald's own Leases (its guards' state, not its rate buckets) as its Lease watch
+    /// last showed them and its own writes left them.
+    pub fn leases(&self) -> &Cache {
+        &self.leases
     }
 
     /// The underlying connection, for work that is not heald's own bookkeeping (the local
@@ -561,5 +678,38 @@ impl QpsLimiter {
             tokio::time::sleep(wait).await;
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn lease(name: &str, rv: &str, holder: &str) -> Value {
+        json!({"metadata": {"name": name, "resourceVersion": rv}, "spec": {"holderIdentity": holder}})
+    }
+
+    #[test]
+    fn a_cache_answers_only_once_listed_and_never_goes_back_to_an_older_version() {
+        let c = Cache::default();
+        c.put(&lease("a", "5", "r1"));
+        assert_eq!(c.get("a"), Cached::Unknown, "not listed yet");
+        c.replace_all(&[lease("a", "5", "r1")]);
+        assert_eq!(c.get("a"), Cached::Present(lease("a", "5", "r1")));
+        assert_eq!(c.get("b"), Cached::Absent);
+        // heald's own write (version 7) arrives before the watch's older event (6).
+        c.put(&lease("a", "7", "r3"));
+        c.put(&lease("a", "6", "r2"));
+        assert_eq!(c.get("a"), Cached::Present(lease("a", "7", "r3")));
+        // A write met 409: read the API server until a newer version comes.
+        c.invalidate("a");
+        assert_eq!(c.get("a"), Cached::Unknown);
+        c.put(&lease("a", "9", "r4"));
+        assert_eq!(c.get("a"), Cached::Present(lease("a", "9", "r4")));
+        c.remove("a");
+        assert_eq!(c.get("a"), Cached::Absent);
+        // The watch broke: nothing is answered from memory until it goes on.
+        c.set_synced(false);
+        assert_eq!(c.get("b"), Cached::Unknown);
     }
 }

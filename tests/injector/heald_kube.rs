@@ -1403,3 +1403,93 @@ fn max_in_flight_zero_is_a_lint_error_at_its_line() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_its_lease_watch_synced_heald_reads_no_lease_and_a_write_from_a_stale_entry_reads_it_again()
+ {
+    heal_testkit::require_reference!();
+    let server = server();
+    let f = Files::new(&policies("http://127.0.0.1:9/notify"));
+    let h = Heald::start(&server, &f, &["--track-interval", "1h"]).await;
+    let tracker = tokio::spawn(tracking::run(std::sync::Arc::clone(&h.state)));
+    let leases = format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases");
+    let watch = wait_async("a watch on heald's Leases", || {
+        server
+            .requests_matching("GET", &leases)
+            .into_iter()
+            .find(|r| r.param("watch") == Some("true"))
+    })
+    .await;
+    assert_eq!(
+        watch.param("labelSelector"),
+        Some("app.kubernetes.io/managed-by=heald,!heal.dev/rate-bucket")
+    );
+    wait_async("the Lease cache to sync", || {
+        h.state.k8s.leases().is_synced().then_some(())
+    })
+    .await;
+    let target = heal::plan::PlanTarget {
+        kind: "deployment".into(),
+        namespace: "shop".into(),
+        name: "web".into(),
+    };
+    let name = heal::heald::guards::lease::lease_name("restart-web", &target);
+    let lease_path = format!("{leases}/{name}");
+    let reads = |server: &ApiServer| server.requests_matching("GET", &lease_path).len();
+
+    // A new alert: its target's Lease is known absent, so heald creates it without a read.
+    let first = web_down("web", "2026-08-20T10:00:00Z");
+    assert_eq!(
+        decision(&h.decide(&webhook(std::slice::from_ref(&first))).await),
+        "submitted"
+    );
+    assert_eq!(reads(&server), 0, "{}", server.log_text());
+    let on_target = |server: &ApiServer, from: usize| -> Vec<String> {
+        server.requests()[from..]
+            .iter()
+            .filter(|r| {
+                r.path == lease_path
+                    || (r.path == leases
+                        && r.body
+                            .as_ref()
+                            .is_some_and(|b| b["metadata"]["name"] == name))
+            })
+            .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+            .collect()
+    };
+    assert_eq!(on_target(&server, 0), [format!("POST {leases} 201")]);
+
+    // A new episode for the held target: decided from memory, no request at all.
+    let before = server.requests().len();
+    let second = web_down("web", "2026-08-20T10:30:00Z");
+    assert_eq!(
+        decision(&h.decide(&webhook(std::slice::from_ref(&second))).await),
+        "locked"
+    );
+    assert_eq!(server.requests().len(), before, "{}", server.log_text());
+
+    // The cache behind the API server (as while a watch event is on its way): the create
+    // meets 409, heald reads the Lease and decides from what it holds.
+    h.state.k8s.leases().remove(&name);
+    let third = web_down("web", "2026-08-20T11:00:00Z");
+    assert_eq!(
+        decision(&h.decide(&webhook(std::slice::from_ref(&third))).await),
+        "locked"
+    );
+    assert_eq!(
+        on_target(&server, before),
+        [
+            format!("POST {leases} 409"),
+            format!("GET {lease_path} 200")
+        ],
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(server.list(WF.0, WF.1, NS).len(), 1, "one run");
+
+    h.state.begin_shutdown();
+    tokio::time::timeout(Duration::from_secs(5), tracker)
+        .await
+        .expect("the tracker and its watches stop at shutdown")
+        .unwrap();
+}

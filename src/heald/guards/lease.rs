@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use http::Method;
 
-use crate::heald::kube_io::{K8s, KubeIoError, lease_path};
+use crate::heald::kube_io::{Cached, K8s, KubeIoError, lease_path};
 use crate::kube_api::JSON;
 use crate::plan::PlanTarget;
 
@@ -489,9 +489,20 @@ impl LeaseIo for K8s {
         namespace: &str,
         name: &str,
     ) -> Result<Option<LeaseState>, KubeIoError> {
+        match self.leases().get(name) {
+            Cached::Present(obj) => return Ok(Some(LeaseState::from_object(&obj)?)),
+            Cached::Absent => return Ok(None),
+            Cached::Unknown => {}
+        }
         match self.get_opt(&lease_path(namespace, Some(name))).await? {
-            Some(obj) => Ok(Some(LeaseState::from_object(&obj)?)),
-            None => Ok(None),
+            Some(obj) => {
+                self.leases().put(&obj);
+                Ok(Some(LeaseState::from_object(&obj)?))
+            }
+            None => {
+                self.leases().remove(name);
+                Ok(None)
+            }
         }
     }
 
@@ -523,6 +534,7 @@ impl LeaseIo for K8s {
                     // The answer to the replace was lost and its retry met the version it
                     // wrote: when the Lease holds what was written, it was written.
                     Err(e) if e.is_conflict() && sent.unanswered => {
+                        self.leases().invalidate(&lease.name);
                         match self.read_lease(namespace, &lease.name).await? {
                             Some(now) if same_state(&now, lease) => {
                                 tracing::info!(lease = %lease.name, "the answer to the Lease update was lost; the Lease holds what was written");
@@ -536,8 +548,12 @@ impl LeaseIo for K8s {
             }
         };
         match result {
-            Ok(v) => Ok(LeaseState::from_object(&v)?),
+            Ok(v) => {
+                self.leases().put(&v);
+                Ok(LeaseState::from_object(&v)?)
+            }
             Err(e) if e.is_conflict() => {
+                self.leases().invalidate(&lease.name);
                 Err(KubeIoError::Conflict(format!("Lease {}", lease.name)))
             }
             Err(e) => Err(e.into()),

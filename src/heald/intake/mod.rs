@@ -512,9 +512,9 @@ struct Taken {
     slot: Option<(String, String)>,
 }
 
-/// Kubernetes requests an alert's observation sends at most, usually: its target's Lease,
-/// and the run when the Lease says it holds the target.
-const OBSERVE_REQUESTS: u32 = 2;
+/// Kubernetes requests an alert's observation sends at most, usually, besides reading
+/// Leases the watch does not keep: the run, when the Lease says it holds the target.
+const OBSERVE_REQUESTS: u32 = 1;
 /// Kubernetes requests a submission's effects send, usually: the two bucket tokens, the
 /// hold, the run and its Event.
 const ACT_REQUESTS: u32 = 5;
@@ -624,10 +624,13 @@ async fn observe_decide_act(
         .guards
         .max_in_flight
         .map(|_| crate::heald::guards::lease::in_flight_lease_name(&policy.name));
-    if !k8s
-        .reserve(OBSERVE_REQUESTS + u32::from(slots.is_some()))
-        .await
-    {
+    // Leases the watch keeps cost no read.
+    let lease_reads = if k8s.leases().is_synced() {
+        0
+    } else {
+        1 + u32::from(slots.is_some())
+    };
+    if !k8s.reserve(OBSERVE_REQUESTS + lease_reads).await {
         return Ok(defer(state, &plan, engine, alert));
     }
     for _ in 0..5 {

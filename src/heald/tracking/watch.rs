@@ -7,6 +7,12 @@
 //! (410) starts again with a list. The periodic pass of [`track`](crate::heald::tracking) stays: it
 //! resyncs, and it alone calls runs overdue and resumes local runs. Claiming a run's end
 //! makes handling it once safe when both see it.
+//!
+//! heald's guard Leases are followed the same way (one watch on heald's namespace,
+//! `app.kubernetes.io/managed-by=heald,!heal.dev/rate-bucket`) into the client's
+//! [Lease cache](crate::heald::kube_io::Cache): an alert's observation then reads its
+//! target's Lease from memory, and a write made from a stale entry meets 409 and reads
+//! the Lease again.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -16,6 +22,8 @@ use serde_json::Value;
 use tokio::task::JoinSet;
 
 use crate::heald::engines::runs::{RunInfo, RunState, argo_step_results, collection_path};
+use crate::heald::guards::ratelimit::RATE_BUCKET_LABEL;
+use crate::heald::kube_io::lease_path;
 use crate::heald::state::State;
 use crate::heald::tracking::{Ending, finish, run_namespaces};
 use crate::heald::{MANAGED_BY, REPORTED_LABEL};
@@ -33,6 +41,7 @@ const MISSING_ENGINE_RETRY: Duration = Duration::from_secs(60);
 pub struct Watchers {
     tasks: JoinSet<()>,
     watching: BTreeSet<(String, &'static str)>,
+    leases: bool,
 }
 
 impl Watchers {
@@ -41,6 +50,9 @@ impl Watchers {
     pub fn ensure(&mut self, st: &Arc<State>) {
         if st.is_shutting_down() {
             return;
+        }
+        if !std::mem::replace(&mut self.leases, true) {
+            self.tasks.spawn(watch_leases(Arc::clone(st)));
         }
         for ns in run_namespaces(st) {
             for kind in [Kind::Argo, Kind::Tekton] {
@@ -105,29 +117,28 @@ async fn handle(st: &State, kind: Kind, obj: &Value) {
     }
 }
 
-/// Watch `kind`'s unreported runs in `namespace` until shutdown.
-async fn watch_runs(st: Arc<State>, namespace: String, kind: Kind) {
+/// What the events of one followed collection do.
+trait Follow: Send {
+    /// The list the watch starts from: everything there is.
+    fn listed(&mut self, items: &[Value]) -> impl std::future::Future<Output = ()> + Send;
+    /// One `ADDED`, `MODIFIED` or `DELETED` event.
+    fn event(&mut self, etype: &str, obj: &Value) -> impl std::future::Future<Output = ()> + Send;
+    /// Whether the watch is open: while it is not, events may be missed.
+    fn open(&mut self, _open: bool) {}
+}
+
+/// List `collection` (objects matching `selector`), then watch it from the list's version
+/// until shutdown, reopening the watch where it stopped and listing again when its version
+/// expired. `what` names it in logs.
+async fn follow(
+    st: Arc<State>,
+    collection: String,
+    selector: String,
+    what: String,
+    mut f: impl Follow,
+) {
     let k8s = st.k8s.clone();
-    let Some(collection) = collection_path(kind, &namespace) else {
-        return;
-    };
-    let selector = format!("{MANAGED_BY}=heald,!{REPORTED_LABEL}");
     let mut stop = st.shutdown_signal();
-    // The runs already reported are known too (one list at start): repeats of their alerts
-    // cost no request.
-    let reported = format!("{MANAGED_BY}=heald,{REPORTED_LABEL}");
-    match k8s.list(&collection, &reported).await {
-        Ok(items) => {
-            for obj in &items {
-                if let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) {
-                    st.known.insert(name);
-                }
-            }
-        }
-        Err(e) => {
-            tracing::debug!(namespace, engine = %kind, error = %e, "cannot list reported runs");
-        }
-    }
     let mut from: Option<String> = None;
     let mut failures: u32 = 0;
     loop {
@@ -142,14 +153,12 @@ async fn watch_runs(st: Arc<State>, namespace: String, kind: Kind) {
             };
             match listed {
                 Ok((items, rv)) => {
-                    for obj in &items {
-                        handle(&st, kind, obj).await;
-                    }
+                    f.listed(&items).await;
                     from = rv;
                 }
                 Err(e) => {
                     failures += 1;
-                    tracing::debug!(namespace, engine = %kind, error = %e, "cannot list runs to watch");
+                    tracing::debug!(what, error = %e, "cannot list what to watch");
                 }
             }
         }
@@ -165,15 +174,17 @@ async fn watch_runs(st: Arc<State>, namespace: String, kind: Kind) {
         let mut stream = match opened {
             Some(Ok(s)) => {
                 failures = 0;
+                f.open(true);
                 s
             }
             other => {
+                f.open(false);
                 let missing = matches!(&other, Some(Err(e)) if e.is_not_found());
                 if let Some(Err(e)) = &other {
                     failures += 1;
                     if !missing {
-                        tracing::warn!(namespace, engine = %kind, error = %e,
-                            "cannot watch runs; the tracking pass goes on");
+                        tracing::warn!(what, error = %e,
+                            "cannot watch; the tracking pass goes on");
                     }
                 }
                 let wait = if missing || failures == 0 {
@@ -198,13 +209,13 @@ async fn watch_runs(st: Arc<State>, namespace: String, kind: Kind) {
                     let (etype, obj, next) = read_event(&event);
                     match next {
                         Next::Relist => {
-                            tracing::debug!(namespace, engine = %kind, ?obj, "watch ended by the server; listing again");
+                            tracing::debug!(what, ?obj, "watch ended by the server; listing again");
                             from = None;
                             break;
                         }
                         Next::From(rv) => {
-                            if let (Some(obj), "ADDED" | "MODIFIED") = (obj, etype) {
-                                handle(&st, kind, obj).await;
+                            if let (Some(obj), "ADDED" | "MODIFIED" | "DELETED") = (obj, etype) {
+                                f.event(etype, obj).await;
                             }
                             if rv.is_some() {
                                 from = rv;
@@ -215,12 +226,98 @@ async fn watch_runs(st: Arc<State>, namespace: String, kind: Kind) {
                 // The server closed the watch (its timeout): open it again from here.
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::debug!(namespace, engine = %kind, error = %e, "the watch broke; opening it again");
+                    tracing::debug!(what, error = %e, "the watch broke; opening it again");
                     break;
                 }
             }
         }
+        f.open(false);
     }
+}
+
+/// Following one engine's unreported runs in one namespace.
+struct Runs {
+    st: Arc<State>,
+    kind: Kind,
+}
+
+impl Follow for Runs {
+    async fn listed(&mut self, items: &[Value]) {
+        for obj in items {
+            handle(&self.st, self.kind, obj).await;
+        }
+    }
+
+    async fn event(&mut self, etype: &str, obj: &Value) {
+        if etype != "DELETED" {
+            handle(&self.st, self.kind, obj).await;
+        }
+    }
+}
+
+/// Watch `kind`'s unreported runs in `namespace` until shutdown.
+async fn watch_runs(st: Arc<State>, namespace: String, kind: Kind) {
+    let Some(collection) = collection_path(kind, &namespace) else {
+        return;
+    };
+    // The runs already reported are known too (one list at start): repeats of their alerts
+    // cost no request.
+    let reported = format!("{MANAGED_BY}=heald,{REPORTED_LABEL}");
+    match st.k8s.list(&collection, &reported).await {
+        Ok(items) => {
+            for obj in &items {
+                if let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) {
+                    st.known.insert(name);
+                }
+            }
+        }
+        Err(e) => {
+            tracing::debug!(namespace, engine = %kind, error = %e, "cannot list reported runs");
+        }
+    }
+    let selector = format!("{MANAGED_BY}=heald,!{REPORTED_LABEL}");
+    let what = format!("{kind} runs in {namespace}");
+    follow(
+        Arc::clone(&st),
+        collection,
+        selector,
+        what,
+        Runs { st, kind },
+    )
+    .await;
+}
+
+/// Following heald's guard Leases into [`K8s::leases`](crate::heald::kube_io::K8s::leases).
+struct Leases {
+    st: Arc<State>,
+}
+
+impl Follow for Leases {
+    async fn listed(&mut self, items: &[Value]) {
+        self.st.k8s.leases().replace_all(items);
+    }
+
+    async fn event(&mut self, etype: &str, obj: &Value) {
+        let cache = self.st.k8s.leases();
+        match (etype, obj.pointer("/metadata/name").and_then(Value::as_str)) {
+            ("DELETED", Some(name)) => cache.remove(name),
+            _ => cache.put(obj),
+        }
+    }
+
+    fn open(&mut self, open: bool) {
+        // Reads go to the API server until the watch goes on from where it stopped.
+        self.st.k8s.leases().set_synced(open);
+    }
+}
+
+/// Watch heald's guard Leases (not its rate buckets, which the limiter keeps) until
+/// shutdown, so that observing an alert's target costs no read.
+async fn watch_leases(st: Arc<State>) {
+    let collection = lease_path(&st.config.namespace, None);
+    let selector = format!("{MANAGED_BY}=heald,!{RATE_BUCKET_LABEL}");
+    let what = format!("Leases in {}", st.config.namespace);
+    follow(Arc::clone(&st), collection, selector, what, Leases { st }).await;
 }
 
 #[cfg(test)]

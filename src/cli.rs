@@ -142,6 +142,33 @@ impl GitOpsArgs {
     }
 }
 
+/// `--owner`: act on the workload that controls the addressed object (scale, restart,
+/// patch, wait).
+#[derive(Debug, Clone, Args, Default)]
+pub struct OwnerArgs {
+    /// Act on the workload controlling the addressed object, found through its
+    /// ownerReferences (controller: true): pod -> replicaset -> deployment, pod ->
+    /// statefulset, ... The result names both
+    #[arg(long, env = "HEAL_OWNER")]
+    pub owner: bool,
+    /// With --owner: refuse (exit 4) unless the owner found is this one (KIND/NAME)
+    #[arg(
+        long,
+        env = "HEAL_EXPECT_OWNER",
+        value_name = "KIND/NAME",
+        requires = "owner"
+    )]
+    pub expect_owner: Option<Address>,
+}
+
+impl OwnerArgs {
+    fn options(&self) -> Option<actions::OwnerOptions> {
+        self.owner.then(|| actions::OwnerOptions {
+            expect: self.expect_owner.clone(),
+        })
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s)
 }
@@ -261,6 +288,9 @@ pub struct ScaleArgs {
     pub gitops: GitOpsArgs,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
+    pub owner: OwnerArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
     pub common: CommonArgs,
 }
 
@@ -276,6 +306,9 @@ pub struct RestartArgs {
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
     pub gitops: GitOpsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub owner: OwnerArgs,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
     pub common: CommonArgs,
@@ -333,6 +366,9 @@ pub struct PatchArgs {
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
     pub gitops: GitOpsArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub owner: OwnerArgs,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
     pub common: CommonArgs,
@@ -407,6 +443,9 @@ pub struct WaitArgs {
     /// rollout, delete, or condition=NAME[=VALUE]
     #[arg(long = "for", env = "HEAL_FOR", value_name = "CONDITION")]
     pub for_: WaitFor,
+    #[command(flatten)]
+    #[allow(missing_docs)] // flattened, documented on the struct
+    pub owner: OwnerArgs,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
     pub common: CommonArgs,
@@ -516,6 +555,17 @@ impl Command {
             Command::Report(_) => "report",
             Command::Render(_) => "render",
             Command::Policy { .. } => "policy",
+        }
+    }
+
+    /// `--owner` and `--expect-owner`, on the actions that take them.
+    fn owner(&self) -> Option<actions::OwnerOptions> {
+        match self {
+            Command::Scale(a) => a.owner.options(),
+            Command::Restart(a) => a.owner.options(),
+            Command::Patch(a) => a.owner.options(),
+            Command::Wait(a) => a.owner.options(),
+            _ => None,
         }
     }
 
@@ -699,6 +749,7 @@ fn common_options(c: &CommonArgs) -> Common {
         allow_namespaces: c.allow_namespace.clone(),
         require_label: c.require_label.clone(),
         events: !c.no_event,
+        owner: None,
     }
 }
 
@@ -763,7 +814,8 @@ async fn run(command: Command) -> i32 {
 /// of its own from its flags. `Err` is a usage error.
 async fn dispatch(command: &Command, kube: Option<&Kube>) -> Result<(HealResult, Exit), String> {
     let common_args = command.common().clone();
-    let common = common_options(&common_args);
+    let mut common = common_options(&common_args);
+    common.owner = command.owner();
     let deadline = Instant::now() + common_args.timeout;
     let deadline = kube.map_or(deadline, |k| k.deadline().min(deadline));
     let timeout = || deadline.saturating_duration_since(Instant::now());
@@ -883,6 +935,7 @@ fn failed_result(common: &Common, action: &str, message: String, outcome: Outcom
         correlation_id: common.correlation_id.clone(),
         action: action.to_string(),
         target: Target::default(),
+        addressed: None,
         outcome,
         before: serde_json::Value::Null,
         after: serde_json::Value::Null,

@@ -95,6 +95,9 @@ pub struct HealResult {
     pub action: String,
     /// What was acted on.
     pub target: Target,
+    /// With `--owner`: the object addressed, whose controlling workload is `target`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addressed: Option<Target>,
     /// How it ended.
     pub outcome: Outcome,
     /// Relevant state before the action (replicas, generation, cordoned, ...).

@@ -272,6 +272,7 @@ pub async fn verify(
                 correlation_id: correlation_id.to_string(),
                 action: "verify".into(),
                 target: target.clone(),
+                addressed: None,
                 outcome,
                 before,
                 after,

@@ -156,6 +156,7 @@ pub async fn report(spec: &ReportSpec, timeout: Duration) -> (HealResult, Exit) 
                     name: r.run_name.clone(),
                     uid: None,
                 },
+                addressed: None,
                 outcome,
                 before: Value::Null,
                 after: json!({"status": r.status, "outcome": r.outcome}),

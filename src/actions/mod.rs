@@ -6,6 +6,7 @@
 mod controllers;
 mod delete;
 mod node;
+mod owner;
 mod patch;
 mod restart;
 mod scale;
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 pub use controllers::{ArgoTracking, GitOpsOptions, HpaMode};
 pub use delete::DeleteSpec;
 pub use node::{CordonSpec, DrainSpec, MaxUnschedulable, UncordonSpec};
+pub use owner::OwnerOptions;
 pub use patch::{PatchSpec, PatchType};
 pub use restart::RestartSpec;
 pub use scale::{Replicas, ScaleSpec};
@@ -46,6 +48,9 @@ pub struct Common {
     pub require_label: Option<LabelRequirement>,
     /// Record a Kubernetes Event on applied changes.
     pub events: bool,
+    /// `--owner`: act on the workload controlling the addressed object (scale, restart,
+    /// patch, wait).
+    pub owner: Option<OwnerOptions>,
 }
 
 /// One action to perform.
@@ -70,6 +75,28 @@ pub enum Action {
 }
 
 impl Action {
+    /// Whether the action may act on the addressed object's owner (`--owner`).
+    pub fn takes_owner(&self) -> bool {
+        matches!(
+            self,
+            Action::Scale(..) | Action::Restart(..) | Action::Patch(..) | Action::Wait(..)
+        )
+    }
+
+    /// The same action on another object.
+    fn on(&self, addr: Address) -> Action {
+        match self.clone() {
+            Action::Scale(_, s) => Action::Scale(addr, s),
+            Action::Restart(_, s) => Action::Restart(addr, s),
+            Action::Delete(_, s) => Action::Delete(addr, s),
+            Action::Patch(_, s) => Action::Patch(addr, s),
+            Action::Cordon(_, s) => Action::Cordon(addr, s),
+            Action::Uncordon(_, s) => Action::Uncordon(addr, s),
+            Action::Drain(_, s) => Action::Drain(addr, s),
+            Action::Wait(_, s) => Action::Wait(addr, s),
+        }
+    }
+
     /// The action's name as typed on the command line.
     pub fn name(&self) -> &'static str {
         match self {
@@ -158,6 +185,8 @@ pub struct Ctx<'a> {
     pub common: &'a Common,
     /// The target as known so far.
     pub target: Target,
+    /// With `--owner`: the object addressed, whose owner is the target.
+    pub addressed: Option<Target>,
 }
 
 impl Ctx<'_> {
@@ -324,6 +353,37 @@ pub(crate) async fn poll_sleep(kube: &Kube, attempt: u32) -> bool {
 }
 
 async fn execute(action: &Action, ctx: &mut Ctx<'_>) -> Result<Done, ActionError> {
+    if let Some(opts) = ctx.common.owner.clone()
+        && action.takes_owner()
+    {
+        let (owner, addressed) = owner::resolve(ctx, address(action), &opts, action.name()).await?;
+        let about = format!(
+            "{owner}, the owner of {}/{}",
+            addressed.kind.to_ascii_lowercase(),
+            addressed.name
+        );
+        ctx.addressed = Some(addressed);
+        return execute_on(&action.on(owner), ctx)
+            .await
+            .map_err(|e| e.with_context(&about));
+    }
+    execute_on(action, ctx).await
+}
+
+fn address(action: &Action) -> &Address {
+    match action {
+        Action::Scale(a, _)
+        | Action::Restart(a, _)
+        | Action::Delete(a, _)
+        | Action::Patch(a, _)
+        | Action::Cordon(a, _)
+        | Action::Uncordon(a, _)
+        | Action::Drain(a, _)
+        | Action::Wait(a, _) => a,
+    }
+}
+
+async fn execute_on(action: &Action, ctx: &mut Ctx<'_>) -> Result<Done, ActionError> {
     match action {
         Action::Scale(a, s) => scale::run(ctx, a, s).await,
         Action::Restart(a, s) => restart::run(ctx, a, s).await,
@@ -347,6 +407,8 @@ pub fn preflight(action: &Action, common: &Common) -> Result<(), ActionError> {
     }
     type KindCheck = fn(&ResourceType) -> Result<(), ActionError>;
     let (addr, check): (&Address, KindCheck) = match action {
+        // The owner's kind is known only once it is found.
+        _ if common.owner.is_some() && action.takes_owner() => return Ok(()),
         Action::Scale(a, _) => (a, scale::check_kind),
         Action::Restart(a, _) => (a, restart::check_kind),
         Action::Delete(a, s) if s.evict => (a, delete::check_evictable),
@@ -359,16 +421,7 @@ pub fn preflight(action: &Action, common: &Common) -> Result<(), ActionError> {
 }
 
 pub fn initial_target(action: &Action) -> Target {
-    let addr = match action {
-        Action::Scale(a, _)
-        | Action::Restart(a, _)
-        | Action::Delete(a, _)
-        | Action::Patch(a, _)
-        | Action::Cordon(a, _)
-        | Action::Uncordon(a, _)
-        | Action::Drain(a, _)
-        | Action::Wait(a, _) => a,
-    };
+    let addr = address(action);
     let (api_version, kind) = match &addr.type_ref {
         crate::address::TypeRef::Known(rt) => (rt.api_version(), rt.kind.clone()),
         crate::address::TypeRef::Discover { group, name, .. } => (group.clone(), name.clone()),
@@ -390,6 +443,7 @@ pub async fn run(kube: &Kube, common: &Common, action: &Action) -> (HealResult, 
         kube,
         common,
         target: initial_target(action),
+        addressed: None,
     };
     tracing::info!(
         correlation_id = %common.correlation_id,
@@ -438,6 +492,7 @@ pub async fn run(kube: &Kube, common: &Common, action: &Action) -> (HealResult, 
             correlation_id: common.correlation_id.clone(),
             action: action.name().to_string(),
             target,
+            addressed: ctx.addressed.clone(),
             outcome,
             before,
             after,

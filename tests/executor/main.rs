@@ -11,4 +11,5 @@ mod failure_lost_answers;
 mod heal_actions;
 mod heal_cli;
 mod heal_controllers;
+mod heal_owner;
 mod verify_prometheus;

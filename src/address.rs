@@ -278,6 +278,46 @@ pub fn well_known(name: &str) -> Option<ResourceType> {
     known(name, None)
 }
 
+/// An object's controller reference (the `ownerReferences` entry with `controller:
+/// true`): its `apiVersion`, `kind` and `name`.
+pub fn controller_of(obj: &serde_json::Value) -> Option<(String, String, String)> {
+    use serde_json::Value;
+    obj.pointer("/metadata/ownerReferences")?
+        .as_array()?
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .and_then(|r| {
+            let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
+            Some((s("apiVersion")?, s("kind")?, s("name")?))
+        })
+}
+
+/// The type of an owner reference: a well-known type of the same group and kind, else
+/// one to discover in its group and version.
+pub fn owner_type(api_version: &str, kind: &str) -> TypeRef {
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    match well_known(&kind.to_ascii_lowercase()) {
+        Some(rt) if rt.group == group && rt.kind == kind => TypeRef::Known(rt),
+        _ => TypeRef::Discover {
+            group: group.to_string(),
+            version: Some(version.to_string()),
+            name: kind.to_string(),
+        },
+    }
+}
+
+/// An owner reference's type as heal addresses it: `deployment`, or `rollout.argoproj.io`
+/// for a kind of another group.
+pub fn owner_type_name(api_version: &str, kind: &str) -> String {
+    match owner_type(api_version, kind) {
+        TypeRef::Known(rt) => rt.kind.to_ascii_lowercase(),
+        TypeRef::Discover { group, .. } => format!("{}.{group}", kind.to_ascii_lowercase()),
+    }
+}
+
 /// Check a name against the DNS-1123 subdomain rules most object names follow.
 pub fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -510,5 +550,45 @@ mod tests {
         ));
         let err = "deploy/Web_1".parse::<Address>().unwrap_err();
         assert!(err.to_string().contains("invalid object name"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_the_controller_reference_counts() {
+        let pod = json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "other"},
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f", "controller": true},
+        ]}});
+        assert_eq!(
+            controller_of(&pod),
+            Some(("apps/v1".into(), "ReplicaSet".into(), "web-5d8f".into()))
+        );
+        assert_eq!(controller_of(&json!({"metadata": {}})), None);
+    }
+
+    #[test]
+    fn well_known_owners_need_no_discovery_and_others_are_discovered() {
+        assert!(
+            matches!(owner_type("apps/v1", "Deployment"), TypeRef::Known(rt) if rt.plural == "deployments")
+        );
+        assert_eq!(
+            owner_type("argoproj.io/v1alpha1", "Rollout"),
+            TypeRef::Discover {
+                group: "argoproj.io".into(),
+                version: Some("v1alpha1".into()),
+                name: "Rollout".into()
+            }
+        );
+        assert_eq!(owner_type_name("apps/v1", "StatefulSet"), "statefulset");
+        assert_eq!(
+            owner_type_name("argoproj.io/v1alpha1", "Rollout"),
+            "rollout.argoproj.io"
+        );
+        assert!("rollout.argoproj.io/web".parse::<Address>().is_ok());
     }
 }

@@ -139,6 +139,7 @@ mod tests {
                 name: "web".into(),
                 uid: Some("u".into()),
             },
+            addressed: None,
             outcome: Outcome::DryRun,
             before: serde_json::json!({"replicas": 1}),
             after: serde_json::json!({"replicas": 3}),

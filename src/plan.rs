@@ -23,8 +23,13 @@ pub struct Plan {
     pub starts_at: String,
     /// Deterministic correlation id (UUID v5 of run identity), carried by every step.
     pub correlation_id: String,
-    /// The object being remediated.
+    /// The object being remediated: the one the hold, cooldown and circuit cover (with
+    /// `target: owner` steps and the owner found, the owner).
     pub target: PlanTarget,
+    /// With `target: owner` steps and the owner found: the object the alert named, whose
+    /// owner `target` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addressed: Option<PlanTarget>,
     /// Steps of the DAG, in declaration order.
     pub steps: Vec<PlanStep>,
     /// Whole-run deadline (Argo `activeDeadlineSeconds`, Tekton `timeouts.pipeline`).

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use crate::actions::{ActionError, Ctx};
-use crate::address::{Address, TypeRef, well_known};
+use crate::address::{Address, TypeRef, controller_of, owner_type as type_of, well_known};
 use crate::outcome::Target;
 
 /// What `--owner` asks for.
@@ -17,35 +17,6 @@ pub struct OwnerOptions {
     /// `--expect-owner KIND/NAME`: refuse (exit 4) when the owner found is another (it
     /// changed since heald decided).
     pub expect: Option<Address>,
-}
-
-/// A controller reference: `apiVersion`, `kind`, `name`.
-fn controller_of(obj: &Value) -> Option<(String, String, String)> {
-    obj.pointer("/metadata/ownerReferences")?
-        .as_array()?
-        .iter()
-        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
-        .and_then(|r| {
-            let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
-            Some((s("apiVersion")?, s("kind")?, s("name")?))
-        })
-}
-
-/// The type of an owner reference: a well-known type of the same group and kind, else
-/// one to discover in its group and version.
-fn type_of(api_version: &str, kind: &str) -> TypeRef {
-    let (group, version) = match api_version.split_once('/') {
-        Some((g, v)) => (g, v),
-        None => ("", api_version),
-    };
-    match well_known(&kind.to_ascii_lowercase()) {
-        Some(rt) if rt.group == group && rt.kind == kind => TypeRef::Known(rt),
-        _ => TypeRef::Discover {
-            group: group.to_string(),
-            version: Some(version.to_string()),
-            name: kind.to_string(),
-        },
-    }
 }
 
 fn describe(t: &Target) -> String {
@@ -140,38 +111,4 @@ pub(super) async fn resolve(
         describe(&addressed)
     );
     Ok((owner, addressed))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn only_the_controller_reference_counts() {
-        let pod = json!({"metadata": {"ownerReferences": [
-            {"apiVersion": "v1", "kind": "ConfigMap", "name": "other"},
-            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f", "controller": true},
-        ]}});
-        assert_eq!(
-            controller_of(&pod),
-            Some(("apps/v1".into(), "ReplicaSet".into(), "web-5d8f".into()))
-        );
-        assert_eq!(controller_of(&json!({"metadata": {}})), None);
-    }
-
-    #[test]
-    fn well_known_owners_need_no_discovery_and_others_are_discovered() {
-        assert!(
-            matches!(type_of("apps/v1", "Deployment"), TypeRef::Known(rt) if rt.plural == "deployments")
-        );
-        assert_eq!(
-            type_of("argoproj.io/v1alpha1", "Rollout"),
-            TypeRef::Discover {
-                group: "argoproj.io".into(),
-                version: Some("v1alpha1".into()),
-                name: "Rollout".into()
-            }
-        );
-    }
 }

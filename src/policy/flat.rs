@@ -256,6 +256,7 @@ pub(super) fn convert(
         status: StatusFilter::Firing,
         target,
         steps: vec![Step {
+            target: super::StepTarget::Policy,
             name: a.kind.clone(),
             action,
             after: Vec::new(),

@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 
 use super::{
     API_VERSION, Action, FailureBudget, GitOpsStep, Guards, Notifier, NotifierKind, OnFailure,
-    OnResolved, OnSuccess, Piece, Policy, PolicySet, Source, StatusFilter, Step, TargetField,
-    TargetSpec, Template, UrlSource, ValueSource, flat,
+    OnResolved, OnSuccess, Piece, Policy, PolicySet, Source, StatusFilter, Step, StepTarget,
+    TargetField, TargetSpec, Template, UrlSource, ValueSource, flat,
 };
 use crate::address::{self, TypeRef};
 use crate::matcher::Matchers;
@@ -532,6 +532,8 @@ pub(super) struct RawStep {
     evict: Option<bool>,
     force_conflicts: Option<bool>,
     max_unschedulable: Option<IntOrString>,
+    /// `owner`, or a target of the step's own (read in `step`).
+    target: Option<yaml_serde::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -870,6 +872,21 @@ fn add_policy(doc: &Doc, raw: RawPolicyDoc, ctx: &mut Ctx) {
             }
         }
     }
+    // Every step's action must fit the kind of object it acts on.
+    for (i, step) in policy.steps.iter().enumerate() {
+        if let Err((message, hint)) = fits(&policy, step) {
+            let key = if step.target == StepTarget::Policy {
+                k("action")
+            } else {
+                k("target")
+            };
+            ctx.errors.push(doc.invalid(issue(
+                &at(&spec_path, &[k("steps"), Segment::Index(i), key]),
+                message,
+                hint,
+            )));
+        }
+    }
     // Lint every step's command line against heal's own argument rules.
     for (i, step) in policy.steps.iter().enumerate() {
         if let Err(e) = super::plan::sample_argv(&policy, step) {
@@ -884,6 +901,74 @@ fn add_policy(doc: &Doc, raw: RawPolicyDoc, ctx: &mut Ctx) {
         }
     }
     register_policy(doc, policy, &name_path, ctx);
+}
+
+/// Whether a step's action can apply to the kind of object it acts on, known from the
+/// kind alone (a custom resource is left to heal at run time, except where only nodes
+/// fit): the message and a hint when it cannot.
+fn fits(policy: &Policy, step: &Step) -> Result<(), (String, String)> {
+    let action = step.action.name();
+    let spec = match &step.target {
+        StepTarget::Own(t) => t,
+        _ => &policy.target,
+    };
+    let rt = match address::parse_type(&spec.kind) {
+        Ok(TypeRef::Known(rt)) => Some(rt),
+        _ => None,
+    };
+    if step.target == StepTarget::Owner {
+        return match rt {
+            Some(rt) if !rt.namespaced => Err((
+                format!(
+                    "step {:?} acts on the owner of a {}, which no workload controls",
+                    step.name, spec.kind
+                ),
+                "remove `target: owner`".into(),
+            )),
+            _ => Ok(()),
+        };
+    }
+    let kind = spec.kind.as_str();
+    let owner_hint = |what: &str| {
+        if rt.as_ref().is_some_and(|rt| rt.kind == "Pod") {
+            format!(
+                "add `target: owner` to the step to {what} the pod's Deployment, StatefulSet or other controller"
+            )
+        } else {
+            format!("{what} a workload that supports it, or give the step a `target:` of its own")
+        }
+    };
+    match (action, &rt) {
+        ("scale", Some(rt)) if !rt.scalable => Err((
+            format!("step {:?}: a {kind} cannot be scaled", step.name),
+            owner_hint("scale"),
+        )),
+        ("restart", Some(rt))
+            if !matches!(rt.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet") =>
+        {
+            Err((
+                format!(
+                    "step {:?}: a {kind} cannot be restarted (only deployments, statefulsets and daemonsets have rollouts)",
+                    step.name
+                ),
+                owner_hint("restart"),
+            ))
+        }
+        ("cordon" | "uncordon" | "drain", rt) if rt.as_ref().is_none_or(|rt| rt.kind != "Node") => {
+            Err((
+                format!(
+                    "step {:?}: {action} applies to nodes only, not to a {kind}",
+                    step.name
+                ),
+                "target `kind: node`, or use another action".into(),
+            ))
+        }
+        ("delete", Some(rt)) if rt.kind == "Node" => Err((
+            format!("step {:?}: heal does not delete nodes", step.name),
+            "use `drain` (and `cordon`) for a node".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_service_account(sa: &str, path: &[Segment], issues: &mut Vec<Issue>) {
@@ -1600,9 +1685,64 @@ fn step(doc: &Doc, s: &RawStep, base: &[Segment], issues: &mut Vec<Issue>) -> Op
     if issues.len() > before {
         return None;
     }
+    let target = match &s.target {
+        None => StepTarget::Policy,
+        Some(yaml_serde::Value::String(w)) if w == "owner" => {
+            if !action.takes_owner() {
+                issues.push(issue(
+                    &at(base, &[k("target")]),
+                    format!("action {} cannot act on an owner", s.action),
+                    "`target: owner` is for scale, restart, patch and wait",
+                ));
+            }
+            StepTarget::Owner
+        }
+        Some(v) if !action.has_target() => {
+            let _ = v;
+            issues.push(issue(
+                &at(base, &[k("target")]),
+                format!("action {} has no target", s.action),
+                "remove `target:` from the step",
+            ));
+            StepTarget::Policy
+        }
+        Some(yaml_serde::Value::Mapping(m)) => {
+            match yaml_serde::from_value::<RawTarget>(yaml_serde::Value::Mapping(m.clone())) {
+                Ok(t) => match target(t, &at(base, &[k("target")]), issues) {
+                    Some(t) => StepTarget::Own(t),
+                    None => StepTarget::Policy,
+                },
+                Err(e) => {
+                    issues.push(issue(
+                        &at(base, &[k("target")]),
+                        format!("invalid step target: {e}"),
+                        "a step's own target takes `kind`, `namespace` and `name`",
+                    ));
+                    StepTarget::Policy
+                }
+            }
+        }
+        Some(other) => {
+            let shown = match other {
+                yaml_serde::Value::String(w) => format!("{w:?}"),
+                _ => "this value".to_string(),
+            };
+            issues.push(issue(
+                &at(base, &[k("target")]),
+                format!("unknown step target {shown}"),
+                "write `target: owner` (the workload controlling the policy's target), or \
+                 `target: {kind: ..., namespace: ..., name: ...}`",
+            ));
+            StepTarget::Policy
+        }
+    };
+    if issues.len() > before {
+        return None;
+    }
     Some(Step {
         name: s.name.clone(),
         action,
+        target,
         after: s.after.clone(),
         retries: s.retries,
         timeout,

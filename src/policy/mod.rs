@@ -18,7 +18,7 @@ use crate::render::Engine;
 
 pub use flat::{FlatCondition, flat_alert_name};
 pub use load::{LoadError, LoadErrors, SourceFile};
-pub use plan::{PlanDefaults, PlanError, correlation_id, plan, run_name};
+pub use plan::{PlanDefaults, PlanError, correlation_id, plan, plan_with_owner, run_name};
 pub use rules::{Rule, RuleFile, RuleGroup, prometheus_rules};
 
 /// The `apiVersion` of policy and notifier documents.
@@ -141,6 +141,12 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Whether a step acts on the owner of the policy's target (`target: owner`): heald
+    /// then finds that owner when it decides, and the hold covers it.
+    pub fn needs_owner(&self) -> bool {
+        self.steps.iter().any(|s| s.target == StepTarget::Owner)
+    }
+
     /// Whether the alert's labels satisfy every matcher (status not considered).
     pub fn matches_labels(&self, alert: &Alert) -> bool {
         self.matchers.matches(&alert.labels)
@@ -172,6 +178,18 @@ pub struct TargetSpec {
     pub name: ValueSource,
 }
 
+/// Which object a step acts on (`target:` of a step).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StepTarget {
+    /// The policy's target (no `target:` on the step).
+    #[default]
+    Policy,
+    /// `target: owner`: the workload controlling the policy's target (heal `--owner`).
+    Owner,
+    /// A target of the step's own (`target: {kind, namespace, name}`).
+    Own(TargetSpec),
+}
+
 /// One step of a policy: one heal invocation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
@@ -179,6 +197,8 @@ pub struct Step {
     pub name: String,
     /// What heal does.
     pub action: Action,
+    /// The object it acts on.
+    pub target: StepTarget,
     /// Steps that must succeed first.
     pub after: Vec<String>,
     /// Engine-level retries on exit code 3.
@@ -294,6 +314,17 @@ impl Action {
     /// Whether the action acts on the policy's target (all but `verify`).
     pub fn has_target(&self) -> bool {
         !matches!(self, Action::Verify { .. })
+    }
+
+    /// Whether the action may act on its target's owner (`target: owner`, heal `--owner`).
+    pub fn takes_owner(&self) -> bool {
+        matches!(
+            self,
+            Action::Scale { .. }
+                | Action::Restart { .. }
+                | Action::Patch { .. }
+                | Action::Wait { .. }
+        )
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Action, Piece, Policy, Step, TargetField, Template, ValueSource};
+use super::{Action, Piece, Policy, Step, StepTarget, TargetField, Template, ValueSource};
 use crate::address;
 use crate::alert::Alert;
 use crate::plan::{Plan, PlanStep, PlanTarget};
@@ -283,7 +283,16 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 fn resolve_target(policy: &Policy, labels: &dyn Labels) -> Result<Resolved, PlanError> {
-    let t = &policy.target;
+    resolve_spec(policy, &policy.target, "target", labels)
+}
+
+/// Resolve a target spec; `at` names it in errors (`target`, `step "x" target`).
+fn resolve_spec(
+    policy: &Policy,
+    t: &super::TargetSpec,
+    at: &str,
+    labels: &dyn Labels,
+) -> Result<Resolved, PlanError> {
     let value = |src: &ValueSource,
                  what: &str,
                  check: fn(&str) -> Result<(), String>|
@@ -291,7 +300,7 @@ fn resolve_target(policy: &Policy, labels: &dyn Labels) -> Result<Resolved, Plan
         match src {
             ValueSource::Literal(v) => Ok(v.clone()),
             ValueSource::Label(l) => {
-                let needed_for = format!("target.{what}");
+                let needed_for = format!("{at}.{what}");
                 let v = labels.label(l, &needed_for)?;
                 check(&v).map_err(|reason| PlanError::InvalidLabel {
                     policy: policy.name.clone(),
@@ -394,6 +403,8 @@ struct ArgvContext<'a> {
     correlation_id: &'a str,
     dry_run: bool,
     prometheus_url: Option<&'a str>,
+    /// The owner of the policy's target as heald found it, for `target: owner` steps.
+    owner: Option<&'a PlanTarget>,
 }
 
 fn step_argv(
@@ -409,11 +420,31 @@ fn step_argv(
         labels,
         step: &step.name,
     };
+    let own;
+    let target = match &step.target {
+        StepTarget::Own(spec) => {
+            own = resolve_spec(
+                policy,
+                spec,
+                &format!("step {:?} target", step.name),
+                labels,
+            )?;
+            &own
+        }
+        StepTarget::Policy | StepTarget::Owner => target,
+    };
+    let fill = Fill { target, ..fill };
     let mut argv: Vec<String> = vec![step.action.name().to_string()];
     if step.action.has_target() {
         push_target(&mut argv, target);
     }
     let mut flags: Vec<(&str, String)> = Vec::new();
+    if step.target == StepTarget::Owner {
+        argv.push("--owner".into());
+        if let Some(o) = ctx.owner {
+            flags.push(("--expect-owner", format!("{}/{}", o.kind, o.name)));
+        }
+    }
     match &step.action {
         Action::Scale {
             replicas,
@@ -572,6 +603,7 @@ pub(super) fn sample_argv(policy: &Policy, step: &Step) -> Result<Vec<String>, S
         correlation_id: "00000000-0000-0000-0000-000000000000",
         dry_run: policy.dry_run,
         prometheus_url: None,
+        owner: None,
     };
     step_argv(policy, step, &target, &SampleLabels, &ctx).map_err(|e| match e {
         PlanError::Argv { reason, .. } => reason,
@@ -581,6 +613,20 @@ pub(super) fn sample_argv(policy: &Policy, step: &Step) -> Result<Vec<String>, S
 
 /// Build the plan that remediates `alert` according to `policy`.
 pub fn plan(policy: &Policy, alert: &Alert, defaults: &PlanDefaults) -> Result<Plan, PlanError> {
+    plan_with_owner(policy, alert, defaults, None)
+}
+
+/// [`plan`], with the owner of the policy's target as heald found it when the policy has
+/// `target: owner` steps: the plan's target is then that owner (so the hold, cooldown and
+/// circuit cover the workload that changes), [`Plan::addressed`] the policy's target, and
+/// each owner step carries `--expect-owner`, so that heal refuses when the owner changed
+/// before the step runs. Without it, owner steps find the owner at run time only.
+pub fn plan_with_owner(
+    policy: &Policy,
+    alert: &Alert,
+    defaults: &PlanDefaults,
+    owner: Option<&PlanTarget>,
+) -> Result<Plan, PlanError> {
     let labels = AlertLabels {
         policy: &policy.name,
         alert,
@@ -589,10 +635,12 @@ pub fn plan(policy: &Policy, alert: &Alert, defaults: &PlanDefaults) -> Result<P
     let starts_at = alert.starts_at_rfc3339();
     let correlation = correlation_id(&policy.name, &alert.fingerprint, &starts_at);
     let dry_run = policy.dry_run || defaults.dry_run;
+    let owner = owner.filter(|_| policy.needs_owner());
     let ctx = ArgvContext {
         correlation_id: &correlation,
         dry_run,
         prometheus_url: defaults.prometheus_url.as_deref(),
+        owner,
     };
     let steps = policy
         .steps
@@ -628,11 +676,16 @@ pub fn plan(policy: &Policy, alert: &Alert, defaults: &PlanDefaults) -> Result<P
         alertname: alert.name().to_string(),
         starts_at,
         correlation_id: correlation,
-        target: PlanTarget {
+        addressed: owner.map(|_| PlanTarget {
+            kind: target.kind.clone(),
+            namespace: target.namespace.clone().unwrap_or_default(),
+            name: target.name.clone(),
+        }),
+        target: owner.cloned().unwrap_or(PlanTarget {
             kind: target.kind,
             namespace: target.namespace.unwrap_or_default(),
             name: target.name,
-        },
+        }),
         steps,
         deadline_seconds,
         service_account: policy

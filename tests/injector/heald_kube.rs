@@ -1493,3 +1493,91 @@ async fn with_its_lease_watch_synced_heald_reads_no_lease_and_a_write_from_a_sta
         .expect("the tracker and its watches stop at shutdown")
         .unwrap();
 }
+
+/// `examples/policies/pod-not-ready.yaml` as shipped, escalating to `notifier`.
+fn seed_policy(notifier: &str) -> String {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/policies/pod-not-ready.yaml"),
+    )
+    .expect("the seed example");
+    format!(
+        "{}---\napiVersion: heal.dev/v1alpha1\nkind: Notifier\nmetadata:\n  name: oncall\nspec:\n  type: webhook\n  url: {notifier}\n",
+        shipped.replace(
+            "onFailure: {notify: [oncall-slack, incident-webhook]}",
+            "onFailure: {notify: [oncall]}"
+        )
+    )
+}
+
+#[tokio::test]
+async fn target_owner_holds_the_deployment_so_two_pods_alerts_do_not_both_scale_it() {
+    heal_testkit::require_reference!();
+    let server = server();
+    let seeded = server.seed_deployment("shop", "checkout", 2, &[]);
+    let pods: Vec<(String, String)> = seeded
+        .pods
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                p["metadata"]["uid"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    server.insert(heal_testkit::apiserver::bare_pod(
+        "shop", "lonely", "node-1",
+    ));
+    let f = Files::new(&seed_policy("http://127.0.0.1:9/notify"));
+    let h = Heald::start(&server, &f, &[]).await;
+    let not_ready = |pod: &str, uid: &str| {
+        alert(
+            "KubePodNotReady",
+            &[("namespace", "shop"), ("pod", pod), ("uid", uid)],
+            "2026-08-20T10:15:00Z",
+        )
+    };
+    let first = not_ready(&pods[0].0, &pods[0].1);
+    let d = h.decide(&webhook(std::slice::from_ref(&first))).await;
+    assert_eq!(decision(&d), "submitted", "{d:?}");
+    let held: Vec<Value> = target_leases(&server)
+        .into_iter()
+        .map(|l| l["metadata"]["annotations"]["heal.dev/target"].clone())
+        .collect();
+    assert_eq!(
+        held,
+        [json!("deployment/shop/checkout")],
+        "the hold covers the Deployment"
+    );
+    // The Workflow finds the owner again and refuses if it is not this one.
+    let run = run_name("pod-not-ready-scale-and-replace", &first);
+    let wf = server.get(WF.0, WF.1, NS, &run).expect("the workflow");
+    let text = wf.to_string();
+    assert!(
+        text.contains(r#""--owner","--expect-owner","deployment/checkout""#),
+        "{text}"
+    );
+    // The other pod of the same Deployment: the Deployment is held.
+    let d = h
+        .decide(&webhook(&[not_ready(&pods[1].0, &pods[1].1)]))
+        .await;
+    assert_eq!(decision(&d), "locked", "{d:?}");
+    assert_eq!(server.list(WF.0, WF.1, NS).len(), 1);
+    // A pod without a controller: nothing to scale, told as an error, nothing written.
+    let before = server.requests().len();
+    let d = h.decide(&webhook(&[not_ready("lonely", "u-1")])).await;
+    assert_eq!(decision(&d), "error", "{d:?}");
+    assert!(
+        d[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("pod/lonely in shop has no controller"),
+        "{d:?}"
+    );
+    let writes: Vec<_> = server.requests()[before..]
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+}

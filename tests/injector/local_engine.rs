@@ -987,3 +987,124 @@ async fn a_local_run_cancelled_in_the_replica_executing_it_stops_retrying_at_onc
         "cancelled"
     );
 }
+
+// ----- the seed remediation -----
+
+/// `examples/policies/pod-not-ready.yaml` as shipped, escalating to a local webhook.
+fn seed_policy(notifier: &str) -> String {
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/policies/pod-not-ready.yaml"),
+    )
+    .expect("the seed example");
+    assert!(shipped.contains("onFailure: {notify: [oncall-slack, incident-webhook]}"));
+    format!(
+        "{}---\napiVersion: heal.dev/v1alpha1\nkind: Notifier\nmetadata:\n  name: oncall\nspec:\n  type: webhook\n  url: {notifier}\n",
+        shipped.replace(
+            "onFailure: {notify: [oncall-slack, incident-webhook]}",
+            "onFailure: {notify: [oncall]}"
+        )
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_example_scales_the_pods_deployment_to_4_then_deletes_that_pod_on_the_local_engine()
+ {
+    let server = ApiServer::start();
+    server.with_state(|st| st.ensure_namespace(NS));
+    let seeded = server.seed_deployment("shop", "checkout", 1, &[]);
+    let pod = seeded.pods[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uid = seeded.pods[0]["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rs = seeded.replicaset["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let f = Files::new(&seed_policy("http://127.0.0.1:9/notify"));
+    let h = Heald::start(&server, &f, &["--engine", "local"]).await;
+    let a = crate::heald_support::alert(
+        "KubePodNotReady",
+        &[("namespace", "shop"), ("pod", &pod), ("uid", &uid)],
+        "2026-08-20T10:15:00Z",
+    );
+    let d = h.decide(&webhook(std::slice::from_ref(&a))).await;
+    assert_eq!(d[0]["decision"], "submitted", "{d:?}");
+    assert_eq!(d[0]["engine"], "local");
+    let run = run_name("pod-not-ready-scale-and-replace", &a);
+    eventually(&server, "the outcome", || {
+        server
+            .get(CM.0, CM.1, NS, &run)
+            .filter(|cm| cm["metadata"]["labels"]["heal.dev/reported"] == "true")
+    })
+    .await;
+
+    let deploy = server.get(DEPLOY.0, DEPLOY.1, "shop", "checkout").unwrap();
+    assert_eq!(deploy["spec"]["replicas"], 4);
+    // The requests about the workload and the pod, in order: heald finds the owner (pod,
+    // then its ReplicaSet) when it decides; the scale step finds it again, checks it is
+    // the same, and scales the Deployment; then the pod is deleted, by UID, with 30 s.
+    let pod_path = format!("/api/v1/namespaces/shop/pods/{pod}");
+    let rs_path = format!("/apis/apps/v1/namespaces/shop/replicasets/{rs}");
+    let deploy_path = "/apis/apps/v1/namespaces/shop/deployments/checkout";
+    let about: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.path.starts_with("/api/v1/namespaces/shop/pods")
+                || r.path.contains("/namespaces/shop/replicasets")
+                || r.path.starts_with(deploy_path)
+                || r.path.contains("horizontalpodautoscalers")
+        })
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        about,
+        [
+            format!("GET {pod_path}"),
+            format!("GET {rs_path}"),
+            format!("GET {pod_path}"),
+            format!("GET {rs_path}"),
+            format!("GET {deploy_path}"),
+            "GET /apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers".to_string(),
+            format!("PATCH {deploy_path}/scale"),
+            format!("GET {pod_path}"),
+            format!("DELETE {pod_path}"),
+        ],
+        "{}",
+        server.log_text()
+    );
+    let scale = server.assert_requested("PATCH", &format!("{deploy_path}/scale"));
+    assert_eq!(scale.body, Some(json!({"spec": {"replicas": 4}})));
+    let delete = server.assert_requested("DELETE", &pod_path);
+    assert_eq!(
+        delete.body,
+        Some(json!({
+            "apiVersion": "v1", "kind": "DeleteOptions",
+            "gracePeriodSeconds": 30,
+            "preconditions": {"uid": uid},
+            "propagationPolicy": "Background",
+        })),
+        "{delete:?}"
+    );
+    // The hold covered the Deployment, not the pod: an alert for the Deployment's other
+    // pod meanwhile is held off by the same Lease.
+    let lease = target_leases(&server).pop().unwrap();
+    assert_eq!(
+        lease["metadata"]["annotations"]["heal.dev/target"], "deployment/shop/checkout",
+        "{lease}"
+    );
+    let scale_result = {
+        let cm = server.get(CM.0, CM.1, NS, &run).unwrap();
+        let st: Value =
+            serde_json::from_str(cm["data"]["step.scale-owner"].as_str().unwrap()).unwrap();
+        st["result"].clone()
+    };
+    assert_eq!(scale_result["target"]["kind"], "Deployment");
+    assert_eq!(scale_result["addressed"]["kind"], "Pod");
+    assert_eq!(scale_result["addressed"]["name"], json!(pod));
+}

@@ -49,6 +49,7 @@ fn crash_loop_plan() -> Plan {
         alertname: "KubePodCrashLooping".into(),
         starts_at: "2026-11-27T20:00:00Z".into(),
         correlation_id: "6f1c2b1e-5d7a-5b8e-9a3c-2f4e6d8a0b1c".into(),
+        addressed: None,
         target: PlanTarget {
             kind: "deployment".into(),
             namespace: "shop".into(),
@@ -106,6 +107,7 @@ fn node_drain_plan() -> Plan {
         alertname: "KubeNodeNotReady".into(),
         starts_at: "2026-11-27T21:15:00Z".into(),
         correlation_id: "0d9c8b7a-6f5e-5d4c-8b3a-291807f6e5d4".into(),
+        addressed: None,
         target: PlanTarget {
             kind: "node".into(),
             namespace: String::new(),
@@ -652,7 +654,7 @@ fn every_example_policy_renders_for_every_engine_and_validates_against_the_stric
 fn the_example_policies_render_as_in_the_golden_files() {
     let mut sizes = Vec::new();
     for (name, plan) in example_plans() {
-        for engine in [Engine::Argo, Engine::Tekton] {
+        for engine in [Engine::Argo, Engine::Tekton, Engine::Local] {
             let r = render_ok(&plan, engine, &opts());
             golden(&format!("examples/{engine}-{name}.yaml"), &r.yaml);
             sizes.push(format!(

@@ -564,6 +564,7 @@ mod tests {
             alertname: "A".into(),
             starts_at: "2026-01-01T00:00:00Z".into(),
             correlation_id: "c".into(),
+            addressed: None,
             target: PlanTarget {
                 kind: "deployment".into(),
                 namespace: "shop".into(),

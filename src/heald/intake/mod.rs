@@ -12,6 +12,7 @@
 pub mod decide;
 pub mod deferred;
 pub mod intents;
+pub mod owner;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -598,9 +599,8 @@ async fn observe_decide_act(
     let submitter = Arc::clone(state.engines.get(engine));
     let k8s = &state.k8s;
     let lease_ns = &state.config.namespace;
-    let lease = lease_name(&policy.name, &plan.target);
-    let hold = hold_duration(state, loaded, &plan);
-    let ns_bucket = bucket(&plan);
+    let ns_bucket = bucket(&plan).to_string();
+    let ns_bucket = ns_bucket.as_str();
     // The submission buckets as this replica last saw them: empty ones refuse before any
     // request is spent on this alert (they only refill; nobody else gives tokens), and no
     // more alerts go on at once than they have tokens. An intent being completed took its
@@ -614,6 +614,38 @@ async fn observe_decide_act(
             Admit::Later => return Ok(defer(state, &plan, engine, alert)),
         }
     };
+    // `target: owner` steps: the owner, found now, is what the hold covers.
+    let owned = if policy.needs_owner() {
+        if !k8s.reserve(owner::OWNER_READS).await {
+            return Ok(defer(state, &plan, engine, alert));
+        }
+        match owner::find(k8s, &plan.target).await {
+            Ok(Ok(found)) => {
+                match policy::plan_with_owner(policy, alert, &state.plan_defaults, Some(&found)) {
+                    Ok(p) => Some(p),
+                    Err(e) => return err(e.to_string()),
+                }
+            }
+            Ok(Err(why)) => return err(format!("cannot act on the owner: {why}")),
+            Err(e) if e.is_transient() => return Err(unavailable(e)),
+            Err(e) => return err(e.to_string()),
+        }
+    } else {
+        None
+    };
+    let plan = owned.unwrap_or(plan);
+    let err = |reason: String| {
+        Ok(record(
+            &plan,
+            engine,
+            Verdict {
+                decision: Decision::Error,
+                reason,
+            },
+        ))
+    };
+    let lease = lease_name(&policy.name, &plan.target);
+    let hold = hold_duration(state, loaded, &plan);
     // Rendered once admitted: in a storm, most alerts are refused before this.
     let rendered = match loaded.renderer.render(&plan, engine) {
         Ok(r) => r,

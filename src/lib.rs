@@ -18,6 +18,7 @@ pub mod offline;
 pub mod outcome;
 pub mod plan;
 pub mod policy;
+pub mod policy_files;
 pub mod prometheus_http;
 pub mod render;
 pub mod report_http;

@@ -8,8 +8,8 @@ use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
 
-use crate::offline::read_policy_files;
 use crate::policy::PolicySet;
+use crate::policy_files::read_policy_files;
 use crate::render::{RenderOptions, Renderer};
 
 /// Policies and templates that loaded without error.

@@ -22,4 +22,5 @@ pub mod policy_files;
 pub mod prometheus_http;
 pub mod render;
 pub mod report_http;
+pub mod step;
 pub mod yaml;

@@ -8,34 +8,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::outcome::{Exit, HealResult, Outcome, Target};
-
-/// What the query result must look like.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Expect {
-    /// No series (an alert expression that stopped firing).
-    Empty,
-    /// At least one series.
-    NonEmpty,
-    /// At least one sample, and every sample compares true against the number.
-    Compare(Cmp, f64),
-}
-
-/// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cmp {
-    /// `<`
-    Lt,
-    /// `<=`
-    Le,
-    /// `>`
-    Gt,
-    /// `>=`
-    Ge,
-    /// `==`
-    Eq,
-    /// `!=`
-    Ne,
-}
+pub use crate::step::{Cmp, Expect};
 
 impl Cmp {
     fn holds(self, a: f64, b: f64) -> bool {
@@ -47,38 +20,6 @@ impl Cmp {
             Cmp::Eq => a == b,
             Cmp::Ne => a != b,
         }
-    }
-}
-
-impl std::str::FromStr for Expect {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let t = s.trim();
-        match t {
-            "empty" => return Ok(Expect::Empty),
-            "non-empty" | "nonempty" | "present" => return Ok(Expect::NonEmpty),
-            _ => {}
-        }
-        let ops = [
-            ("<=", Cmp::Le),
-            (">=", Cmp::Ge),
-            ("==", Cmp::Eq),
-            ("!=", Cmp::Ne),
-            ("<", Cmp::Lt),
-            (">", Cmp::Gt),
-        ];
-        for (tok, op) in ops {
-            if let Some(rest) = t.strip_prefix(tok) {
-                let n: f64 = rest.trim().parse().map_err(|_| {
-                    format!("invalid --expect {s:?}: {:?} is not a number", rest.trim())
-                })?;
-                return Ok(Expect::Compare(op, n));
-            }
-        }
-        Err(format!(
-            "invalid --expect {s:?}: use empty, non-empty, or a comparison such as '< 0.85'"
-        ))
     }
 }
 

@@ -9,83 +9,12 @@ use serde_json::{Value, json};
 use super::{ActionError, Ctx, int, str_at};
 use crate::address::ResourceType;
 use crate::kube_api::{MERGE_PATCH, enc};
-
-/// What `heal scale` does about a HorizontalPodAutoscaler that targets the workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum HpaMode {
-    /// Refuse (exit 4): the autoscaler would undo the change.
-    #[default]
-    Refuse,
-    /// Raise the autoscaler's `minReplicas` to the wanted count (clamped by its
-    /// `maxReplicas`), then scale.
-    RaiseMin,
-    /// Scale anyway; autoscalers are not looked up.
-    Ignore,
-}
-
-impl HpaMode {
-    /// The value as written on the command line and in policies.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HpaMode::Refuse => "refuse",
-            HpaMode::RaiseMin => "raise-min",
-            HpaMode::Ignore => "ignore",
-        }
-    }
-}
-
-/// Argo CD's `application.resourceTrackingMethod` (its `argocd-cm` setting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum ArgoTracking {
-    /// The annotation `argocd.argoproj.io/tracking-id` (Argo CD 3's default).
-    #[default]
-    Annotation,
-    /// The instance label (`app.kubernetes.io/instance`, or `application.instanceLabelKey`):
-    /// Argo CD 2's default.
-    Label,
-    /// The annotation tracks; the label is informational only.
-    #[value(name = "annotation+label")]
-    AnnotationAndLabel,
-}
-
-impl ArgoTracking {
-    /// The value as Argo CD writes it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ArgoTracking::Annotation => "annotation",
-            ArgoTracking::Label => "label",
-            ArgoTracking::AnnotationAndLabel => "annotation+label",
-        }
-    }
-}
+use crate::step::{ArgoTracking, GitOpsOptions};
 
 /// Argo CD's tracking annotation.
 pub const ARGOCD_TRACKING_ID: &str = "argocd.argoproj.io/tracking-id";
-/// The label Argo CD tracks by with the `label` method, unless configured otherwise.
-pub const DEFAULT_INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 const FLUX_KUSTOMIZE: &str = "kustomize.toolkit.fluxcd.io";
 const FLUX_HELM: &str = "helm.toolkit.fluxcd.io";
-
-/// How heal treats objects that a GitOps controller reconciles.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GitOpsOptions {
-    /// Change them anyway (the result and Event then say who may revert it).
-    pub allow: bool,
-    /// How Argo CD tracks the resources it manages.
-    pub argocd_tracking: ArgoTracking,
-    /// The label Argo CD tracks by when `argocd_tracking` is `label`.
-    pub instance_label: String,
-}
-
-impl Default for GitOpsOptions {
-    fn default() -> Self {
-        GitOpsOptions {
-            allow: false,
-            argocd_tracking: ArgoTracking::Annotation,
-            instance_label: DEFAULT_INSTANCE_LABEL.into(),
-        }
-    }
-}
 
 /// The GitOps application that reconciles an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -381,6 +310,7 @@ pub async fn raise_min(
 mod tests {
     use super::*;
     use crate::address::well_known;
+    use crate::step::DEFAULT_INSTANCE_LABEL;
 
     fn deploy() -> ResourceType {
         well_known("deployment").unwrap()

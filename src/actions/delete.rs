@@ -10,20 +10,7 @@ use crate::address::{Address, ResourceType, well_known};
 use crate::guard;
 use crate::kube_api::{JSON, Kube};
 use crate::outcome::Outcome;
-
-/// Options of `heal delete`.
-#[derive(Debug, Clone, Default)]
-pub struct DeleteSpec {
-    /// `gracePeriodSeconds`.
-    pub grace_period: Option<i64>,
-    /// Only delete the object with this UID.
-    pub uid: Option<String>,
-    /// Refuse when the owning workload would keep fewer ready replicas.
-    pub min_available: Option<i64>,
-    /// Evict the pod through the Eviction API instead of deleting it, so its
-    /// PodDisruptionBudget holds.
-    pub evict: bool,
-}
+use crate::step::DeleteSpec;
 
 pub(super) async fn run(
     ctx: &mut Ctx<'_>,

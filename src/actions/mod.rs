@@ -19,98 +19,16 @@ use http::Method;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-pub use controllers::{ArgoTracking, GitOpsOptions, HpaMode};
-pub use delete::DeleteSpec;
-pub use node::{CordonSpec, DrainSpec, MaxUnschedulable, UncordonSpec};
-pub use owner::OwnerOptions;
-pub use patch::{PatchSpec, PatchType};
-pub use restart::RestartSpec;
-pub use scale::{Replicas, ScaleSpec};
-pub use wait::{WaitFor, WaitSpec};
+pub use crate::step::{
+    Action, ArgoTracking, Common, CordonSpec, DeleteSpec, DrainSpec, GitOpsOptions, HpaMode,
+    MaxUnschedulable, OwnerOptions, PatchSpec, PatchType, Replicas, RestartSpec, ScaleSpec,
+    UncordonSpec, WaitFor, WaitSpec, address,
+};
 
 use crate::address::{Address, ResourceType};
-use crate::guard::{self, LabelRequirement};
+use crate::guard;
 use crate::kube_api::{ApiError, JSON, Kube, Sent, enc};
 use crate::outcome::{Exit, HealResult, Outcome, Target};
-
-/// Options every action shares.
-#[derive(Debug, Clone, Default)]
-pub struct Common {
-    /// Correlation id carried into logs, the result and Events.
-    pub correlation_id: String,
-    /// Server-side dry run (`dryRun=All`).
-    pub dry_run: bool,
-    /// Namespace override (`-n`).
-    pub namespace: Option<String>,
-    /// Allowed namespace patterns; empty allows all.
-    pub allow_namespaces: Vec<String>,
-    /// Opt-in label the target must carry.
-    pub require_label: Option<LabelRequirement>,
-    /// Record a Kubernetes Event on applied changes.
-    pub events: bool,
-    /// `--owner`: act on the workload controlling the addressed object (scale, restart,
-    /// patch, wait).
-    pub owner: Option<OwnerOptions>,
-}
-
-/// One action to perform.
-#[derive(Debug, Clone)]
-pub enum Action {
-    /// Set replicas through the scale subresource.
-    Scale(Address, ScaleSpec),
-    /// Rollout restart.
-    Restart(Address, RestartSpec),
-    /// Delete an object.
-    Delete(Address, DeleteSpec),
-    /// Patch an object.
-    Patch(Address, PatchSpec),
-    /// Mark a node unschedulable.
-    Cordon(Address, CordonSpec),
-    /// Mark a node schedulable.
-    Uncordon(Address, UncordonSpec),
-    /// Cordon then evict.
-    Drain(Address, DrainSpec),
-    /// Wait for a condition.
-    Wait(Address, WaitSpec),
-}
-
-impl Action {
-    /// Whether the action may act on the addressed object's owner (`--owner`).
-    pub fn takes_owner(&self) -> bool {
-        matches!(
-            self,
-            Action::Scale(..) | Action::Restart(..) | Action::Patch(..) | Action::Wait(..)
-        )
-    }
-
-    /// The same action on another object.
-    fn on(&self, addr: Address) -> Action {
-        match self.clone() {
-            Action::Scale(_, s) => Action::Scale(addr, s),
-            Action::Restart(_, s) => Action::Restart(addr, s),
-            Action::Delete(_, s) => Action::Delete(addr, s),
-            Action::Patch(_, s) => Action::Patch(addr, s),
-            Action::Cordon(_, s) => Action::Cordon(addr, s),
-            Action::Uncordon(_, s) => Action::Uncordon(addr, s),
-            Action::Drain(_, s) => Action::Drain(addr, s),
-            Action::Wait(_, s) => Action::Wait(addr, s),
-        }
-    }
-
-    /// The action's name as typed on the command line.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Action::Scale(..) => "scale",
-            Action::Restart(..) => "restart",
-            Action::Delete(..) => "delete",
-            Action::Patch(..) => "patch",
-            Action::Cordon(..) => "cordon",
-            Action::Uncordon(..) => "uncordon",
-            Action::Drain(..) => "drain",
-            Action::Wait(..) => "wait",
-        }
-    }
-}
 
 /// Why an action did not complete.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -368,19 +286,6 @@ async fn execute(action: &Action, ctx: &mut Ctx<'_>) -> Result<Done, ActionError
             .map_err(|e| e.with_context(&about));
     }
     execute_on(action, ctx).await
-}
-
-fn address(action: &Action) -> &Address {
-    match action {
-        Action::Scale(a, _)
-        | Action::Restart(a, _)
-        | Action::Delete(a, _)
-        | Action::Patch(a, _)
-        | Action::Cordon(a, _)
-        | Action::Uncordon(a, _)
-        | Action::Drain(a, _)
-        | Action::Wait(a, _) => a,
-    }
 }
 
 async fn execute_on(action: &Action, ctx: &mut Ctx<'_>) -> Result<Done, ActionError> {

@@ -12,86 +12,11 @@ use crate::address::{Address, ResourceType};
 use crate::guard;
 use crate::kube_api::{JSON, MERGE_PATCH, enc};
 use crate::outcome::Outcome;
+use crate::step::{CordonSpec, DrainSpec, MaxUnschedulable, UncordonSpec};
 
 /// Annotation on a node heal cordoned: the correlation id of the remediation that did.
 /// `heal uncordon` uncordons only nodes that carry it (unless `--force`), and removes it.
 pub const CORDONED_BY: &str = "heal.dev/cordoned-by";
-
-/// `--max-unschedulable N|P%`: how many of the cluster's nodes may be unschedulable once
-/// this one is cordoned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MaxUnschedulable {
-    /// At most this many nodes.
-    Count(u64),
-    /// At most this percentage of the nodes, rounded down.
-    Percent(u64),
-}
-
-impl MaxUnschedulable {
-    /// The limit for a cluster of `total` nodes.
-    pub fn limit(self, total: u64) -> u64 {
-        match self {
-            MaxUnschedulable::Count(n) => n,
-            MaxUnschedulable::Percent(p) => total * p / 100,
-        }
-    }
-}
-
-impl std::fmt::Display for MaxUnschedulable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            MaxUnschedulable::Count(n) => write!(f, "{n}"),
-            MaxUnschedulable::Percent(p) => write!(f, "{p}%"),
-        }
-    }
-}
-
-impl std::str::FromStr for MaxUnschedulable {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            format!(
-                "invalid value {s:?}: expected a number of nodes (2) or a percentage of them (25%)"
-            )
-        };
-        let t = s.trim();
-        if let Some(p) = t.strip_suffix('%') {
-            let p: u64 = p.parse().map_err(|_| bad())?;
-            if p > 100 {
-                return Err(format!("invalid value {s:?}: a percentage is at most 100%"));
-            }
-            Ok(MaxUnschedulable::Percent(p))
-        } else {
-            t.parse().map(MaxUnschedulable::Count).map_err(|_| bad())
-        }
-    }
-}
-
-/// Options of `heal cordon`.
-#[derive(Debug, Clone, Default)]
-pub struct CordonSpec {
-    /// Refuse when cordoning would leave more nodes unschedulable than this.
-    pub max_unschedulable: Option<MaxUnschedulable>,
-}
-
-/// Options of `heal uncordon`.
-#[derive(Debug, Clone, Default)]
-pub struct UncordonSpec {
-    /// Also uncordon a node that heal did not cordon.
-    pub force: bool,
-}
-
-/// Options of `heal drain`.
-#[derive(Debug, Clone, Default)]
-pub struct DrainSpec {
-    /// Refuse when a workload would keep fewer ready replicas than this.
-    pub min_available: Option<i64>,
-    /// Also evict pods that no controller manages (they will not come back).
-    pub force: bool,
-    /// Refuse when cordoning would leave more nodes unschedulable than this.
-    pub max_unschedulable: Option<MaxUnschedulable>,
-}
 
 async fn node(ctx: &mut Ctx<'_>, addr: &Address) -> Result<(ResourceType, Value), ActionError> {
     let (rt, _) = ctx.resolve(addr).await?;

@@ -10,14 +10,7 @@ use serde_json::Value;
 use crate::actions::{ActionError, Ctx};
 use crate::address::{Address, TypeRef, controller_of, owner_type as type_of, well_known};
 use crate::outcome::Target;
-
-/// What `--owner` asks for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OwnerOptions {
-    /// `--expect-owner KIND/NAME`: refuse (exit 4) when the owner found is another (it
-    /// changed since heald decided).
-    pub expect: Option<Address>,
-}
+use crate::step::OwnerOptions;
 
 fn describe(t: &Target) -> String {
     let name = format!("{}/{}", t.kind.to_ascii_lowercase(), t.name);

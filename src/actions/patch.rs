@@ -8,29 +8,17 @@
 use http::Method;
 use serde_json::{Value, json};
 
-use super::controllers::{self, GitOpsOptions, GitOpsOwner};
+use super::controllers::{self, GitOpsOwner};
 use super::{ActionError, Ctx, Done, int, str_at};
 use crate::address::{Address, ResourceType};
 use crate::kube_api::{APPLY_PATCH, JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH};
 use crate::outcome::Outcome;
+use crate::step::{PatchSpec, PatchType};
 
 /// The field manager heal writes with.
 pub const FIELD_MANAGER: &str = "heal";
 /// Annotation: the correlation id of the remediation whose JSON patch was applied.
 pub const PATCH_CORRELATION: &str = "heal.dev/patch-correlation-id";
-
-/// Patch strategies, as `kubectl patch --type` names them (plus `apply`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PatchType {
-    /// JSON merge patch (RFC 7386).
-    Merge,
-    /// JSON patch (RFC 6902).
-    Json,
-    /// Strategic merge patch.
-    Strategic,
-    /// Server-side apply with field manager `heal`.
-    Apply,
-}
 
 impl PatchType {
     fn content_type(self) -> &'static str {
@@ -40,51 +28,6 @@ impl PatchType {
             PatchType::Strategic => STRATEGIC_PATCH,
             PatchType::Apply => APPLY_PATCH,
         }
-    }
-}
-
-/// Options of `heal patch`: the patch, already parsed and checked.
-#[derive(Debug, Clone)]
-pub struct PatchSpec {
-    /// Strategy.
-    pub kind: PatchType,
-    /// The patch document.
-    pub patch: Value,
-    /// Server-side apply: take the fields other field managers own (`force=true`).
-    pub force_conflicts: bool,
-    /// What to do about an object that Argo CD or Flux reconciles.
-    pub gitops: GitOpsOptions,
-}
-
-impl PatchSpec {
-    /// Parse a patch given as JSON or YAML text, checking its shape for the strategy.
-    pub fn parse(kind: PatchType, text: &str) -> Result<PatchSpec, String> {
-        let patch: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(json_err) => crate::yaml::from_str(text)
-                .map_err(|_| format!("invalid patch: not valid JSON ({json_err}) nor YAML"))?,
-        };
-        match (kind, &patch) {
-            (PatchType::Json, Value::Array(ops)) => {
-                serde_json::from_value::<json_patch::Patch>(Value::Array(ops.clone()))
-                    .map_err(|e| format!("invalid JSON patch: {e}"))?;
-            }
-            (PatchType::Json, _) => {
-                return Err("invalid JSON patch: expected an array of operations".into());
-            }
-            (_, Value::Object(_)) => {}
-            _ => {
-                return Err(
-                    format!("invalid {kind:?} patch: expected a JSON object").to_lowercase()
-                );
-            }
-        }
-        Ok(PatchSpec {
-            kind,
-            patch,
-            force_conflicts: false,
-            gitops: GitOpsOptions::default(),
-        })
     }
 }
 

@@ -4,25 +4,17 @@
 use http::Method;
 use serde_json::json;
 
-use super::controllers::{self, GitOpsOptions};
+use super::controllers;
 use super::{ActionError, Ctx, Done, int, str_at};
 use crate::address::{Address, ResourceType};
 use crate::kube_api::STRATEGIC_PATCH;
 use crate::outcome::Outcome;
+use crate::step::RestartSpec;
 
 /// The annotation `kubectl rollout restart` sets.
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 /// The annotation naming the remediation that restarted the workload.
 pub const RESTART_CORRELATION: &str = "heal.dev/restart-correlation-id";
-
-/// Options of `heal restart`.
-#[derive(Debug, Clone, Default)]
-pub struct RestartSpec {
-    /// Follow the rollout until it completes.
-    pub wait: bool,
-    /// What to do about a workload that Argo CD or Flux reconciles.
-    pub gitops: GitOpsOptions,
-}
 
 /// Only workloads with rollouts can be restarted.
 pub(super) fn check_kind(rt: &ResourceType) -> Result<(), ActionError> {

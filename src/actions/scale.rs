@@ -8,68 +8,17 @@
 use http::Method;
 use serde_json::{Value, json};
 
-use super::controllers::{self, GitOpsOptions, GitOpsOwner, Hpa, HpaMode};
+use super::controllers::{self, GitOpsOwner, Hpa};
 use super::{ActionError, Ctx, Done, int, str_at};
 use crate::address::{Address, ResourceType};
 use crate::kube_api::MERGE_PATCH;
 use crate::outcome::Outcome;
+use crate::step::{HpaMode, Replicas, ScaleSpec};
 
 /// Annotation: the correlation id of the remediation whose relative scale set the replicas.
 pub const SCALE_CORRELATION: &str = "heal.dev/scale-correlation-id";
 /// Annotation: the replica count that relative scale set.
 pub const SCALE_REPLICAS: &str = "heal.dev/scale-replicas";
-
-/// `--replicas N`, `+N` or `-N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Replicas {
-    /// Set to exactly this many.
-    Absolute(i64),
-    /// Add (or with a negative number, remove) this many.
-    Relative(i64),
-}
-
-impl std::str::FromStr for Replicas {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        let bad = || format!("invalid replicas {s:?}: expected a count (3) or a change (+1, -1)");
-        if let Some(rest) = s.strip_prefix('+') {
-            rest.parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .map(Replicas::Relative)
-                .ok_or_else(bad)
-        } else if let Some(rest) = s.strip_prefix('-') {
-            rest.parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .map(|n| Replicas::Relative(-n))
-                .ok_or_else(bad)
-        } else {
-            s.parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .map(Replicas::Absolute)
-                .ok_or_else(bad)
-        }
-    }
-}
-
-/// Options of `heal scale`.
-#[derive(Debug, Clone)]
-pub struct ScaleSpec {
-    /// Wanted replicas.
-    pub replicas: Replicas,
-    /// Lower clamp.
-    pub min: Option<i64>,
-    /// Upper clamp.
-    pub max: Option<i64>,
-    /// What to do about a HorizontalPodAutoscaler of the workload.
-    pub hpa: HpaMode,
-    /// What to do about a workload that Argo CD or Flux reconciles.
-    pub gitops: GitOpsOptions,
-}
 
 impl ScaleSpec {
     /// The replica count wanted when the current count is `current`.
@@ -523,6 +472,7 @@ async fn relative_scale(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::step::GitOpsOptions;
 
     #[test]
     fn relative_and_absolute_replicas_parse() {

@@ -5,55 +5,7 @@ use serde_json::{Value, json};
 use super::{ActionError, Ctx, Done, get_opt, int, poll_sleep, str_at};
 use crate::address::{Address, ResourceType};
 use crate::outcome::Outcome;
-
-/// What to wait for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WaitFor {
-    /// The rollout of a Deployment, StatefulSet or DaemonSet is complete.
-    Rollout,
-    /// `status.conditions[type=NAME].status == VALUE` (default `True`).
-    Condition {
-        /// Condition type.
-        name: String,
-        /// Wanted status.
-        value: String,
-    },
-    /// The object no longer exists (or was replaced: its uid changed).
-    Delete,
-}
-
-impl std::str::FromStr for WaitFor {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "rollout" => Ok(WaitFor::Rollout),
-            "delete" => Ok(WaitFor::Delete),
-            _ => match s.strip_prefix("condition=") {
-                Some(rest) if !rest.is_empty() => {
-                    let (name, value) = rest.split_once('=').unwrap_or((rest, "True"));
-                    if name.is_empty() || value.is_empty() {
-                        return Err(format!("invalid wait condition {s:?}"));
-                    }
-                    Ok(WaitFor::Condition {
-                        name: name.to_string(),
-                        value: value.to_string(),
-                    })
-                }
-                _ => Err(format!(
-                    "invalid --for {s:?}: expected rollout, delete, or condition=NAME[=VALUE]"
-                )),
-            },
-        }
-    }
-}
-
-/// Options of `heal wait`.
-#[derive(Debug, Clone)]
-pub struct WaitSpec {
-    /// The condition.
-    pub for_: WaitFor,
-}
+use crate::step::{WaitFor, WaitSpec};
 
 pub(super) async fn run(
     ctx: &mut Ctx<'_>,

@@ -19,6 +19,7 @@ use crate::address::Address;
 use crate::guard::LabelRequirement;
 use crate::kube_api::{ConnectOptions, Kube};
 use crate::outcome::{Exit, HealResult, Outcome, Target};
+use crate::step::{Step, StepAction, VerifyOptions};
 
 const ABOUT: &str = "heal: one safe, idempotent remediation step against the Kubernetes API.";
 
@@ -66,9 +67,9 @@ pub struct CommonArgs {
     /// Also write the result JSON to this file (Argo output parameter / Tekton result)
     #[arg(long, env = "HEAL_RESULT_FILE", value_name = "PATH")]
     pub result_file: Option<PathBuf>,
-    /// Give up (exit 3) when the action, including retries and waiting, takes longer
-    #[arg(long, env = "HEAL_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    /// Give up (exit 3) when the action, including retries and waiting, takes longer [default: 60s]
+    #[arg(long, env = "HEAL_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
     /// kubeconfig file [default: $KUBECONFIG, ~/.kube/config, then in-cluster]
     #[arg(long, env = "HEAL_KUBECONFIG", value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
@@ -465,23 +466,18 @@ pub struct VerifyArgs {
         default_value = "empty"
     )]
     pub expect: crate::prometheus_http::Expect,
-    /// Prometheus base URL
-    #[arg(
-        long,
-        env = "HEAL_PROMETHEUS_URL",
-        value_name = "URL",
-        default_value = "http://prometheus-operated.monitoring.svc:9090"
-    )]
-    pub prometheus_url: String,
+    /// Prometheus base URL [default: http://prometheus-operated.monitoring.svc:9090]
+    #[arg(long, env = "HEAL_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: Option<String>,
     /// File holding a bearer token for Prometheus
     #[arg(long, env = "HEAL_PROMETHEUS_TOKEN_FILE", value_name = "PATH")]
     pub bearer_token_file: Option<PathBuf>,
     /// PEM CA certificate for Prometheus's TLS
     #[arg(long, env = "HEAL_PROMETHEUS_CA_FILE", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
-    /// Time between evaluations
-    #[arg(long, env = "HEAL_INTERVAL", value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
-    pub interval: Duration,
+    /// Time between evaluations [default: 15s]
+    #[arg(long, env = "HEAL_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    pub interval: Option<Duration>,
     #[command(flatten)]
     #[allow(missing_docs)] // flattened, documented on the struct
     pub common: CommonArgs,
@@ -586,6 +582,22 @@ impl Command {
         }
     }
 
+    /// The typed step this command runs (the heal actions and verify).
+    fn step(&self) -> Result<Step, String> {
+        let args = self.common();
+        let mut common = common_options(args);
+        common.owner = self.owner();
+        let action = match self {
+            Command::Verify(v) => StepAction::Verify(verify_options(v)?),
+            other => StepAction::Kube(other.action()?),
+        };
+        Ok(Step {
+            action,
+            common,
+            timeout: args.timeout,
+        })
+    }
+
     /// Turn raw arguments into an action, reading files and checking values.
     fn action(&self) -> Result<Action, String> {
         Ok(match self {
@@ -687,6 +699,12 @@ fn parse_argv(argv: &[String]) -> Result<Command, String> {
     Cli::from_arg_matches(&matches)
         .map(|c| c.command)
         .map_err(|e| crate::logging::usage_error_line(&e))
+}
+
+/// Parse a heal step's command line (without the program name) into the typed step:
+/// what [`Step::argv`] writes reads back as the same step.
+pub fn parse_step(argv: &[String]) -> Result<Step, String> {
+    parse_argv(argv)?.step()
 }
 
 /// Where to read more after a usage error: `heal ACTION --help` when the arguments name a
@@ -816,7 +834,7 @@ async fn dispatch(command: &Command, kube: Option<&Kube>) -> Result<(HealResult,
     let common_args = command.common().clone();
     let mut common = common_options(&common_args);
     common.owner = command.owner();
-    let deadline = Instant::now() + common_args.timeout;
+    let deadline = Instant::now() + common_args.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let deadline = kube.map_or(deadline, |k| k.deadline().min(deadline));
     let timeout = || deadline.saturating_duration_since(Instant::now());
     Ok(match command {
@@ -848,24 +866,32 @@ fn read_secret(path: &PathBuf) -> Result<String, String> {
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-fn verify_spec(v: &VerifyArgs) -> Result<crate::prometheus_http::VerifySpec, String> {
+/// heal's `--timeout` when a step sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn verify_options(v: &VerifyArgs) -> Result<VerifyOptions, String> {
     if v.query.trim().is_empty() {
         return Err("--query must not be empty".into());
     }
-    if !(v.prometheus_url.starts_with("http://") || v.prometheus_url.starts_with("https://")) {
+    if let Some(u) = &v.prometheus_url
+        && !(u.starts_with("http://") || u.starts_with("https://"))
+    {
         return Err(format!(
-            "invalid --prometheus-url {:?}: expected http:// or https://",
-            v.prometheus_url
+            "invalid --prometheus-url {u:?}: expected http:// or https://"
         ));
     }
-    Ok(crate::prometheus_http::VerifySpec {
+    Ok(VerifyOptions {
         query: v.query.clone(),
         expect: v.expect,
         prometheus_url: v.prometheus_url.clone(),
-        bearer_token: v.bearer_token_file.as_ref().map(read_secret).transpose()?,
+        bearer_token_file: v.bearer_token_file.clone(),
         ca_file: v.ca_file.clone(),
-        interval: v.interval.max(Duration::from_millis(100)),
+        interval: v.interval,
     })
+}
+
+fn verify_spec(v: &VerifyArgs) -> Result<crate::prometheus_http::VerifySpec, String> {
+    crate::prometheus_http::VerifySpec::from_options(&verify_options(v)?)
 }
 
 fn report_spec(r: &ReportArgs, common: &Common) -> Result<crate::report_http::ReportSpec, String> {
@@ -905,7 +931,7 @@ fn report_spec(r: &ReportArgs, common: &Common) -> Result<crate::report_http::Re
 }
 
 async fn run_action(args: &CommonArgs, common: &Common, action: &Action) -> (HealResult, Exit) {
-    let deadline = Instant::now() + args.timeout;
+    let deadline = Instant::now() + args.timeout.unwrap_or(DEFAULT_TIMEOUT);
     if let Err(e) = actions::preflight(action, common) {
         let outcome = if matches!(e, actions::ActionError::Refused(_)) {
             Outcome::Refused

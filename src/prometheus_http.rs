@@ -65,6 +65,40 @@ pub struct VerifySpec {
     pub interval: Duration,
 }
 
+impl VerifySpec {
+    /// What a verify step runs: its options, heal's defaults where it sets none, and the
+    /// bearer token read from its file.
+    pub fn from_options(v: &crate::step::VerifyOptions) -> Result<VerifySpec, String> {
+        let bearer_token = match &v.bearer_token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map(|s| s.trim().to_string())
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(VerifySpec {
+            query: v.query.clone(),
+            expect: v.expect,
+            prometheus_url: v
+                .prometheus_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_PROMETHEUS_URL.to_string()),
+            bearer_token,
+            ca_file: v.ca_file.clone(),
+            interval: v
+                .interval
+                .unwrap_or(DEFAULT_INTERVAL)
+                .max(Duration::from_millis(100)),
+        })
+    }
+}
+
+/// Prometheus when a verify step names none.
+pub const DEFAULT_PROMETHEUS_URL: &str = "http://prometheus-operated.monitoring.svc:9090";
+/// Time between evaluations when a verify step sets none.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+
 // Hand-written so the bearer token can never reach a log line through `{:?}`.
 impl std::fmt::Debug for VerifySpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

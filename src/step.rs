@@ -2,14 +2,252 @@
 //! line parses into it, policies produce it, and it is executed by `actions` (and by heald's
 //! local engine). Pure data: no I/O, no Kubernetes client, no command-line parser.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use crate::address::Address;
 use crate::guard::LabelRequirement;
 use serde_json::Value;
 
 // ----- The step -----
 
+/// One heal step: what `heal ACTION ...` runs. heal's command line parses into it
+/// (`cli::parse_step`), policies produce it (`policy::plan`), and [`Step::argv`] is the one
+/// writer of its command line, which the renderers put into Workflows and PipelineRuns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The action and its own options.
+    pub action: StepAction,
+    /// The options every action shares.
+    pub common: Common,
+    /// `--timeout`: `None` leaves heal's default (60 s).
+    pub timeout: Option<Duration>,
+}
+
+/// A step's action: one against the Kubernetes API, or a Prometheus check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepAction {
+    /// scale, restart, delete, patch, cordon, uncordon, drain, wait.
+    Kube(Action),
+    /// verify.
+    Verify(VerifyOptions),
+}
+
+/// Options of `heal verify`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyOptions {
+    /// PromQL expression.
+    pub query: String,
+    /// Condition on its result.
+    pub expect: Expect,
+    /// Prometheus base URL; `None`: heal's default.
+    pub prometheus_url: Option<String>,
+    /// File holding a bearer token for Prometheus.
+    pub bearer_token_file: Option<PathBuf>,
+    /// PEM CA certificate for Prometheus's TLS.
+    pub ca_file: Option<PathBuf>,
+    /// Time between evaluations; `None`: heal's default (15 s).
+    pub interval: Option<Duration>,
+}
+
+impl Step {
+    /// The heal subcommand.
+    pub fn name(&self) -> &'static str {
+        match &self.action {
+            StepAction::Kube(a) => a.name(),
+            StepAction::Verify(_) => "verify",
+        }
+    }
+
+    /// The step's command line, after the program name: the action, its target and
+    /// namespace, `--owner`, the action's switches, its options, `--timeout`, the guards,
+    /// `--dry-run`, `--correlation-id`. Options at their default are left out, so that
+    /// parsing the line gives this step back.
+    pub fn argv(&self) -> Vec<String> {
+        let c = &self.common;
+        let mut argv: Vec<String> = vec![self.name().to_string()];
+        let mut flags: Vec<(&str, String)> = Vec::new();
+        let switch = |argv: &mut Vec<String>, on: bool, name: &str| {
+            if on {
+                argv.push(name.to_string());
+            }
+        };
+        let kube = match &self.action {
+            StepAction::Kube(a) => Some(a),
+            StepAction::Verify(_) => None,
+        };
+        if let Some(a) = kube {
+            argv.push(address(a).to_string());
+            if let Some(ns) = &c.namespace {
+                argv.push("-n".into());
+                argv.push(ns.clone());
+            }
+            if let Some(o) = c.owner.as_ref().filter(|_| a.takes_owner()) {
+                argv.push("--owner".into());
+                if let Some(e) = &o.expect {
+                    flags.push(("--expect-owner", e.to_string()));
+                }
+            }
+        }
+        let gitops =
+            |argv: &mut Vec<String>, flags: &mut Vec<(&str, String)>, g: &GitOpsOptions| {
+                if g.allow {
+                    argv.push("--allow-gitops".into());
+                }
+                if g.argocd_tracking != ArgoTracking::default() {
+                    flags.push(("--argocd-tracking", g.argocd_tracking.as_str().into()));
+                }
+                if g.instance_label != DEFAULT_INSTANCE_LABEL {
+                    flags.push(("--argocd-instance-label", g.instance_label.clone()));
+                }
+            };
+        match &self.action {
+            StepAction::Kube(Action::Scale(_, s)) => {
+                flags.push(("--replicas", s.replicas.to_string()));
+                if let Some(m) = s.min {
+                    flags.push(("--min", m.to_string()));
+                }
+                if let Some(m) = s.max {
+                    flags.push(("--max", m.to_string()));
+                }
+                if s.hpa != HpaMode::default() {
+                    flags.push(("--hpa", s.hpa.as_str().into()));
+                }
+                gitops(&mut argv, &mut flags, &s.gitops);
+            }
+            StepAction::Kube(Action::Restart(_, s)) => {
+                switch(&mut argv, s.wait, "--wait");
+                gitops(&mut argv, &mut flags, &s.gitops);
+            }
+            StepAction::Kube(Action::Delete(_, s)) => {
+                switch(&mut argv, s.evict, "--evict");
+                if let Some(g) = s.grace_period {
+                    flags.push(("--grace-period", g.to_string()));
+                }
+                if let Some(u) = &s.uid {
+                    flags.push(("--uid", u.clone()));
+                }
+                if let Some(m) = s.min_available {
+                    flags.push(("--min-available", m.to_string()));
+                }
+            }
+            StepAction::Kube(Action::Patch(_, s)) => {
+                flags.push(("--type", s.kind.as_str().into()));
+                flags.push(("--patch", s.patch.to_string()));
+                switch(&mut argv, s.force_conflicts, "--force-conflicts");
+                gitops(&mut argv, &mut flags, &s.gitops);
+            }
+            StepAction::Kube(Action::Cordon(_, s)) => {
+                if let Some(m) = s.max_unschedulable {
+                    flags.push(("--max-unschedulable", m.to_string()));
+                }
+            }
+            StepAction::Kube(Action::Uncordon(_, s)) => switch(&mut argv, s.force, "--force"),
+            StepAction::Kube(Action::Drain(_, s)) => {
+                switch(&mut argv, s.force, "--force");
+                if let Some(m) = s.min_available {
+                    flags.push(("--min-available", m.to_string()));
+                }
+                if let Some(m) = s.max_unschedulable {
+                    flags.push(("--max-unschedulable", m.to_string()));
+                }
+            }
+            StepAction::Kube(Action::Wait(_, s)) => flags.push(("--for", s.for_.to_string())),
+            StepAction::Verify(v) => {
+                flags.push(("--query", v.query.clone()));
+                flags.push(("--expect", v.expect.to_string()));
+                if let Some(u) = &v.prometheus_url {
+                    flags.push(("--prometheus-url", u.clone()));
+                }
+                if let Some(f) = &v.bearer_token_file {
+                    flags.push(("--bearer-token-file", f.display().to_string()));
+                }
+                if let Some(f) = &v.ca_file {
+                    flags.push(("--ca-file", f.display().to_string()));
+                }
+                if let Some(i) = v.interval {
+                    flags.push(("--interval", crate::duration::format(i)));
+                }
+            }
+        }
+        if let Some(t) = self.timeout {
+            flags.push(("--timeout", crate::duration::format(t)));
+        }
+        if kube.is_some() {
+            for p in &c.allow_namespaces {
+                flags.push(("--allow-namespace", p.clone()));
+            }
+            if let Some(l) = &c.require_label {
+                flags.push(("--require-label", format!("{}={}", l.key, l.value)));
+            }
+            switch(&mut argv, !c.events, "--no-event");
+        }
+        for (f, v) in flags {
+            argv.push(f.to_string());
+            argv.push(v);
+        }
+        switch(&mut argv, c.dry_run, "--dry-run");
+        argv.push("--correlation-id".into());
+        argv.push(c.correlation_id.clone());
+        argv
+    }
+}
+
+impl std::fmt::Display for Replicas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Replicas::Absolute(n) => write!(f, "{n}"),
+            Replicas::Relative(n) if *n >= 0 => write!(f, "+{n}"),
+            Replicas::Relative(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl std::fmt::Display for WaitFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitFor::Rollout => f.write_str("rollout"),
+            WaitFor::Delete => f.write_str("delete"),
+            WaitFor::Condition { name, value } if value == "True" => write!(f, "condition={name}"),
+            WaitFor::Condition { name, value } => write!(f, "condition={name}={value}"),
+        }
+    }
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expect::Empty => f.write_str("empty"),
+            Expect::NonEmpty => f.write_str("non-empty"),
+            Expect::Compare(op, n) => {
+                let op = match op {
+                    Cmp::Lt => "<",
+                    Cmp::Le => "<=",
+                    Cmp::Gt => ">",
+                    Cmp::Ge => ">=",
+                    Cmp::Eq => "==",
+                    Cmp::Ne => "!=",
+                };
+                write!(f, "{op} {n}")
+            }
+        }
+    }
+}
+
+impl PatchType {
+    /// The name `--type` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PatchType::Merge => "merge",
+            PatchType::Json => "json",
+            PatchType::Strategic => "strategic",
+            PatchType::Apply => "apply",
+        }
+    }
+}
+
 /// Options every action shares.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Common {
     /// Correlation id carried into logs, the result and Events.
     pub correlation_id: String,
@@ -29,7 +267,7 @@ pub struct Common {
 }
 
 /// One action to perform.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Set replicas through the scale subresource.
     Scale(Address, ScaleSpec),
@@ -141,7 +379,7 @@ impl std::str::FromStr for Replicas {
 }
 
 /// Options of `heal scale`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScaleSpec {
     /// Wanted replicas.
     pub replicas: Replicas,
@@ -158,7 +396,7 @@ pub struct ScaleSpec {
 // ----- restart -----
 
 /// Options of `heal restart`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RestartSpec {
     /// Follow the rollout until it completes.
     pub wait: bool,
@@ -169,7 +407,7 @@ pub struct RestartSpec {
 // ----- delete -----
 
 /// Options of `heal delete`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeleteSpec {
     /// `gracePeriodSeconds`.
     pub grace_period: Option<i64>,
@@ -198,7 +436,7 @@ pub enum PatchType {
 }
 
 /// Options of `heal patch`: the patch, already parsed and checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PatchSpec {
     /// Strategy.
     pub kind: PatchType,
@@ -296,21 +534,21 @@ impl std::str::FromStr for MaxUnschedulable {
 }
 
 /// Options of `heal cordon`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CordonSpec {
     /// Refuse when cordoning would leave more nodes unschedulable than this.
     pub max_unschedulable: Option<MaxUnschedulable>,
 }
 
 /// Options of `heal uncordon`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct UncordonSpec {
     /// Also uncordon a node that heal did not cordon.
     pub force: bool,
 }
 
 /// Options of `heal drain`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DrainSpec {
     /// Refuse when a workload would keep fewer ready replicas than this.
     pub min_available: Option<i64>,
@@ -365,7 +603,7 @@ impl std::str::FromStr for WaitFor {
 }
 
 /// Options of `heal wait`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WaitSpec {
     /// The condition.
     pub for_: WaitFor,
@@ -515,5 +753,67 @@ impl std::str::FromStr for Expect {
         Err(format!(
             "invalid --expect {s:?}: use empty, non-empty, or a comparison such as '< 0.85'"
         ))
+    }
+}
+
+/// Read a value by the names `values` gives it (as the command line and policies write
+/// them).
+fn by_name<T: Copy>(what: &str, s: &str, values: &[(&str, T)]) -> Result<T, String> {
+    values
+        .iter()
+        .find(|(n, _)| *n == s)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = values.iter().map(|(n, _)| *n).collect();
+            format!("invalid {what} {s:?}: expected one of {}", names.join(", "))
+        })
+}
+
+impl std::str::FromStr for HpaMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        by_name(
+            "hpa mode",
+            s,
+            &[
+                ("refuse", HpaMode::Refuse),
+                ("raise-min", HpaMode::RaiseMin),
+                ("ignore", HpaMode::Ignore),
+            ],
+        )
+    }
+}
+
+impl std::str::FromStr for ArgoTracking {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        by_name(
+            "Argo CD tracking method",
+            s,
+            &[
+                ("annotation", ArgoTracking::Annotation),
+                ("label", ArgoTracking::Label),
+                ("annotation+label", ArgoTracking::AnnotationAndLabel),
+            ],
+        )
+    }
+}
+
+impl std::str::FromStr for PatchType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        by_name(
+            "patch type",
+            s,
+            &[
+                ("merge", PatchType::Merge),
+                ("json", PatchType::Json),
+                ("strategic", PatchType::Strategic),
+                ("apply", PatchType::Apply),
+            ],
+        )
     }
 }

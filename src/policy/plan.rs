@@ -414,6 +414,33 @@ fn step_argv(
     labels: &dyn Labels,
     ctx: &ArgvContext,
 ) -> Result<Vec<String>, PlanError> {
+    Ok(heal_step(policy, step, target, labels, ctx)?.argv())
+}
+
+/// A policy word read into its type (`"+1"`, `raise-min`, `25%`, ...).
+fn parsed<T: std::str::FromStr<Err = String>>(
+    v: &str,
+    bad: &dyn Fn(String) -> PlanError,
+) -> Result<T, PlanError> {
+    v.parse().map_err(bad)
+}
+
+/// The typed heal step a policy step is for this alert: the policy's values (placeholders
+/// filled in, words read into their types) and the guards. Its command line is
+/// [`heal::step::Step::argv`](crate::step::Step::argv).
+fn heal_step(
+    policy: &Policy,
+    step: &Step,
+    target: &Resolved,
+    labels: &dyn Labels,
+    ctx: &ArgvContext,
+) -> Result<crate::step::Step, PlanError> {
+    use crate::step as s;
+    let bad = |reason: String| PlanError::Argv {
+        policy: policy.name.clone(),
+        step: step.name.clone(),
+        reason,
+    };
     let fill = Fill {
         policy,
         target,
@@ -434,97 +461,109 @@ fn step_argv(
         StepTarget::Policy | StepTarget::Owner => target,
     };
     let fill = Fill { target, ..fill };
-    let mut argv: Vec<String> = vec![step.action.name().to_string()];
-    if step.action.has_target() {
-        push_target(&mut argv, target);
-    }
-    let mut flags: Vec<(&str, String)> = Vec::new();
-    if step.target == StepTarget::Owner {
-        argv.push("--owner".into());
-        if let Some(o) = ctx.owner {
-            flags.push(("--expect-owner", format!("{}/{}", o.kind, o.name)));
-        }
-    }
-    match &step.action {
+    let addr = || -> Result<address::Address, PlanError> {
+        format!("{}/{}", target.kind, target.name)
+            .parse::<address::Address>()
+            .map_err(|e| bad(e.to_string()))
+    };
+    let gitops = |g: &super::GitOpsStep| -> Result<s::GitOpsOptions, PlanError> {
+        Ok(s::GitOpsOptions {
+            allow: g.allow,
+            argocd_tracking: match &g.argocd_tracking {
+                Some(t) => t.parse().map_err(bad)?,
+                None => s::ArgoTracking::default(),
+            },
+            ..s::GitOpsOptions::default()
+        })
+    };
+    let action = match &step.action {
         Action::Scale {
             replicas,
             min,
             max,
             hpa,
-            gitops,
-        } => {
-            flags.push(("--replicas", replicas.clone()));
-            if let Some(m) = min {
-                flags.push(("--min", m.to_string()));
-            }
-            if let Some(m) = max {
-                flags.push(("--max", m.to_string()));
-            }
-            if let Some(h) = hpa {
-                flags.push(("--hpa", h.clone()));
-            }
-            push_gitops(&mut argv, &mut flags, gitops);
-        }
-        Action::Restart { wait, gitops } => {
-            if *wait {
-                argv.push("--wait".into());
-            }
-            push_gitops(&mut argv, &mut flags, gitops);
-        }
+            gitops: g,
+        } => s::StepAction::Kube(s::Action::Scale(
+            addr()?,
+            s::ScaleSpec {
+                replicas: parsed(replicas, &bad)?,
+                min: min.map(i64::from),
+                max: max.map(i64::from),
+                hpa: match hpa {
+                    Some(h) => h.parse().map_err(bad)?,
+                    None => s::HpaMode::default(),
+                },
+                gitops: gitops(g)?,
+            },
+        )),
+        Action::Restart { wait, gitops: g } => s::StepAction::Kube(s::Action::Restart(
+            addr()?,
+            s::RestartSpec {
+                wait: *wait,
+                gitops: gitops(g)?,
+            },
+        )),
         Action::Delete {
             grace_period,
             uid,
             min_available,
             evict,
-        } => {
-            if *evict {
-                argv.push("--evict".into());
-            }
-            if let Some(g) = grace_period {
-                flags.push(("--grace-period", g.to_string()));
-            }
-            if let Some(u) = uid {
-                flags.push(("--uid", fill.template(u)?));
-            }
-            if let Some(m) = min_available {
-                flags.push(("--min-available", m.to_string()));
-            }
-        }
+        } => s::StepAction::Kube(s::Action::Delete(
+            addr()?,
+            s::DeleteSpec {
+                grace_period: grace_period.map(|g| i64::try_from(g).unwrap_or(i64::MAX)),
+                uid: uid.as_ref().map(|u| fill.template(u)).transpose()?,
+                min_available: min_available.map(i64::from),
+                evict: *evict,
+            },
+        )),
         Action::Patch {
             patch_type,
             patch,
             force_conflicts,
-            gitops,
+            gitops: g,
         } => {
-            flags.push(("--type", patch_type.clone()));
             let body = match fill.json(patch)? {
                 serde_json::Value::String(s) => s,
                 v => v.to_string(),
             };
-            flags.push(("--patch", body));
-            if *force_conflicts {
-                argv.push("--force-conflicts".into());
-            }
-            push_gitops(&mut argv, &mut flags, gitops);
+            let mut spec = s::PatchSpec::parse(parsed(patch_type, &bad)?, &body).map_err(bad)?;
+            spec.force_conflicts = *force_conflicts;
+            spec.gitops = gitops(g)?;
+            s::StepAction::Kube(s::Action::Patch(addr()?, spec))
         }
-        Action::Cordon { max_unschedulable } => {
-            if let Some(m) = max_unschedulable {
-                flags.push(("--max-unschedulable", m.clone()));
-            }
+        Action::Cordon { max_unschedulable } => s::StepAction::Kube(s::Action::Cordon(
+            addr()?,
+            s::CordonSpec {
+                max_unschedulable: max_unschedulable
+                    .as_deref()
+                    .map(|v| parsed(v, &bad))
+                    .transpose()?,
+            },
+        )),
+        Action::Uncordon => {
+            s::StepAction::Kube(s::Action::Uncordon(addr()?, s::UncordonSpec::default()))
         }
-        Action::Uncordon => {}
         Action::Drain {
             min_available,
             max_unschedulable,
-        } => {
-            if let Some(m) = min_available {
-                flags.push(("--min-available", m.to_string()));
-            }
-            if let Some(m) = max_unschedulable {
-                flags.push(("--max-unschedulable", m.clone()));
-            }
-        }
-        Action::Wait { condition } => flags.push(("--for", condition.clone())),
+        } => s::StepAction::Kube(s::Action::Drain(
+            addr()?,
+            s::DrainSpec {
+                min_available: min_available.map(i64::from),
+                force: false,
+                max_unschedulable: max_unschedulable
+                    .as_deref()
+                    .map(|v| parsed(v, &bad))
+                    .transpose()?,
+            },
+        )),
+        Action::Wait { condition } => s::StepAction::Kube(s::Action::Wait(
+            addr()?,
+            s::WaitSpec {
+                for_: parsed(condition, &bad)?,
+            },
+        )),
         Action::Verify {
             query,
             expect,
@@ -534,57 +573,50 @@ fn step_argv(
                 Some(q) => fill.template(q)?,
                 None => labels.expression(&step.name)?,
             };
-            flags.push(("--query", query));
-            flags.push(("--expect", expect.clone()));
-            if let Some(u) = prometheus_url.as_deref().or(ctx.prometheus_url) {
-                flags.push(("--prometheus-url", u.to_string()));
-            }
+            s::StepAction::Verify(s::VerifyOptions {
+                query,
+                expect: parsed(expect, &bad)?,
+                prometheus_url: prometheus_url
+                    .clone()
+                    .or_else(|| ctx.prometheus_url.map(str::to_string)),
+                bearer_token_file: None,
+                ca_file: None,
+                interval: None,
+            })
         }
-    }
-    if let Some(t) = step.timeout {
-        flags.push(("--timeout", crate::duration::format(t)));
-    }
-    if step.action.has_target() {
-        for p in &policy.guards.allow_namespaces {
-            flags.push(("--allow-namespace", p.clone()));
-        }
-        if let Some(l) = &policy.guards.require_label {
-            flags.push(("--require-label", l.clone()));
-        }
-    }
-    for (f, v) in flags {
-        argv.push(f.to_string());
-        argv.push(v);
-    }
-    if ctx.dry_run {
-        argv.push("--dry-run".into());
-    }
-    argv.push("--correlation-id".into());
-    argv.push(ctx.correlation_id.to_string());
-    crate::cli::validate_action_argv(&argv).map_err(|reason| PlanError::Argv {
-        policy: policy.name.clone(),
-        step: step.name.clone(),
-        reason,
-    })?;
-    Ok(argv)
-}
-
-/// `gitOps: allow` and `argocdTracking` of a step that changes a workload.
-fn push_gitops(argv: &mut Vec<String>, flags: &mut Vec<(&str, String)>, g: &super::GitOpsStep) {
-    if g.allow {
-        argv.push("--allow-gitops".into());
-    }
-    if let Some(t) = &g.argocd_tracking {
-        flags.push(("--argocd-tracking", t.clone()));
-    }
-}
-
-fn push_target(argv: &mut Vec<String>, target: &Resolved) {
-    argv.push(format!("{}/{}", target.kind, target.name));
-    if let Some(ns) = &target.namespace {
-        argv.push("-n".into());
-        argv.push(ns.clone());
-    }
+    };
+    let owner = (step.target == StepTarget::Owner)
+        .then(|| -> Result<s::OwnerOptions, PlanError> {
+            Ok(s::OwnerOptions {
+                expect: ctx
+                    .owner
+                    .map(|o| {
+                        format!("{}/{}", o.kind, o.name)
+                            .parse::<address::Address>()
+                            .map_err(|e| bad(e.to_string()))
+                    })
+                    .transpose()?,
+            })
+        })
+        .transpose()?;
+    Ok(s::Step {
+        action,
+        common: s::Common {
+            correlation_id: ctx.correlation_id.to_string(),
+            dry_run: ctx.dry_run,
+            namespace: target.namespace.clone(),
+            allow_namespaces: policy.guards.allow_namespaces.clone(),
+            require_label: policy
+                .guards
+                .require_label
+                .as_deref()
+                .map(|v| parsed(v, &bad))
+                .transpose()?,
+            events: true,
+            owner,
+        },
+        timeout: step.timeout,
+    })
 }
 
 /// The engine-level timeout of a step, in seconds.

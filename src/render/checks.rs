@@ -273,10 +273,6 @@ fn check_steps(plan: &Plan, engine: Engine, max: usize) -> Result<(), RenderErro
                 ));
             }
         }
-        crate::cli::validate_action_argv(&step.argv).map_err(|e| RenderError::Argv {
-            field: format!("{at}.argv"),
-            message: shorten(e.to_string()),
-        })?;
         if step.retries > MAX_RETRIES {
             return Err(plan_err(
                 format!("{at}.retries"),

@@ -33,6 +33,7 @@ use crate::plan::Plan;
 
 pub use context::{
     REPORT_TOKEN_DIR, REPORT_TOKEN_ENV, REPORT_TOKEN_FILE, REPORT_TOKEN_KEY, REPORT_TOKEN_VOLUME,
+    report_args,
 };
 pub use names::{is_label_key, is_label_value, label_value, mutex_name, yaml_quote};
 
@@ -270,14 +271,6 @@ pub enum RenderError {
         at: String,
         /// The steps of the cycle, the first repeated at the end.
         cycle: Vec<String>,
-    },
-    /// A step's arguments are not a valid `heal` command.
-    #[error("{field}: not a valid heal command: {message}")]
-    Argv {
-        /// Where the arguments are.
-        field: String,
-        /// Why `heal` would reject them.
-        message: String,
     },
     /// A render option is out of range.
     #[error("render option {field}: {message}")]

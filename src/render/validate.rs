@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use super::checks::{REPORT_TASK, check_dag};
 use super::context::{
-    ARGO_RETRY_EXPRESSION, ARGO_STATUS_VAR, REPORT_TOKEN_DIR, REPORT_TOKEN_VOLUME, ReportToken,
-    TEKTON_RESULT, TEKTON_STATUS_VAR, report_args, report_token, step_args,
+    ARGO_RETRY_EXPRESSION, REPORT_TOKEN_DIR, REPORT_TOKEN_VOLUME, ReportToken, TEKTON_RESULT,
+    report_args, report_token, step_args,
 };
 use super::names::{is_label_key, is_label_value, shorten};
 use super::{Engine, RenderError, RenderOptions};
@@ -191,20 +191,6 @@ impl<'a> Checker<'a> {
             }
         }
         Ok(())
-    }
-
-    fn heal_argv(&self, path: &str, args: &[String]) -> Res {
-        let concrete: Vec<String> = args
-            .iter()
-            .map(|a| {
-                a.replace(ARGO_STATUS_VAR, "Succeeded")
-                    .replace(TEKTON_STATUS_VAR, "Succeeded")
-            })
-            .collect();
-        crate::cli::validate_action_argv(&concrete).map_err(|e| RenderError::Argv {
-            field: format!("{} manifest, {path}", self.engine),
-            message: shorten(e.to_string()),
-        })
     }
 
     /// Every `image` is the plan's, every `command` is `heal`, and none of `forbidden`
@@ -621,7 +607,6 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
                 ),
             ));
         }
-        c.heal_argv(&format!("{path}.container.args"), &args)?;
         let want_sa = step.service_account.as_deref();
         let got_sa = t.get("serviceAccountName").and_then(Value::as_str);
         if got_sa != want_sa {
@@ -706,7 +691,6 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
             format!("are {args:?}, the exit handler runs {want:?}"),
         ));
     }
-    c.heal_argv(&format!("{epath}.args"), &args)?;
     let token = report_token(plan, opts);
     argo_mounts(&c, spec, templates, ei, token.as_ref())?;
 
@@ -1061,7 +1045,6 @@ pub fn tekton(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
             "--result-file".into(),
             format!("/tekton/results/{TEKTON_RESULT}"),
         ]);
-        c.heal_argv(&format!("{tpath}.params"), &full)?;
         let retries = task.get("retries").and_then(Value::as_u64).unwrap_or(0);
         if retries != u64::from(step.retries) {
             return Err(c.err(
@@ -1129,7 +1112,6 @@ pub fn tekton(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
             format!("pass args {args:?}, the report runs {want:?}"),
         ));
     }
-    c.heal_argv(&format!("{rpath}.params"), &args)?;
 
     c.walk_containers(
         v,

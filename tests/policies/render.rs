@@ -2049,3 +2049,34 @@ fn rendered_workflows_and_shipped_templates_pass_argos_cel_rules() {
         &[crate_dir().join("argo/clusterworkflowtemplate.yaml")],
     );
 }
+
+#[test]
+fn every_example_step_is_a_heal_command_that_reads_back_as_the_same_step() {
+    // The plans' command lines are written by one function from the typed step; heal's
+    // own parser must read each back as a step that writes the same line.
+    let mut checked = 0;
+    for (name, plan) in example_plans() {
+        for step in &plan.steps {
+            let parsed = heal::cli::parse_step(&step.argv)
+                .unwrap_or_else(|e| panic!("{name} step {}: {e}: {:?}", step.name, step.argv));
+            assert_eq!(parsed.argv(), step.argv, "{name} step {}", step.name);
+            assert_eq!(parsed.name(), step.action, "{name} step {}", step.name);
+            checked += 1;
+        }
+        for engine in [Engine::Argo, Engine::Tekton] {
+            let report = heal::render::report_args(&plan, engine);
+            let concrete: Vec<String> = report
+                .iter()
+                .map(|a| {
+                    a.replace("{{workflow.status}}", "Succeeded")
+                        .replace("$(tasks.status)", "Succeeded")
+                })
+                .collect();
+            if !concrete.is_empty() {
+                heal::cli::validate_action_argv(&concrete)
+                    .unwrap_or_else(|e| panic!("{name} {engine} report: {e}: {concrete:?}"));
+            }
+        }
+    }
+    assert!(checked > 10, "{checked}");
+}

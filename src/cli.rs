@@ -838,6 +838,21 @@ async fn dispatch(command: &Command, kube: Option<&Kube>) -> Result<(HealResult,
     let deadline = kube.map_or(deadline, |k| k.deadline().min(deadline));
     let timeout = || deadline.saturating_duration_since(Instant::now());
     Ok(match command {
+        // On a connection already open, a step runs as heald's local engine runs it.
+        Command::Scale(_)
+        | Command::Restart(_)
+        | Command::Delete(_)
+        | Command::Patch(_)
+        | Command::Cordon(_)
+        | Command::Uncordon(_)
+        | Command::Drain(_)
+        | Command::Wait(_)
+        | Command::Verify(_)
+            if kube.is_some() =>
+        {
+            let kube = kube.expect("checked");
+            actions::execute_step(kube, &command.step()?).await
+        }
         Command::Script(s) if kube.is_none() => run_script(s, &common).await,
         Command::Verify(v) => {
             let spec = verify_spec(v)?;
@@ -866,8 +881,7 @@ fn read_secret(path: &PathBuf) -> Result<String, String> {
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-/// heal's `--timeout` when a step sets none.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+pub use crate::actions::DEFAULT_TIMEOUT;
 
 fn verify_options(v: &VerifyArgs) -> Result<VerifyOptions, String> {
     if v.query.trim().is_empty() {

@@ -12,6 +12,25 @@ pub struct LabelRequirement {
     pub value: String,
 }
 
+impl std::fmt::Display for LabelRequirement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.key, self.value)
+    }
+}
+
+impl serde::Serialize for LabelRequirement {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LabelRequirement {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<LabelRequirement, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::str::FromStr for LabelRequirement {
     type Err = String;
 

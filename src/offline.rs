@@ -500,11 +500,11 @@ fn check_case(set: &PolicySet, case: &TestCase) -> Result<Vec<String>, String> {
                             .iter()
                             .map(|a| a.replace(CORRELATION_TOKEN, &plan.correlation_id))
                             .collect();
-                        if argv != g.argv {
+                        if argv != g.argv() {
                             diff(
                                 &format!("steps[{i}] ({}) argv", g.name),
                                 format!("{argv:?}"),
-                                format!("{:?}", g.argv),
+                                format!("{:?}", g.argv()),
                             );
                         }
                     }

@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::step::Step;
+
 /// Everything needed to run one remediation for one alert episode.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Plan {
     /// Deterministic run name (policy, alert fingerprint, startsAt), a valid Kubernetes name
@@ -44,6 +46,30 @@ pub struct Plan {
     pub report_url: Option<String>,
 }
 
+impl PlanStep {
+    /// Its command line after the program name, e.g.
+    /// `["scale", "deployment/web", "-n", "shop", "--replicas", "+1", ...]`.
+    pub fn argv(&self) -> Vec<String> {
+        self.heal.argv()
+    }
+}
+
+impl Serialize for PlanStep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("PlanStep", 8)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("action", &self.action)?;
+        st.serialize_field("argv", &self.argv())?;
+        st.serialize_field("after", &self.after)?;
+        st.serialize_field("retries", &self.retries)?;
+        st.serialize_field("timeoutSeconds", &self.timeout_seconds)?;
+        st.serialize_field("serviceAccount", &self.service_account)?;
+        st.serialize_field("heal", &self.heal)?;
+        st.end()
+    }
+}
+
 /// The object a plan remediates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,17 +82,17 @@ pub struct PlanTarget {
     pub name: String,
 }
 
-/// One step: one `heal` invocation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One step: one `heal` invocation. Serialized with its command line (`argv`, written by
+/// [`Step::argv`] from the typed step, for the reader; it is not read back).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanStep {
     /// Step name, a DNS-1123 label, unique in the plan.
     pub name: String,
     /// The heal action (`scale`, `restart`, ...).
     pub action: String,
-    /// Full argument vector after the program name, e.g.
-    /// `["scale", "deployment/web", "-n", "shop", "--replicas", "+1"]`.
-    pub argv: Vec<String>,
+    /// The typed step: what heal (or heald's local engine) runs.
+    pub heal: Step,
     /// Names of steps that must succeed first.
     pub after: Vec<String>,
     /// Engine-level retries (on exit code 3 only).

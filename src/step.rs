@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::address::Address;
 use crate::guard::LabelRequirement;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 // ----- The step -----
@@ -14,7 +15,8 @@ use serde_json::Value;
 /// One heal step: what `heal ACTION ...` runs. heal's command line parses into it
 /// (`cli::parse_step`), policies produce it (`policy::plan`), and [`Step::argv`] is the one
 /// writer of its command line, which the renderers put into Workflows and PipelineRuns.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Step {
     /// The action and its own options.
     pub action: StepAction,
@@ -25,7 +27,8 @@ pub struct Step {
 }
 
 /// A step's action: one against the Kubernetes API, or a Prometheus check.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
 pub enum StepAction {
     /// scale, restart, delete, patch, cordon, uncordon, drain, wait.
     Kube(Action),
@@ -34,7 +37,8 @@ pub enum StepAction {
 }
 
 /// Options of `heal verify`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VerifyOptions {
     /// PromQL expression.
     pub query: String,
@@ -247,7 +251,8 @@ impl PatchType {
 }
 
 /// Options every action shares.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Common {
     /// Correlation id carried into logs, the result and Events.
     pub correlation_id: String,
@@ -267,7 +272,8 @@ pub struct Common {
 }
 
 /// One action to perform.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", content = "args", rename_all = "kebab-case")]
 pub enum Action {
     /// Set replicas through the scale subresource.
     Scale(Address, ScaleSpec),
@@ -379,7 +385,8 @@ impl std::str::FromStr for Replicas {
 }
 
 /// Options of `heal scale`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ScaleSpec {
     /// Wanted replicas.
     pub replicas: Replicas,
@@ -396,7 +403,8 @@ pub struct ScaleSpec {
 // ----- restart -----
 
 /// Options of `heal restart`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RestartSpec {
     /// Follow the rollout until it completes.
     pub wait: bool,
@@ -407,7 +415,8 @@ pub struct RestartSpec {
 // ----- delete -----
 
 /// Options of `heal delete`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DeleteSpec {
     /// `gracePeriodSeconds`.
     pub grace_period: Option<i64>,
@@ -423,7 +432,8 @@ pub struct DeleteSpec {
 // ----- patch -----
 
 /// Patch strategies, as `kubectl patch --type` names them (plus `apply`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PatchType {
     /// JSON merge patch (RFC 7386).
     Merge,
@@ -436,7 +446,8 @@ pub enum PatchType {
 }
 
 /// Options of `heal patch`: the patch, already parsed and checked.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PatchSpec {
     /// Strategy.
     pub kind: PatchType,
@@ -534,21 +545,24 @@ impl std::str::FromStr for MaxUnschedulable {
 }
 
 /// Options of `heal cordon`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CordonSpec {
     /// Refuse when cordoning would leave more nodes unschedulable than this.
     pub max_unschedulable: Option<MaxUnschedulable>,
 }
 
 /// Options of `heal uncordon`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UncordonSpec {
     /// Also uncordon a node that heal did not cordon.
     pub force: bool,
 }
 
 /// Options of `heal drain`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DrainSpec {
     /// Refuse when a workload would keep fewer ready replicas than this.
     pub min_available: Option<i64>,
@@ -603,7 +617,8 @@ impl std::str::FromStr for WaitFor {
 }
 
 /// Options of `heal wait`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct WaitSpec {
     /// The condition.
     pub for_: WaitFor,
@@ -612,7 +627,8 @@ pub struct WaitSpec {
 // ----- the other controllers (HPA, GitOps) -----
 
 /// What `heal scale` does about a HorizontalPodAutoscaler that targets the workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum HpaMode {
     /// Refuse (exit 4): the autoscaler would undo the change.
     #[default]
@@ -636,7 +652,8 @@ impl HpaMode {
 }
 
 /// Argo CD's `application.resourceTrackingMethod` (its `argocd-cm` setting).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ArgoTracking {
     /// The annotation `argocd.argoproj.io/tracking-id` (Argo CD 3's default).
     #[default]
@@ -646,6 +663,7 @@ pub enum ArgoTracking {
     Label,
     /// The annotation tracks; the label is informational only.
     #[value(name = "annotation+label")]
+    #[serde(rename = "annotation+label")]
     AnnotationAndLabel,
 }
 
@@ -664,7 +682,8 @@ impl ArgoTracking {
 pub const DEFAULT_INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 
 /// How heal treats objects that a GitOps controller reconciles.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GitOpsOptions {
     /// Change them anyway (the result and Event then say who may revert it).
     pub allow: bool,
@@ -687,7 +706,8 @@ impl Default for GitOpsOptions {
 // ----- --owner -----
 
 /// What `--owner` asks for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OwnerOptions {
     /// `--expect-owner KIND/NAME`: refuse (exit 4) when the owner found is another (it
     /// changed since heald decided).
@@ -708,7 +728,8 @@ pub enum Expect {
 }
 
 /// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Cmp {
     /// `<`
     Lt,
@@ -815,5 +836,57 @@ impl std::str::FromStr for PatchType {
                 ("apply", PatchType::Apply),
             ],
         )
+    }
+}
+
+impl Serialize for Replicas {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Replicas {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Replicas, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for MaxUnschedulable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxUnschedulable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MaxUnschedulable, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for WaitFor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for WaitFor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<WaitFor, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Expect {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Expect {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Expect, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }

@@ -392,9 +392,10 @@ fn check_plan_shape(hostile: &Plan, reference: &Plan, values: &[&str]) {
         assert_eq!(h.retries, r.retries);
         assert_eq!(h.timeout_seconds, r.timeout_seconds);
         assert_eq!(h.service_account, r.service_account);
-        let want: Vec<String> = r.argv.iter().map(|a| fill_in(a, values)).collect();
+        let want: Vec<String> = r.argv().iter().map(|a| fill_in(a, values)).collect();
         assert_eq!(
-            h.argv, want,
+            h.argv(),
+            want,
             "step {}: the arguments are not the policy's",
             h.name
         );

@@ -340,6 +340,44 @@ pub fn initial_target(action: &Action) -> Target {
     }
 }
 
+/// Run one typed step on `kube` (whose deadline bounds it, with the step's own
+/// `--timeout`): what `heal` runs in process and what heald's local engine runs, without
+/// going through the command line. A verify step asks Prometheus and needs no connection.
+pub async fn execute_step(kube: &Kube, step: &crate::step::Step) -> (HealResult, Exit) {
+    use crate::step::StepAction;
+    let deadline = Instant::now() + step.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let kube = kube.with_deadline(kube.deadline().min(deadline));
+    match &step.action {
+        StepAction::Kube(action) => run(&kube, &step.common, action).await,
+        StepAction::Verify(v) => match crate::prometheus_http::VerifySpec::from_options(v) {
+            Ok(spec) => {
+                let left = kube
+                    .deadline()
+                    .saturating_duration_since(tokio::time::Instant::now());
+                crate::prometheus_http::verify(&spec, &step.common.correlation_id, left).await
+            }
+            Err(message) => (
+                HealResult {
+                    correlation_id: step.common.correlation_id.clone(),
+                    action: "verify".into(),
+                    target: Target::default(),
+                    addressed: None,
+                    outcome: Outcome::Failed,
+                    before: Value::Null,
+                    after: Value::Null,
+                    message,
+                    started_at: jiff::Timestamp::now().to_string(),
+                    duration_ms: 0,
+                },
+                Exit::Usage,
+            ),
+        },
+    }
+}
+
+/// heal's `--timeout` when a step sets none.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Run one action to its result and exit code.
 pub async fn run(kube: &Kube, common: &Common, action: &Action) -> (HealResult, Exit) {
     let started = Instant::now();

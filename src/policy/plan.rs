@@ -681,7 +681,7 @@ pub fn plan_with_owner(
             Ok(PlanStep {
                 name: s.name.clone(),
                 action: s.action.name().to_string(),
-                argv: step_argv(policy, s, &target, &labels, &ctx)?,
+                heal: heal_step(policy, s, &target, &labels, &ctx)?,
                 after: s.after.clone(),
                 retries: s.retries.unwrap_or(defaults.retries),
                 timeout_seconds: step_timeout_seconds(s, defaults),
@@ -779,7 +779,7 @@ spec:
     }
 
     fn query_of(plan: &Plan, step: &str) -> String {
-        let argv = &plan.steps.iter().find(|s| s.name == step).unwrap().argv;
+        let argv = plan.steps.iter().find(|s| s.name == step).unwrap().argv();
         let i = argv.iter().position(|a| a == "--query").unwrap();
         argv[i + 1].clone()
     }

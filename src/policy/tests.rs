@@ -96,7 +96,7 @@ fn the_plan_carries_exact_heal_command_lines() {
     let plan = plan(&set.policies[0], &a, &PlanDefaults::default()).unwrap();
     let id = plan.correlation_id.clone();
     assert_eq!(
-        plan.steps[0].argv,
+        plan.steps[0].argv(),
         [
             "scale",
             "deployment/web",
@@ -117,7 +117,7 @@ fn the_plan_carries_exact_heal_command_lines() {
         ]
     );
     assert_eq!(
-        plan.steps[1].argv,
+        plan.steps[1].argv(),
         [
             "verify",
             "--query",
@@ -194,7 +194,7 @@ fn dry_run_puts_the_flag_on_every_step() {
     assert!(
         plan.steps
             .iter()
-            .all(|s| s.argv.contains(&"--dry-run".to_string()))
+            .all(|s| s.argv().contains(&"--dry-run".to_string()))
     );
 }
 
@@ -281,7 +281,7 @@ fn cluster_scoped_targets_have_no_namespace_flag() {
     let a = alert(&[("alertname", "B"), ("node", "worker-1")]);
     let plan = plan(set.policy("second").unwrap(), &a, &PlanDefaults::default()).unwrap();
     assert_eq!(
-        &plan.steps[0].argv[..4],
+        &plan.steps[0].argv()[..4],
         ["drain", "node/worker-1", "--min-available", "1"]
     );
     assert_eq!(plan.target.namespace, "");
@@ -313,7 +313,7 @@ fn the_flat_format_maps_onto_generated_alert_names() {
     let p = plan(cpu, &a, &PlanDefaults::default()).unwrap();
     // A flat pod restart evicts, so a PodDisruptionBudget holds.
     assert_eq!(
-        &p.steps[0].argv[..7],
+        &p.steps[0].argv()[..7],
         [
             "delete",
             "pod/web-7d4f",
@@ -334,7 +334,7 @@ fn the_flat_format_maps_onto_generated_alert_names() {
     ]);
     let plan = plan(crash, &a, &PlanDefaults::default()).unwrap();
     assert_eq!(
-        &plan.steps[0].argv[..6],
+        &plan.steps[0].argv()[..6],
         ["scale", "deployment/web", "-n", "shop", "--replicas", "4"]
     );
 }
@@ -621,8 +621,12 @@ fn controller_fields_of_steps_become_heal_flags() {
             .steps
             .into_iter()
             .map(|s| {
-                let n = s.argv.iter().position(|a| a == "--correlation-id").unwrap();
-                s.argv[..n].join(" ")
+                let n = s
+                    .argv()
+                    .iter()
+                    .position(|a| a == "--correlation-id")
+                    .unwrap();
+                s.argv()[..n].join(" ")
             })
             .collect::<Vec<_>>()
     };

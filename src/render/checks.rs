@@ -252,17 +252,17 @@ fn check_steps(plan: &Plan, engine: Engine, max: usize) -> Result<(), RenderErro
                 format!("{:?} names two steps; step names must be unique", step.name),
             ));
         }
-        if step.argv.first() != Some(&step.action) {
+        if step.argv().first() != Some(&step.action) {
             return Err(plan_err(
                 format!("{at}.argv"),
                 format!(
                     "must start with the step's action {:?}, found {:?}",
                     step.action,
-                    step.argv.first().map(String::as_str).unwrap_or("")
+                    step.argv().first().map(String::as_str).unwrap_or("")
                 ),
             ));
         }
-        for (j, arg) in step.argv.iter().enumerate() {
+        for (j, arg) in step.argv().iter().enumerate() {
             let field = format!("{at}.argv[{j}]");
             check_value(&field, arg, max)?;
             let flag = arg.split('=').next().unwrap_or(arg);

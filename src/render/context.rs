@@ -217,7 +217,7 @@ fn has_flag(argv: &[String], flag: &str) -> bool {
 /// when the plan asks for it (unless argv already has them), then for Argo the result file.
 /// Tekton's heal Task appends `--result-file $(results.outcome.path)` itself.
 pub fn step_args(plan: &Plan, step: &PlanStep, engine: Engine) -> Vec<String> {
-    let mut args = step.argv.clone();
+    let mut args = step.argv().clone();
     if !has_flag(&args, "--correlation-id") {
         args.push("--correlation-id".into());
         args.push(plan.correlation_id.clone());

@@ -215,7 +215,7 @@ pub const HEAL_PLAN_API_VERSION: &str = "heal.dev/v1alpha1";
 pub const HEAL_PLAN_KIND: &str = "HealPlan";
 
 /// The local engine's document: the plan with Kubernetes-style metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealPlan {
     /// Always [`HEAL_PLAN_API_VERSION`].

@@ -391,9 +391,10 @@ fn the_deploy_base_grants_heald_only_leases_runs_and_events_and_nothing_cluster_
     );
     let role = find(&docs, "Role", "heald-leases");
     assert_eq!(role["rules"][0]["resources"], json!(["leases"]));
+    // Listed and watched: heald keeps its guard Leases in memory.
     assert_eq!(
         role["rules"][0]["verbs"],
-        json!(["get", "create", "update"])
+        json!(["get", "list", "watch", "create", "update"])
     );
     let runs = find(&docs, "ClusterRole", "heald-runs");
     let resources: Vec<&str> = runs["rules"]
@@ -422,6 +423,14 @@ fn the_deploy_base_grants_heald_only_leases_runs_and_events_and_nothing_cluster_
     let binding = find(&docs, "RoleBinding", "heald-runs");
     assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
     assert_eq!(binding["subjects"][0]["name"], "heald");
+    // `target: owner` policies: heald reads pods and ReplicaSets, nothing more, bound
+    // per target namespace.
+    let owners = find(&docs, "ClusterRole", "heald-owners");
+    for r in owners["rules"].as_array().unwrap() {
+        assert_eq!(r["verbs"], json!(["get"]), "{r}");
+    }
+    let binding = find(&docs, "RoleBinding", "heald-owners");
+    assert_eq!(binding["roleRef"]["name"], "heald-owners");
 }
 
 #[test]

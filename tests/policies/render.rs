@@ -27,11 +27,17 @@ fn reference_dir() -> PathBuf {
     heal_testkit::reference_dir()
 }
 
+/// The correlation id of the fixture plans' steps.
+const FIXTURE_CID: &str = "6f1c2b1e-5d7a-5b8e-9a3c-2f4e6d8a0b1c";
+
+/// A plan step running `heal ARGV --correlation-id FIXTURE_CID`.
 fn step(name: &str, argv: &[&str], after: &[&str]) -> PlanStep {
+    let mut line: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    line.extend(["--correlation-id".into(), FIXTURE_CID.into()]);
     PlanStep {
         name: name.into(),
         action: argv[0].into(),
-        argv: argv.iter().map(|s| s.to_string()).collect(),
+        heal: heal::cli::parse_step(&line).expect("a heal step"),
         after: after.iter().map(|s| s.to_string()).collect(),
         retries: 2,
         timeout_seconds: 300,
@@ -293,7 +299,7 @@ fn rendered_steps(r: &Rendered, plan: &Plan) -> Vec<(String, String, Vec<String>
                         s.name.clone(),
                         doc.spec.image.clone(),
                         vec!["heal".to_string()],
-                        s.argv.clone(),
+                        s.argv().clone(),
                     )
                 })
                 .collect()
@@ -315,8 +321,8 @@ fn assert_steps_are_the_plans(r: &Rendered, plan: &Plan) {
         assert_eq!(image, plan.image, "{} step {name} image", r.engine);
         assert_eq!(command, ["heal"], "{} step {name} command", r.engine);
         assert_eq!(
-            &args[..step.argv.len()],
-            step.argv.as_slice(),
+            &args[..step.argv().len()],
+            step.argv().as_slice(),
             "{} step {name} args",
             r.engine
         );
@@ -690,6 +696,14 @@ fn every_service_account_an_example_policy_names_is_shipped_with_the_manifests()
 // ---------------------------------------------------------------------------------------
 // Hostile values
 
+/// Set a verify step's query.
+fn set_query(step: &mut PlanStep, query: String) {
+    match &mut step.heal.action {
+        heal::step::StepAction::Verify(v) => v.query = query,
+        other => panic!("not a verify step: {other:?}"),
+    }
+}
+
 /// A plan whose alert-derived values (fingerprint, alert name, start time, and an argument
 /// a policy copied from a label) are `value`.
 fn hostile_plan(value: &str) -> Plan {
@@ -697,7 +711,7 @@ fn hostile_plan(value: &str) -> Plan {
     plan.fingerprint = value.into();
     plan.alertname = value.into();
     plan.starts_at = value.into();
-    plan.steps[2].argv[2] = format!("up{{reason=\"{value}\"}} == 0");
+    set_query(&mut plan.steps[2], format!("up{{reason=\"{value}\"}} == 0"));
     plan
 }
 
@@ -893,13 +907,13 @@ fn values_with_engine_substitutions_are_refused_naming_the_field() {
         }
     }
     let mut plan = crash_loop_plan();
-    plan.steps[0].argv[3] = "$(params.namespace)".into();
+    plan.steps[0].heal.common.namespace = Some("$(params.namespace)".into());
     let err = render_err(&plan, Engine::Tekton);
     assert!(
         err.starts_with("plan.steps[0].argv[3]: contains \"$(\""),
         "{err}"
     );
-    plan.steps[0].argv[3] = "a{{workflow.name}}".into();
+    plan.steps[0].heal.common.namespace = Some("a{{workflow.name}}".into());
     let err = render_err(&plan, Engine::Argo);
     assert!(
         err.starts_with("plan.steps[0].argv[3]: contains \"{{\""),
@@ -921,7 +935,7 @@ fn a_one_megabyte_value_is_refused_with_its_size() {
         ..opts()
     };
     let mut plan = crash_loop_plan();
-    plan.steps[2].argv[2] = huge.clone();
+    set_query(&mut plan.steps[2], huge.clone());
     let r = render_ok(&plan, Engine::Argo, &o);
     assert_steps_are_the_plans(&r, &plan);
 }
@@ -2057,9 +2071,9 @@ fn every_example_step_is_a_heal_command_that_reads_back_as_the_same_step() {
     let mut checked = 0;
     for (name, plan) in example_plans() {
         for step in &plan.steps {
-            let parsed = heal::cli::parse_step(&step.argv)
-                .unwrap_or_else(|e| panic!("{name} step {}: {e}: {:?}", step.name, step.argv));
-            assert_eq!(parsed.argv(), step.argv, "{name} step {}", step.name);
+            let parsed = heal::cli::parse_step(&step.argv())
+                .unwrap_or_else(|e| panic!("{name} step {}: {e}: {:?}", step.name, step.argv()));
+            assert_eq!(parsed.argv(), step.argv(), "{name} step {}", step.name);
             assert_eq!(parsed.name(), step.action, "{name} step {}", step.name);
             checked += 1;
         }

@@ -1,5 +1,5 @@
 //! The `local` engine: heald runs a remediation's steps itself, through the same library
-//! code the `heal` binary uses ([`execute_with`](crate::cli::execute_with)) on heald's own
+//! code the `heal` binary uses ([`execute_step`](crate::actions::execute_step)) on heald's own
 //! Kubernetes connection, with no pod per step.
 //!
 //! Submitting a local run creates its ConfigMap (see [`local_run`](crate::heald::engines::local_run)):
@@ -448,11 +448,10 @@ async fn run_step(ctx: StepCtx, step: PlanStep, prior: Option<StepStatus>) -> St
         let by_run_deadline = ctx.deadline <= own;
         let kube = ctx.kube.with_deadline(step_deadline);
         let allowed = step_deadline.saturating_duration_since(Instant::now());
-        let attempt = crate::cli::execute_with(&kube, &step.argv);
+        let attempt = crate::actions::execute_step(&kube, &step.heal);
         let (exit, message, result) =
             match tokio::time::timeout_at(step_deadline + STEP_GRACE, attempt).await {
-                Ok(Ok((res, exit))) => (exit, res.message.clone(), serde_json::to_value(&res).ok()),
-                Ok(Err(usage)) => (Exit::Usage, usage, None),
+                Ok((res, exit)) => (exit, res.message.clone(), serde_json::to_value(&res).ok()),
                 Err(_) => (
                     Exit::Transient,
                     format!(
@@ -557,7 +556,7 @@ async fn execute(st: Arc<State>, run: LocalRun, resumed: bool, _slot: Slot, canc
     if resumed {
         let interrupted: Vec<&PlanStep> = possibly_started(&plan, &steps)
             .into_iter()
-            .filter(|s| !repeatable(&s.argv))
+            .filter(|s| !repeatable(&s.argv()))
             .collect();
         for s in interrupted {
             let status = StepStatus::failed(

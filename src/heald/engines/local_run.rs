@@ -547,7 +547,8 @@ mod tests {
         PlanStep {
             name: name.into(),
             action: argv[0].into(),
-            argv: argv.iter().map(|s| s.to_string()).collect(),
+            heal: crate::cli::parse_step(&argv.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("a heal step"),
             after: after.iter().map(|s| s.to_string()).collect(),
             retries: 2,
             timeout_seconds: 60,

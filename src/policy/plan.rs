@@ -642,6 +642,7 @@ pub fn plan(policy: &Policy, alert: &Alert, defaults: &PlanDefaults) -> Result<P
         image: defaults.image.clone(),
         dry_run,
         report_url: defaults.report_url.clone(),
+        approval: policy.approval.map(Into::into),
     })
 }
 

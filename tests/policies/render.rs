@@ -85,6 +85,7 @@ fn crash_loop_plan() -> Plan {
         service_account: "heal-runner".into(),
         image: "ghcr.io/heal-project/heal:0.1.0".into(),
         dry_run: false,
+        approval: None,
         report_url: Some("http://heald.heal.svc:8080/v1/reports".into()),
     }
 }
@@ -129,6 +130,7 @@ fn node_drain_plan() -> Plan {
         service_account: "heal-runner".into(),
         image: "ghcr.io/heal-project/heal@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
         dry_run: true,
+        approval: None,
         report_url: None,
     }
 }
@@ -220,7 +222,8 @@ fn render_err(plan: &Plan, engine: Engine) -> String {
     }
 }
 
-/// Argo: the step templates the DAG runs, by task name.
+/// Argo: the step templates the DAG runs, by task name (the approval gate's suspend
+/// template is not a step).
 fn argo_step_templates(value: &Value) -> BTreeMap<String, Value> {
     let templates = value["spec"]["templates"].as_array().unwrap();
     let by_name: BTreeMap<&str, &Value> = templates
@@ -232,6 +235,7 @@ fn argo_step_templates(value: &Value) -> BTreeMap<String, Value> {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|t| t["template"] != heal::approval::GATE_TASK)
         .map(|t| {
             (
                 t["name"].as_str().unwrap().to_string(),

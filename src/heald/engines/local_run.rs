@@ -574,6 +574,7 @@ mod tests {
             service_account: "heal".into(),
             image: "heal:test".into(),
             dry_run: false,
+            approval: None,
             report_url: None,
         }
     }

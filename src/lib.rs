@@ -9,6 +9,7 @@ pub mod address;
 pub mod approval;
 pub mod alert;
 pub mod cli;
+pub mod cli_approve;
 pub mod duration;
 pub mod guard;
 pub mod heald;

@@ -209,7 +209,8 @@ pub fn argo_gate_node(obj: &Value) -> Option<(String, String)> {
     let nodes = obj.pointer("/status/nodes")?.as_object()?;
     nodes.iter().find_map(|(id, node)| {
         let s = |k: &str| node.get(k).and_then(Value::as_str).unwrap_or_default();
-        (s("type") == "Suspend" && (s("displayName") == GATE_TASK || s("templateName") == GATE_TASK))
+        (s("type") == "Suspend"
+            && (s("displayName") == GATE_TASK || s("templateName") == GATE_TASK))
             .then(|| (id.clone(), s("phase").to_string()))
     })
 }
@@ -363,7 +364,9 @@ mod tests {
     #[test]
     fn only_verify_and_wait_run_before_the_gate() {
         assert!(!changes("verify") && !changes("wait"));
-        for a in ["scale", "restart", "delete", "patch", "cordon", "uncordon", "drain"] {
+        for a in [
+            "scale", "restart", "delete", "patch", "cordon", "uncordon", "drain",
+        ] {
             assert!(changes(a), "{a}");
         }
     }
@@ -371,8 +374,14 @@ mod tests {
     #[test]
     fn approving_an_argo_run_resumes_its_suspend_node_as_argo_resume_does() {
         let at: Timestamp = "2026-01-01T00:05:00Z".parse().unwrap();
-        let p = decision_patch(Engine::Argo, &waiting(Engine::Argo), &Verdict::Approve, "alice", at)
-            .unwrap();
+        let p = decision_patch(
+            Engine::Argo,
+            &waiting(Engine::Argo),
+            &Verdict::Approve,
+            "alice",
+            at,
+        )
+        .unwrap();
         assert_eq!(
             p,
             json!({"metadata": {"resourceVersion": "7", "annotations": {
@@ -395,12 +404,17 @@ mod tests {
             argo["metadata"]["annotations"]["heal.dev/rejected-reason"],
             "not now"
         );
-        let tekton = decision_patch(Engine::Tekton, &waiting(Engine::Tekton), &no, "bob", at)
-            .unwrap();
+        let tekton =
+            decision_patch(Engine::Tekton, &waiting(Engine::Tekton), &no, "bob", at).unwrap();
         assert_eq!(tekton["spec"], json!({"status": "Cancelled"}));
-        let start =
-            decision_patch(Engine::Tekton, &waiting(Engine::Tekton), &Verdict::Approve, "b", at)
-                .unwrap();
+        let start = decision_patch(
+            Engine::Tekton,
+            &waiting(Engine::Tekton),
+            &Verdict::Approve,
+            "b",
+            at,
+        )
+        .unwrap();
         assert_eq!(start["spec"], json!({"status": null}));
         let local = decision_patch(Engine::Local, &waiting(Engine::Local), &no, "b", at).unwrap();
         assert_eq!(local.get("spec"), None);

@@ -225,7 +225,9 @@ pub enum Command {
     )]
     Script(ScriptArgs),
     /// Approve a run that waits at its approval gate (with your kubeconfig identity)
-    #[command(after_help = "Example:\n  heal approve heal-statefulset-restart-approved-ade2cdf0d3 -n heal-system")]
+    #[command(
+        after_help = "Example:\n  heal approve heal-statefulset-restart-approved-ade2cdf0d3 -n heal-system"
+    )]
     Approve(crate::cli_approve::ApproveArgs),
     /// Reject a run that waits at its approval gate: it ends rejected and is escalated
     #[command(

@@ -6,8 +6,8 @@
 
 pub mod actions;
 pub mod address;
-pub mod approval;
 pub mod alert;
+pub mod approval;
 pub mod cli;
 pub mod cli_approve;
 pub mod duration;

@@ -46,8 +46,7 @@ impl Plan {
     /// The run's whole deadline from its creation: the steps' deadline plus, with an
     /// approval gate, the time the gate may wait.
     pub fn run_deadline_seconds(&self) -> u64 {
-        self.deadline_seconds
-            + self.approval.map_or(0, |a| a.timeout_seconds)
+        self.deadline_seconds + self.approval.map_or(0, |a| a.timeout_seconds)
     }
 }
 

@@ -193,7 +193,10 @@ pub async fn decide_on(
         "count": 1,
     });
     let events = format!("/api/v1/namespaces/{}/events", enc(&namespace));
-    if let Err(e) = kube.send(Method::POST, &events, Some(JSON), Some(&event)).await {
+    if let Err(e) = kube
+        .send(Method::POST, &events, Some(JSON), Some(&event))
+        .await
+    {
         tracing::warn!(run = %name, error = %e, "the decision is recorded on the run, but its Event could not be");
     }
     Ok(Decided {

@@ -501,7 +501,10 @@ impl Config {
             )?),
             (None, None) => None,
         };
-        let approval_token = match (a.approval_token, a.approval_token_file.or(f.approval_token_file)) {
+        let approval_token = match (
+            a.approval_token,
+            a.approval_token_file.or(f.approval_token_file),
+        ) {
             (Some(t), _) => Some(check_token("--approval-token", t)?),
             (None, Some(path)) => Some(check_token(
                 "--approval-token-file",

@@ -823,7 +823,9 @@ fn add_policy(doc: &Doc, raw: RawPolicyDoc, ctx: &mut Ctx) {
         super::approval_lint::approval(
             a.timeout.as_ref(),
             a.on_timeout.as_deref(),
-            s.steps.iter().map(|st| (st.name.as_str(), st.action.as_str())),
+            s.steps
+                .iter()
+                .map(|st| (st.name.as_str(), st.action.as_str())),
             &spec_path,
             &mut issues,
         )

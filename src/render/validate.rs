@@ -16,8 +16,8 @@ use super::context::{
     TEKTON_RESULT, TEKTON_STATUS_VAR, report_args, report_token, step_args,
 };
 use super::names::{is_label_key, is_label_value, shorten};
-use crate::approval::GATE_TASK;
 use super::{Engine, RenderError, RenderOptions};
+use crate::approval::GATE_TASK;
 use crate::plan::Plan;
 
 /// Kubernetes' limit on the total size of an object's annotations.
@@ -534,7 +534,12 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
         if gate == Some(name) && kinds == ["suspend"] {
             // The approval gate: exactly `suspend: {}`, nothing that resumes it by itself.
             let want = serde_json::json!({"name": GATE_TASK, "suspend": {}});
-            c.expect_value(&path, Some(&Value::Object(t.clone())), &want, "the approval gate")?;
+            c.expect_value(
+                &path,
+                Some(&Value::Object(t.clone())),
+                &want,
+                "the approval gate",
+            )?;
             continue;
         }
         if kinds != ["container"] && kinds != ["dag"] {

@@ -114,7 +114,11 @@ pub async fn wait(
 
 /// Record that the rejected run ended, then hand it to `finish_run`.
 async fn reject(st: &Arc<State>, path: &str, run: &LocalRun, cid: &str) {
-    let mut patch = outcome_patch(RunOutcome::Rejected, "rejected at the approval gate", Timestamp::now());
+    let mut patch = outcome_patch(
+        RunOutcome::Rejected,
+        "rejected at the approval gate",
+        Timestamp::now(),
+    );
     patch["metadata"] = json!({"resourceVersion": run.resource_version});
     let written = match st
         .k8s

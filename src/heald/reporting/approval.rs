@@ -20,8 +20,8 @@ use crate::approval::{
 };
 use crate::heald::engines::runs::{Ending, RunOutcome};
 use crate::heald::reporting::escalation::{alert_link, tell};
-use crate::heald::reporting::notify_http::target_words;
 use crate::heald::reporting::notify_http::Message;
+use crate::heald::reporting::notify_http::target_words;
 use crate::heald::state::State;
 use crate::plan::Plan;
 use crate::render::Engine;
@@ -143,7 +143,9 @@ impl ApprovalRequest {
             self.decide.approve_command, self.decide.reject_command
         ));
         if let (Some(a), Some(r)) = (&self.decide.approve_url, &self.decide.reject_url) {
-            s.push_str(&format!("\nOr POST {a} (or {r}) with heald's approval token"));
+            s.push_str(&format!(
+                "\nOr POST {a} (or {r}) with heald's approval token"
+            ));
         }
         s.push_str(&format!("\ncorrelation id {}", self.correlation_id));
         if let Some(link) = &self.link {
@@ -320,7 +322,9 @@ pub fn rejected_ending(obj: &Value, mut ending: Ending) -> Ending {
     let reason = ann(REJECTED_REASON_ANNOTATION);
     ending.outcome = RunOutcome::Rejected;
     ending.message = match (by, reason) {
-        (TIMEOUT_ACTOR, _) => "rejected: nobody approved the run before its approval timed out".into(),
+        (TIMEOUT_ACTOR, _) => {
+            "rejected: nobody approved the run before its approval timed out".into()
+        }
         (by, "") => format!("rejected by {by}"),
         (by, reason) => format!("rejected by {by}: {reason}"),
     };

@@ -51,9 +51,12 @@ pub fn card(m: &Message<'_>) -> Option<Value> {
                 .iter()
                 .map(|s| {
                     if s.waits_for_approval {
-                        format!("- {}: heal {} (dry run: {} {})", s.name, s.command, s.dry_run, s.dry_run_message)
-                            .trim_end()
-                            .to_string()
+                        format!(
+                            "- {}: heal {} (dry run: {} {})",
+                            s.name, s.command, s.dry_run, s.dry_run_message
+                        )
+                        .trim_end()
+                        .to_string()
                     } else {
                         format!("- {}: heal {} (changes nothing)", s.name, s.command)
                     }

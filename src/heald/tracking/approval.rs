@@ -36,11 +36,24 @@ pub async fn expire(st: &State, engine: Kind, obj: &Value) -> bool {
         .kube()
         .with_deadline(Instant::now() + st.config.api_timeout);
     let mut current = obj.clone();
-    match decide_on(&kube, engine, &mut current, &verdict, TIMEOUT_ACTOR, "heald").await {
+    match decide_on(
+        &kube,
+        engine,
+        &mut current,
+        &verdict,
+        TIMEOUT_ACTOR,
+        "heald",
+    )
+    .await
+    {
         Ok(_) => {
-            tracing::info!(correlation_id = s("/metadata/labels/heal.dev~1correlation-id"),
-                run = s("/metadata/name"), on_timeout = on.as_str(),
-                "the run's approval timed out: {}", verdict.past());
+            tracing::info!(
+                correlation_id = s("/metadata/labels/heal.dev~1correlation-id"),
+                run = s("/metadata/name"),
+                on_timeout = on.as_str(),
+                "the run's approval timed out: {}",
+                verdict.past()
+            );
             true
         }
         Err(e) if e.is_not_waiting() => false,

@@ -287,7 +287,8 @@ pub fn finish_boxed<'a>(
 }
 
 pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, KubeIoError> {
-    let ending = crate::heald::reporting::approval::rejected_ending(obj, cancelled_ending(obj, ending));
+    let ending =
+        crate::heald::reporting::approval::rejected_ending(obj, cancelled_ending(obj, ending));
     let now = Timestamp::now();
     let current = st.policies.current();
     let owed = RunInfo::from_object(obj).and_then(|info| {

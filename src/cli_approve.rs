@@ -11,8 +11,8 @@ use clap::Args;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::actions::approve::{DecideError, decide, who_am_i};
-use crate::approval::Verdict;
+use crate::actions::approve::{DecideError, decide_on, find, who_am_i};
+use crate::approval::{Verdict, decision_patch};
 use crate::cli::OutputFormat;
 use crate::kube_api::{ConnectOptions, Kube};
 use crate::logging::LogFormat;
@@ -132,6 +132,22 @@ async fn run(args: &DecideArgs, verdict: &Verdict) -> i32 {
         .namespace
         .clone()
         .unwrap_or_else(|| kube.default_namespace.clone());
+    // Refuse a run that is missing or not waiting before anything else is sent.
+    let found = match find(&kube, &namespace, &args.run).await {
+        Ok(Some(f)) => Ok(f),
+        Ok(None) => Err(DecideError::NotFound {
+            namespace: namespace.clone(),
+            name: args.run.clone(),
+        }),
+        Err(e) => Err(e.into()),
+    };
+    let (engine, mut obj) = match found.and_then(|(engine, obj)| {
+        decision_patch(engine, &obj, verdict, "", jiff::Timestamp::now())?;
+        Ok((engine, obj))
+    }) {
+        Ok(f) => f,
+        Err(e) => return refused(e),
+    };
     let by = match who_am_i(&kube).await.or_else(|| kubeconfig_user(args)) {
         Some(u) => u,
         None => {
@@ -141,7 +157,7 @@ async fn run(args: &DecideArgs, verdict: &Verdict) -> i32 {
             return Exit::Failed.code();
         }
     };
-    match decide(&kube, &namespace, &args.run, verdict, &by, "heal").await {
+    match decide_on(&kube, engine, &mut obj, verdict, &by, "heal").await {
         Ok(d) => {
             let mut out = std::io::stdout().lock();
             let _ = match args.output {
@@ -168,12 +184,15 @@ async fn run(args: &DecideArgs, verdict: &Verdict) -> i32 {
             };
             Exit::Ok.code()
         }
-        Err(e) => {
-            eprintln!("heal: {e}");
-            match e {
-                DecideError::Kube(k) => k.exit().code(),
-                DecideError::NotFound { .. } | DecideError::Gate(_) => Exit::Failed.code(),
-            }
-        }
+        Err(e) => refused(e),
+    }
+}
+
+/// One line on stderr; the exit code of `e`.
+fn refused(e: DecideError) -> i32 {
+    eprintln!("heal: {e}");
+    match e {
+        DecideError::Kube(k) => k.exit().code(),
+        DecideError::NotFound { .. } | DecideError::Gate(_) => Exit::Failed.code(),
     }
 }

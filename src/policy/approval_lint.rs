@@ -65,3 +65,68 @@ pub(super) fn approval<'a>(
         on_timeout,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::approval::OnTimeout;
+    use crate::policy::PolicySet;
+
+    fn policy(approval: &str, steps: &str) -> String {
+        format!(
+            "apiVersion: heal.dev/v1alpha1\nkind: HealingPolicy\nmetadata:\n  name: p\nspec:\n  \
+             match: {{alertname: A}}\n  target: {{kind: deployment, namespace: shop, name: web}}\n  \
+             approval: {approval}\n  steps:\n{steps}"
+        )
+    }
+
+    const RESTART: &str = "    - {name: restart, action: restart}\n";
+
+    fn errors(text: &str) -> String {
+        PolicySet::from_yaml("p.yaml", text)
+            .expect_err("the policy should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn an_approval_gate_is_read_with_reject_as_the_default() {
+        let set = PolicySet::from_yaml("p.yaml", &policy("{timeout: 15m}", RESTART)).unwrap();
+        let gate = set.policies[0].approval.unwrap();
+        assert_eq!(gate.timeout.as_secs(), 900);
+        assert_eq!(gate.on_timeout, OnTimeout::Reject);
+        let set = PolicySet::from_yaml(
+            "p.yaml",
+            &policy("{timeout: 1h, onTimeout: approve}", RESTART),
+        )
+        .unwrap();
+        assert_eq!(
+            set.policies[0].approval.unwrap().on_timeout,
+            OnTimeout::Approve
+        );
+    }
+
+    #[test]
+    fn approval_mistakes_are_errors_at_their_line() {
+        let e = errors(&policy("{timeout: 15m, onTimeout: maybe}", RESTART));
+        assert!(e.contains("p.yaml:8:"), "{e}");
+        assert!(e.contains("unknown onTimeout \"maybe\""), "{e}");
+        let e = errors(&policy("{timeout: soon}", RESTART));
+        assert!(
+            e.contains("p.yaml:8:") && e.contains("invalid duration"),
+            "{e}"
+        );
+        let e = errors(&policy("{onTimeout: reject}", RESTART));
+        assert!(e.contains("needs a `timeout`"), "{e}");
+        let e = errors(&policy("{timeout: 15m, when: now}", RESTART));
+        assert!(e.contains("p.yaml:8:") && e.contains("when"), "{e}");
+        let e = errors(&policy(
+            "{timeout: 15m}",
+            "    - {name: check, action: verify, query: up, expect: empty}\n",
+        ));
+        assert!(e.contains("change nothing"), "{e}");
+        let e = errors(&policy(
+            "{timeout: 15m}",
+            "    - {name: heal-approval, action: restart}\n",
+        ));
+        assert!(e.contains("p.yaml:10:") && e.contains("reserved"), "{e}");
+    }
+}

@@ -2051,3 +2051,107 @@ fn rendered_workflows_and_shipped_templates_pass_argos_cel_rules() {
         &[crate_dir().join("argo/clusterworkflowtemplate.yaml")],
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Approval gates
+
+fn gated_plan() -> Plan {
+    Plan {
+        approval: Some(heal::approval::PlanApproval {
+            timeout_seconds: 900,
+            on_timeout: heal::approval::OnTimeout::Reject,
+        }),
+        ..crash_loop_plan()
+    }
+}
+
+#[test]
+fn a_gated_plan_waits_before_its_changing_steps_on_argo_and_starts_pending_on_tekton() {
+    heal_testkit::require_reference!();
+    let plan = gated_plan();
+    let argo = render_ok(&plan, Engine::Argo, &opts());
+    assert_schema_valid("gated Argo run", &argo.value);
+    let tasks = &argo.value["spec"]["templates"][0]["dag"]["tasks"];
+    assert_eq!(
+        tasks[0],
+        json!({"name": "heal-approval", "template": "heal-approval"})
+    );
+    assert_eq!(tasks[1]["depends"], "heal-approval.Succeeded");
+    assert_eq!(
+        tasks[2]["depends"], "heal-approval.Succeeded && scale-up.Succeeded",
+        "every changing step waits"
+    );
+    assert_eq!(
+        tasks[3]["depends"], "restart.Succeeded",
+        "verify changes nothing: it waits only for what it runs after"
+    );
+    assert_eq!(
+        argo.value["spec"]["activeDeadlineSeconds"],
+        json!(plan.deadline_seconds + 900),
+        "the wait is inside the workflow's deadline"
+    );
+    let tekton = render_ok(&plan, Engine::Tekton, &opts());
+    assert_schema_valid("gated Tekton run", &tekton.value);
+    assert_eq!(tekton.value["spec"]["status"], "PipelineRunPending");
+    let local = render_ok(&plan, Engine::Local, &opts());
+    assert_eq!(local.value["spec"]["approval"]["timeoutSeconds"], 900);
+    for r in [&argo, &tekton, &local] {
+        assert_eq!(
+            r.value["metadata"]["annotations"]["heal.dev/approval"],
+            "waiting"
+        );
+    }
+}
+
+#[test]
+fn a_suspend_or_pending_status_is_refused_unless_it_is_exactly_the_plans_gate() {
+    let gated = gated_plan();
+    let argo = render_ok(&gated, Engine::Argo, &opts()).value;
+    let check = |plan: &Plan, engine: Engine, v: &Value| {
+        heal::render::check_manifest(plan, engine, v, &opts())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    // A changing step that skips the gate.
+    let mut skip = argo.clone();
+    skip["spec"]["templates"][0]["dag"]["tasks"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("depends");
+    assert!(
+        check(&gated, Engine::Argo, &skip).contains("must wait for the approval gate"),
+        "{}",
+        check(&gated, Engine::Argo, &skip)
+    );
+    // A gate that resumes by itself.
+    let mut timed = argo.clone();
+    let i = timed["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|t| t["name"] == "heal-approval")
+        .unwrap();
+    timed["spec"]["templates"][i]["suspend"] = json!({"duration": "1m"});
+    assert!(
+        check(&gated, Engine::Argo, &timed).contains("the approval gate is exactly"),
+        "{}",
+        check(&gated, Engine::Argo, &timed)
+    );
+    // A plan without a gate gets no suspend template and no pending status.
+    let plain = crash_loop_plan();
+    let mut foreign = argo.clone();
+    foreign["spec"]["activeDeadlineSeconds"] = json!(plain.deadline_seconds);
+    let e = check(&plain, Engine::Argo, &foreign);
+    assert!(e.contains("suspend") || e.contains("heal-approval"), "{e}");
+    let mut pending = render_ok(&plain, Engine::Tekton, &opts()).value;
+    pending["spec"]["status"] = json!("PipelineRunPending");
+    assert!(
+        check(&plain, Engine::Tekton, &pending).contains("spec.status"),
+        "{}",
+        check(&plain, Engine::Tekton, &pending)
+    );
+    let mut started = render_ok(&gated, Engine::Tekton, &opts()).value;
+    started["spec"].as_object_mut().unwrap().remove("status");
+    assert!(check(&gated, Engine::Tekton, &started).contains("spec.status"));
+}

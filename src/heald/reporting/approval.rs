@@ -364,3 +364,109 @@ mod tests {
         assert_eq!(plain.outcome, RunOutcome::Failed);
     }
 }
+
+#[cfg(test)]
+mod vendor_tests {
+    use super::*;
+    use crate::heald::reporting::notify_http::request;
+    use crate::policy::{Notifier, NotifierKind, Source, UrlSource, VendorOptions};
+    use secrecy::SecretString;
+
+    fn asked() -> ApprovalRequest {
+        ApprovalRequest {
+            api_version: "heal.dev/v1alpha1",
+            kind: "RemediationAwaitingApproval",
+            policy: "p".into(),
+            alertname: "WebDown".into(),
+            fingerprint: "f".into(),
+            labels: BTreeMap::new(),
+            target: "shop/deployment/web".into(),
+            run: "heal-p-1".into(),
+            namespace: "heal-system".into(),
+            engine: "argo".into(),
+            correlation_id: "c-1".into(),
+            steps: vec![PlannedStep {
+                name: "restart".into(),
+                action: "restart".into(),
+                command: "restart deployment/web -n shop".into(),
+                waits_for_approval: true,
+                dry_run: "dry-run".into(),
+                dry_run_message: "would restart".into(),
+            }],
+            deadline: "2026-08-20T10:15:00Z".into(),
+            on_timeout: "reject".into(),
+            decide: HowToDecide {
+                approve_command: "heal approve heal-p-1 -n heal-system".into(),
+                reject_command: "heal reject heal-p-1 -n heal-system --reason 'WHY'".into(),
+                approve_url: Some("http://heald/v1/runs/heal-system/heal-p-1/approve".into()),
+                reject_url: Some("http://heald/v1/runs/heal-system/heal-p-1/reject".into()),
+            },
+            link: None,
+        }
+    }
+
+    fn notifier(kind: NotifierKind) -> Notifier {
+        Notifier {
+            name: "n".into(),
+            source: Source {
+                file: "n.yaml".into(),
+                line: 1,
+            },
+            kind,
+            url: UrlSource::Literal("http://vendor".into()),
+            channel: None,
+            key: None,
+            vendor: VendorOptions::default(),
+        }
+    }
+
+    #[test]
+    fn every_notifier_kind_gets_the_request_in_its_own_format() {
+        let a = asked();
+        let m = Message::Approval(&a);
+        let key = SecretString::from("k".to_string());
+        let body = |kind| {
+            request(&notifier(kind), &m, "http://vendor", Some(&key))
+                .unwrap()
+                .body
+        };
+        let hook = body(NotifierKind::Webhook);
+        assert_eq!(hook["kind"], "RemediationAwaitingApproval");
+        assert_eq!(hook["steps"][0]["dryRun"], "dry-run");
+        let slack = body(NotifierKind::Slack)["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            slack.contains("heal approve heal-p-1 -n heal-system"),
+            "{slack}"
+        );
+        assert!(slack.contains("dry run: dry-run would restart"), "{slack}");
+        assert!(slack.contains("/approve"), "{slack}");
+        let pd = body(NotifierKind::PagerDuty);
+        assert_eq!(pd["event_action"], "trigger");
+        assert_eq!(pd["dedup_key"], "c-1");
+        assert_eq!(pd["payload"]["severity"], "info");
+        assert_eq!(pd["payload"]["class"], "RemediationAwaitingApproval");
+        let og = body(NotifierKind::Opsgenie);
+        assert!(
+            og["tags"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("awaiting-approval"))
+        );
+        assert_eq!(
+            og["details"]["approve"],
+            "heal approve heal-p-1 -n heal-system"
+        );
+        let teams = body(NotifierKind::Teams);
+        let card = &teams["attachments"][0]["content"];
+        assert!(
+            card["body"][1]["text"]
+                .as_str()
+                .unwrap()
+                .contains("Approve: heal approve"),
+            "{card}"
+        );
+    }
+}

@@ -174,13 +174,14 @@ fn heal_approve_resumes_an_argo_runs_suspend_node_as_the_kubeconfig_user() {
 fn heal_reject_cancels_a_pending_tekton_run_and_records_why() {
     heal_testkit::require_reference!();
     let e = env();
+    e.server.set_self_subject("oidc:alice@example.com");
     let run = name_of(&e.server.insert(rendered(Engine::Tekton)));
     let out = e.heal(&["reject", &run, "-n", NS, "--reason", "failing over by hand"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         text.trim(),
-        format!("rejected: run {NS}/{run} (tekton) as test")
+        format!("rejected: run {NS}/{run} (tekton) as oidc:alice@example.com")
     );
     let pr = e
         .server
@@ -189,7 +190,12 @@ fn heal_reject_cancels_a_pending_tekton_run_and_records_why() {
     assert_eq!(pr["spec"]["status"], "Cancelled");
     let ann = &pr["metadata"]["annotations"];
     assert_eq!(ann["heal.dev/approval"], "rejected");
-    assert_eq!(ann["heal.dev/rejected-by"], "test");
+    assert_eq!(
+        ann["heal.dev/rejected-by"], "oidc:alice@example.com",
+        "the API server's name for the caller"
+    );
+    let review = e.server.assert_requested("POST", SSR);
+    assert_eq!(review.status, 201);
     assert_eq!(ann["heal.dev/rejected-reason"], "failing over by hand");
     assert!(ann["heal.dev/rejected-at"].is_string());
     let event = e.server.assert_requested("POST", EVENTS).body.unwrap();

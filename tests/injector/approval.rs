@@ -787,3 +787,82 @@ async fn a_local_run_nobody_approves_is_rejected_at_its_timeout() {
         "{told}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_local_run_taken_over_from_a_stopped_replica_waits_again_and_runs_once_approved()
+{
+    let server = server(false);
+    let am = Receiver::start().await;
+    // A relative scale could apply twice, so a resumed run never repeats one that may
+    // have started.
+    let policy = gated("local", "15m", "reject", &format!("{}/notify", am.url)).replace(
+        "      action: patch\n      type: merge\n      patch: {metadata: {annotations: {heal.dev/marked: \"yes\"}}}\n",
+        "      action: scale\n      replicas: \"+1\"\n",
+    );
+    assert!(policy.contains("replicas"), "{policy}");
+    let files = Files::new(&policy);
+    let token_file = files.path().join("approval-token");
+    std::fs::write(&token_file, APPROVAL_TOKEN).unwrap();
+    let h = Heald::start(
+        &server,
+        &files,
+        &[
+            "--approval-token-file",
+            token_file.to_str().unwrap(),
+            "--track-interval",
+            "100ms",
+        ],
+    )
+    .await;
+    // A replica that stopped left the run waiting, its heartbeat a minute old.
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    let alert = heal::alert::parse_alerts(webhook(std::slice::from_ref(&a)).to_string().as_bytes())
+        .unwrap()
+        .remove(0);
+    let loaded = h.state.policies.current();
+    let plan = heal::policy::plan(
+        loaded.set.policy("gated-web").unwrap(),
+        &alert,
+        &h.state.plan_defaults,
+    )
+    .unwrap();
+    let doc = loaded
+        .renderer
+        .render(&plan, heal::render::Engine::Local)
+        .unwrap()
+        .value;
+    let stale = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(1);
+    let cm = heal::heald::engines::local_run::config_map(&doc, "heald-gone/boot-1", stale).unwrap();
+    server.insert(cm);
+    let run = plan.run_name.clone();
+    tracking::pass(&h.state).await.unwrap();
+    eventually(&server, "the takeover", || {
+        (cm_annotation(&server, &run, "heal.dev/holder") != json!("heald-gone/boot-1"))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    target_untouched(&server);
+    let s = Setup {
+        server,
+        am,
+        h,
+        _files: files,
+        run,
+    };
+    let (status, answer) = decide(&s, "approve", Some(APPROVAL_TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let outcome = eventually(&s.server, "the outcome", || {
+        local_outcome(&s.server, &s.run)
+    })
+    .await;
+    assert_eq!(
+        outcome, "succeeded",
+        "the step had not started before the takeover, so it is not 'interrupted'"
+    );
+    let web = s
+        .server
+        .get("apps/v1", "deployments", "shop", "web")
+        .unwrap();
+    assert_eq!(web["spec"]["replicas"], 3, "scaled once: {web}");
+}

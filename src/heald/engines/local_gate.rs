@@ -33,17 +33,20 @@ fn typed(mut obj: Value) -> Value {
     obj
 }
 
-/// Wait at `run`'s gate. `Some(run)`, as read last, when its steps may start (approved, no
-/// gate, or cancelled: the executor then starts none); `None` when this replica is done
-/// with it (rejected and handed to `finish_run`, taken over by another replica, or gone).
+/// Wait at `run`'s gate. `Some((run, waited))`, the run as read last, when its steps may
+/// start (approved, no gate, or cancelled: the executor then starts none); `waited` says
+/// the gate was still closed when this replica first looked, so no step can have started
+/// before. `None` when this replica is done with it (rejected and handed to `finish_run`,
+/// taken over by another replica, or gone).
 pub async fn wait(
     st: &Arc<State>,
     run: LocalRun,
     mut cancel: watch::Receiver<Option<String>>,
-) -> Option<LocalRun> {
+) -> Option<(LocalRun, bool)> {
     if run.plan.approval.is_none() {
-        return Some(run);
+        return Some((run, false));
     }
+    let mut waited = false;
     let path = object_path(Kind::Local, &run.namespace, &run.name)?;
     let me = st.local.holder().to_string();
     let cid = run.plan.correlation_id.clone();
@@ -72,8 +75,10 @@ pub async fn wait(
         }
         match gate_state(&obj) {
             GateState::Approved | GateState::None => {
-                tracing::info!(correlation_id = %cid, run = %run.name, "the local run is approved");
-                return Some(current);
+                if waited {
+                    tracing::info!(correlation_id = %cid, run = %run.name, "the local run is approved");
+                }
+                return Some((current, waited));
             }
             GateState::Rejected => {
                 reject(st, &path, &current, &cid).await;
@@ -81,8 +86,9 @@ pub async fn wait(
             }
             GateState::Waiting => {}
         }
+        waited = true;
         if cancel.borrow().is_some() {
-            return Some(current);
+            return Some((current, waited));
         }
         if !logged {
             tracing::info!(correlation_id = %cid, run = %run.name, "the local run waits for approval");

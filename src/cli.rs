@@ -252,6 +252,16 @@ pub enum Command {
         after_help = "Example (an Argo script step: command: [heal, script], source: the list):\n  # steps.txt\n  scale deploy/web -n shop --replicas +1\n  wait deploy/web -n shop --for rollout\n\n  heal script steps.txt --correlation-id $ID"
     )]
     Script(ScriptArgs),
+    /// Approve a run that waits at its approval gate (with your kubeconfig identity)
+    #[command(
+        after_help = "Example:\n  heal approve heal-statefulset-restart-approved-ade2cdf0d3 -n heal-system"
+    )]
+    Approve(crate::cli_approve::ApproveArgs),
+    /// Reject a run that waits at its approval gate: it ends rejected and is escalated
+    #[command(
+        after_help = "Example:\n  heal reject heal-statefulset-restart-approved-ade2cdf0d3 -n heal-system --reason 'failing over by hand'"
+    )]
+    Reject(crate::cli_approve::RejectArgs),
 }
 
 /// `heal scale`.
@@ -551,6 +561,8 @@ impl Command {
             Command::Report(_) => "report",
             Command::Render(_) => "render",
             Command::Policy { .. } => "policy",
+            Command::Approve(_) => "approve",
+            Command::Reject(_) => "reject",
         }
     }
 
@@ -578,7 +590,10 @@ impl Command {
             Command::Script(a) => &a.common,
             Command::Verify(a) => &a.common,
             Command::Report(a) => &a.common,
-            Command::Render(_) | Command::Policy { .. } => &NO_COMMON,
+            Command::Render(_)
+            | Command::Policy { .. }
+            | Command::Approve(_)
+            | Command::Reject(_) => &NO_COMMON,
         }
     }
 
@@ -678,7 +693,9 @@ impl Command {
             | Command::Verify(_)
             | Command::Report(_)
             | Command::Render(_)
-            | Command::Policy { .. } => {
+            | Command::Policy { .. }
+            | Command::Approve(_)
+            | Command::Reject(_) => {
                 return Err(format!("{} is not a Kubernetes action", self.name()));
             }
         })
@@ -735,7 +752,7 @@ pub fn validate_action_argv(argv: &[String]) -> Result<(), String> {
         Command::Script(_) => Ok(()),
         Command::Verify(_) => Ok(()),
         Command::Report(_) => Ok(()),
-        Command::Render(_) | Command::Policy { .. } => {
+        Command::Render(_) | Command::Policy { .. } | Command::Approve(_) | Command::Reject(_) => {
             Err(format!("{} is not a remediation step", command.name()))
         }
         _ => command.action().map(|_| ()),
@@ -800,6 +817,8 @@ pub fn main_with_args(args: Vec<OsString>) -> i32 {
         Command::Policy { cmd } => {
             return crate::offline::run_policy(cmd, &mut std::io::stdout().lock());
         }
+        Command::Approve(a) => return crate::cli_approve::main(&a.decide, None),
+        Command::Reject(a) => return crate::cli_approve::main(&a.decide, Some(&a.reason)),
         _ => {}
     }
     let common = cli.command.common().clone();
@@ -862,7 +881,11 @@ async fn dispatch(command: &Command, kube: Option<&Kube>) -> Result<(HealResult,
             let spec = report_spec(r, &common)?;
             crate::report_http::report(&spec, timeout()).await
         }
-        Command::Script(_) | Command::Render(_) | Command::Policy { .. } => {
+        Command::Script(_)
+        | Command::Render(_)
+        | Command::Policy { .. }
+        | Command::Approve(_)
+        | Command::Reject(_) => {
             return Err(format!("{} cannot run as a step here", command.name()));
         }
         other => {

@@ -1,13 +1,15 @@
 //! heal: alert-driven, self-healing remediation for Kubernetes.
 //!
-//! Pure modules (no Kubernetes client, no I/O): [`address`], [`outcome`], [`guard`],
+//! Pure modules (no Kubernetes client, no I/O): [`address`], [`approval`], [`outcome`], [`guard`],
 //! [`alert`], [`matcher`], [`policy`], [`render`], [`yaml`].
 //! Modules that talk to the outside world say so in their names: [`kube_api`], [`actions`].
 
 pub mod actions;
 pub mod address;
 pub mod alert;
+pub mod approval;
 pub mod cli;
+pub mod cli_approve;
 pub mod duration;
 pub mod guard;
 pub mod heald;

@@ -44,6 +44,17 @@ pub struct Plan {
     pub dry_run: bool,
     /// URL of heald's `/v1/reports`, for the exit-handler / finally `heal report` step.
     pub report_url: Option<String>,
+    /// The approval gate the changing steps wait for, when the policy asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<crate::approval::PlanApproval>,
+}
+
+impl Plan {
+    /// The run's whole deadline from its creation: the steps' deadline plus, with an
+    /// approval gate, the time the gate may wait.
+    pub fn run_deadline_seconds(&self) -> u64 {
+        self.deadline_seconds + self.approval.map_or(0, |a| a.timeout_seconds)
+    }
 }
 
 impl PlanStep {

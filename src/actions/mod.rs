@@ -3,6 +3,7 @@
 //! [`run`] turns that into the one [`HealResult`] every action reports, records a
 //! Kubernetes Event for applied changes, and logs one line per phase.
 
+pub mod approve;
 mod controllers;
 mod delete;
 mod node;

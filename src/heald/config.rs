@@ -103,6 +103,19 @@ pub struct Args {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    /// File holding the bearer token callers of POST /v1/runs/{namespace}/{name}/approve and
+    /// /reject must send (chat buttons); without it (or --approval-token) those endpoints
+    /// answer 401 to everyone
+    #[arg(long, env = "HEALD_APPROVAL_TOKEN_FILE", value_name = "FILE")]
+    pub approval_token_file: Option<PathBuf>,
+    /// The approval token itself; prefer --approval-token-file, since flags show in `ps`
+    #[arg(
+        long,
+        env = "HEALD_APPROVAL_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub approval_token: Option<String>,
     /// Accept unauthenticated requests (local experiments only)
     #[arg(long, env = "HEALD_INSECURE_NO_AUTH")]
     pub insecure_no_auth: bool,
@@ -222,6 +235,7 @@ pub struct FileConfig {
     pub policies: Option<Vec<PathBuf>>,
     pub templates: Option<PathBuf>,
     pub token_file: Option<PathBuf>,
+    pub approval_token_file: Option<PathBuf>,
     pub insecure_no_auth: Option<bool>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -303,6 +317,9 @@ pub struct Config {
     pub templates: Option<PathBuf>,
     /// The bearer token callers must present; `None` only with `--insecure-no-auth`.
     pub token: Option<String>,
+    /// The bearer token callers of the approve and reject endpoints must present; `None`:
+    /// those endpoints refuse everyone.
+    pub approval_token: Option<String>,
     /// TLS for the webhook listener.
     pub tls: Option<TlsFiles>,
     /// Largest request body, in bytes.
@@ -372,6 +389,10 @@ impl std::fmt::Debug for Config {
             .field("policies", &self.policies)
             .field("templates", &self.templates)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "approval_token",
+                &self.approval_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("tls", &self.tls)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("namespace", &self.namespace)
@@ -480,6 +501,23 @@ impl Config {
             )?),
             (None, None) => None,
         };
+        let approval_token = match (
+            a.approval_token,
+            a.approval_token_file.or(f.approval_token_file),
+        ) {
+            (Some(t), _) => Some(check_token("--approval-token", t)?),
+            (None, Some(path)) => Some(check_token(
+                "--approval-token-file",
+                read_secret("--approval-token-file", &path)?,
+            )?),
+            (None, None) => None,
+        };
+        if approval_token.is_some() && approval_token == token {
+            return Err(invalid(
+                "--approval-token-file",
+                "the approval token must differ from the webhook token: whoever sends alerts must not approve runs",
+            ));
+        }
         if token.is_none() && !insecure_no_auth {
             return Err(invalid(
                 "--token-file",
@@ -684,6 +722,7 @@ impl Config {
             policies,
             templates,
             token,
+            approval_token,
             tls,
             max_body_bytes,
             namespace,

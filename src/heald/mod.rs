@@ -19,6 +19,7 @@
 //! On top: [`server`] (the HTTP routers) and [`service`] (start-up, listeners, reload and
 //! shutdown).
 
+pub mod approval;
 pub mod config;
 pub mod engines;
 pub mod failpoint;

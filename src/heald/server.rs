@@ -1,6 +1,8 @@
 //! heald's HTTP interface. [`router`] serves the webhook port: `POST /v1/alerts`
 //! (Alertmanager webhook v4), `POST /v1/reports` (what `heal report` sends) and
-//! `GET /v1/remediations`; all three need the bearer token. [`admin_router`] serves the
+//! `GET /v1/remediations`; all three need the bearer token. `POST
+//! /v1/runs/{namespace}/{name}/approve` and `/reject` decide a run waiting for approval,
+//! with their own token ([`approval`](crate::heald::approval)). [`admin_router`] serves the
 //! admin port: `/healthz`, `/readyz`, `/metrics`. Error answers are JSON
 //! `{"error": MESSAGE, "code": STATUS}` and never carry internals; 5xx only when a retry
 //! could succeed.
@@ -40,6 +42,10 @@ pub enum ApiProblem {
     BadRequest(String),
     /// The named thing does not exist (404).
     NotFound(String),
+    /// The named thing is not in a state that allows the request (409).
+    Conflict(String),
+    /// The Kubernetes API refused heald (403).
+    Forbidden(String),
     /// Shutting down or a dependency is down: retry (503).
     Unavailable(String),
 }
@@ -52,6 +58,8 @@ impl ApiProblem {
             ApiProblem::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiProblem::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiProblem::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiProblem::Conflict(_) => StatusCode::CONFLICT,
+            ApiProblem::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiProblem::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -65,6 +73,8 @@ impl ApiProblem {
             ApiProblem::UnsupportedMediaType(m)
             | ApiProblem::BadRequest(m)
             | ApiProblem::NotFound(m)
+            | ApiProblem::Conflict(m)
+            | ApiProblem::Forbidden(m)
             | ApiProblem::Unavailable(m) => m.clone(),
         }
     }
@@ -101,6 +111,14 @@ pub fn router(state: Arc<State>) -> Router {
         .route("/v1/alerts", post(alerts))
         .route("/v1/reports", post(reports))
         .route("/v1/remediations", get(remediations))
+        .route(
+            "/v1/runs/{namespace}/{name}/approve",
+            post(crate::heald::approval::approve),
+        )
+        .route(
+            "/v1/runs/{namespace}/{name}/reject",
+            post(crate::heald::approval::reject),
+        )
         .fallback(|| async { ApiProblem::NotFound("no such endpoint".into()) })
         .with_state(state)
 }
@@ -154,7 +172,7 @@ fn authorize(st: &State, headers: &HeaderMap) -> Result<(), ApiProblem> {
 }
 
 /// JSON bodies only; a missing content type is accepted (Alertmanager always sends one).
-fn check_json(headers: &HeaderMap) -> Result<(), ApiProblem> {
+pub(crate) fn check_json(headers: &HeaderMap) -> Result<(), ApiProblem> {
     let Some(ct) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -170,7 +188,11 @@ fn check_json(headers: &HeaderMap) -> Result<(), ApiProblem> {
 }
 
 /// Read the body, refusing it as soon as it passes `limit` bytes.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiProblem> {
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Vec<u8>, ApiProblem> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -275,6 +275,7 @@ pub(super) fn convert(
         on_success: OnSuccess::default(),
         on_failure: OnFailure::default(),
         on_resolved: OnResolved::default(),
+        approval: None,
         flat: Some(FlatCondition {
             metric: c.metric.clone(),
             operator: c.operator.clone(),

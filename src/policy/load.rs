@@ -481,6 +481,14 @@ struct RawSpec {
     #[serde(default)]
     on_failure: RawOnFailure,
     on_resolved: Option<String>,
+    approval: Option<RawApproval>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawApproval {
+    timeout: Option<IntOrString>,
+    on_timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -813,6 +821,18 @@ fn add_policy(doc: &Doc, raw: RawPolicyDoc, ctx: &mut Ctx) {
         ));
     }
 
+    let approval = s.approval.as_ref().and_then(|a| {
+        super::approval_lint::approval(
+            a.timeout.as_ref(),
+            a.on_timeout.as_deref(),
+            s.steps
+                .iter()
+                .map(|st| (st.name.as_str(), st.action.as_str())),
+            &spec_path,
+            &mut issues,
+        )
+    });
+
     if !issues.is_empty() {
         ctx.errors
             .extend(issues.into_iter().map(|i| doc.invalid(i)));
@@ -853,6 +873,7 @@ fn add_policy(doc: &Doc, raw: RawPolicyDoc, ctx: &mut Ctx) {
             notify: s.on_failure.notify,
         },
         on_resolved,
+        approval,
         flat: None,
     };
     if let Some(deadline) = policy.timeout {

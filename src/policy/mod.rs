@@ -4,6 +4,7 @@
 //! deciding which policies an alert matches, building a [`Plan`](crate::plan::Plan), and the
 //! Prometheus rules for flat-format conditions. Pure: callers read the files.
 
+mod approval_lint;
 mod flat;
 mod load;
 mod plan;
@@ -136,6 +137,8 @@ pub struct Policy {
     pub on_failure: OnFailure,
     /// What to do when the alert resolves while its run has not finished.
     pub on_resolved: OnResolved,
+    /// Wait for a human's approval before the first changing step.
+    pub approval: Option<crate::approval::Approval>,
     /// For policies in the older flat format: the condition the alert is generated from.
     pub flat: Option<FlatCondition>,
 }

@@ -727,6 +727,7 @@ pub fn plan_with_owner(
         image: defaults.image.clone(),
         dry_run,
         report_url: defaults.report_url.clone(),
+        approval: policy.approval.map(Into::into),
     })
 }
 

@@ -61,7 +61,21 @@ pub struct Ctx<'a> {
     /// not this run binds it.
     report_token_mount: TokenMount,
     tekton: Tekton,
+    /// The approval gate: Argo's suspend task, Tekton's pending status.
+    approval: Option<Gate>,
 }
+
+/// The approval gate as the templates see it.
+#[derive(Debug, Serialize)]
+struct Gate {
+    /// The Argo DAG task and suspend template.
+    task: &'static str,
+    /// Tekton's `spec.status` until the run is approved.
+    tekton_status: &'static str,
+}
+
+/// Tekton's `spec.status` of a PipelineRun created pending.
+pub const TEKTON_PENDING: &str = "PipelineRunPending";
 
 #[derive(Debug, Serialize)]
 struct TokenMount {
@@ -296,6 +310,9 @@ pub fn annotations(plan: &Plan) -> BTreeMap<String, String> {
             plan.target.namespace.clone(),
         );
     }
+    if let Some(gate) = &plan.approval {
+        a.extend(crate::approval::initial_annotations(gate));
+    }
     a
 }
 
@@ -320,7 +337,7 @@ pub fn build<'a>(plan: &'a Plan, engine: Engine, opts: &'a RenderOptions) -> Ctx
             action: &s.action,
             args: step_args(plan, s, engine),
             after: &s.after,
-            depends: depends_expr(&s.after),
+            depends: step_depends(plan, s),
             retries: s.retries,
             timeout_seconds: s.timeout_seconds,
             timeout: secs(s.timeout_seconds),
@@ -351,7 +368,7 @@ pub fn build<'a>(plan: &'a Plan, engine: Engine, opts: &'a RenderOptions) -> Ctx
         correlation_id: &plan.correlation_id,
         image: &plan.image,
         service_account: &plan.service_account,
-        deadline_seconds: plan.deadline_seconds,
+        deadline_seconds: plan.run_deadline_seconds(),
         dry_run: plan.dry_run,
         report_url: plan.report_url.as_deref(),
         target: Target {
@@ -414,5 +431,23 @@ pub fn build<'a>(plan: &'a Plan, engine: Engine, opts: &'a RenderOptions) -> Ctx
                 finally_: secs(report_secs),
             },
         },
+        approval: plan.approval.map(|_| Gate {
+            task: crate::approval::GATE_TASK,
+            tekton_status: TEKTON_PENDING,
+        }),
     }
+}
+
+/// The names an Argo step depends on: the plan's `after`, and the approval gate for a
+/// step that changes something when the plan has one.
+pub fn argo_dependencies(plan: &Plan, step: &PlanStep) -> Vec<String> {
+    let mut deps = step.after.clone();
+    if plan.approval.is_some() && crate::approval::changes(&step.action) {
+        deps.insert(0, crate::approval::GATE_TASK.to_string());
+    }
+    deps
+}
+
+fn step_depends(plan: &Plan, step: &PlanStep) -> String {
+    depends_expr(&argo_dependencies(plan, step))
 }

@@ -17,6 +17,7 @@ use super::context::{
 };
 use super::names::{is_label_key, is_label_value, shorten};
 use super::{Engine, RenderError, RenderOptions};
+use crate::approval::GATE_TASK;
 use crate::plan::Plan;
 
 /// Kubernetes' limit on the total size of an object's annotations.
@@ -476,17 +477,18 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
     let sa = c.str_field(spec, "spec", "serviceAccountName")?;
     c.expect_eq("spec.serviceAccountName", sa, &plan.service_account)?;
     match spec.get("activeDeadlineSeconds").and_then(Value::as_u64) {
-        Some(d) if d <= plan.deadline_seconds => {}
+        Some(d) if d <= plan.run_deadline_seconds() => {}
         _ => {
             return Err(c.err(
                 "spec.activeDeadlineSeconds",
                 format!(
                     "must be a number of seconds no larger than the plan's deadline ({})",
-                    plan.deadline_seconds
+                    plan.run_deadline_seconds()
                 ),
             ));
         }
     }
+    let gate = plan.approval.map(|_| GATE_TASK);
     let templates_v = c.field(spec, "spec", "templates")?;
     let templates = c.arr(templates_v, "spec.templates")?;
     let mut by_name: BTreeMap<&str, (usize, &Map<String, Value>)> = BTreeMap::new();
@@ -515,6 +517,17 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
         .into_iter()
         .filter(|k| t.contains_key(*k))
         .collect();
+        if gate == Some(name) && kinds == ["suspend"] {
+            // The approval gate: exactly `suspend: {}`, nothing that resumes it by itself.
+            let want = serde_json::json!({"name": GATE_TASK, "suspend": {}});
+            c.expect_value(
+                &path,
+                Some(&Value::Object(t.clone())),
+                &want,
+                "the approval gate",
+            )?;
+            continue;
+        }
         if kinds != ["container"] && kinds != ["dag"] {
             return Err(c.err(
                 path,
@@ -576,8 +589,39 @@ pub fn argo(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
         } else {
             "depends"
         };
-        graph.push((name.to_string(), deps, dep_field));
         let tname = c.str_field(task, &tpath, "template")?;
+        if let Some(g) = gate
+            && name == g
+        {
+            c.expect_eq(&format!("{tpath}.template"), tname, g)?;
+            if !deps.is_empty() {
+                return Err(c.err(
+                    format!("{tpath}.{dep_field}"),
+                    "the approval gate waits for nothing but the approval",
+                ));
+            }
+            used.insert(g);
+            continue;
+        }
+        let mut deps = deps;
+        let waits = gate.is_some_and(|g| {
+            let before = deps.len();
+            deps.retain(|d| d != g);
+            deps.len() != before
+        });
+        if let Some(step) = plan.steps.iter().find(|s| s.name == name)
+            && gate.is_some()
+            && crate::approval::changes(&step.action)
+            && !waits
+        {
+            return Err(c.err(
+                format!("{tpath}.{dep_field}"),
+                format!(
+                    "step {name:?} changes the cluster and must wait for the approval gate {GATE_TASK:?}"
+                ),
+            ));
+        }
+        graph.push((name.to_string(), deps, dep_field));
         let Some(&(ti, t)) = by_name.get(tname) else {
             return Err(c.err(
                 format!("{tpath}.template"),
@@ -852,6 +896,21 @@ pub fn tekton(plan: &Plan, v: &Value, opts: &RenderOptions) -> Res {
     c.header(v)?;
     let root = c.obj(v, "$")?;
     let spec = c.obj(c.field(root, "", "spec")?, "spec")?;
+    match (plan.approval, spec.get("status")) {
+        (Some(_), found) => c.expect_value(
+            "spec.status",
+            found,
+            &Value::String(super::context::TEKTON_PENDING.into()),
+            "a run that waits for approval is created pending: its status",
+        )?,
+        (None, Some(_)) => {
+            return Err(c.err(
+                "spec.status",
+                "must not be set: a heal run without an approval gate starts at once",
+            ));
+        }
+        (None, None) => {}
+    }
     let trt = c.obj(
         c.field(spec, "spec", "taskRunTemplate")?,
         "spec.taskRunTemplate",

@@ -616,6 +616,12 @@ impl ApiServer {
         self.lock().settings.disruption_controller = on;
     }
 
+    /// Answer SelfSubjectReviews (`POST /apis/authentication.k8s.io/v1/selfsubjectreviews`)
+    /// naming `user`; by default the server does not serve them (404).
+    pub fn set_self_subject(&self, user: &str) {
+        self.lock().settings.self_subject = Some(user.to_string());
+    }
+
     /// Turn the simulated garbage collector on or off.
     pub fn set_garbage_collector(&self, on: bool) {
         self.lock().settings.garbage_collector = on;

@@ -6,6 +6,7 @@
 mod heald_support;
 
 mod apiserver_selftest;
+mod approve_cli;
 mod failure_api_faults;
 mod failure_lost_answers;
 mod heal_actions;

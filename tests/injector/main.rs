@@ -5,6 +5,7 @@
 #[path = "../heald_support/mod.rs"]
 mod heald_support;
 
+mod approval;
 mod failure_alertmanager;
 mod failure_heald_kill;
 mod failure_kill_points;

@@ -1015,3 +1015,217 @@ fn the_heald_binary_sends_each_key_where_its_vendor_wants_it_and_never_logs_one(
         secret_only_in(s, TEAMS_SECRET, "path");
     }
 }
+
+// ----- asking for approval -----
+
+#[tokio::test]
+async fn each_vendor_gets_the_approval_request_in_its_documented_format_with_the_dry_run() {
+    heal_testkit::require_reference!();
+    let server = argo_server();
+    server.seed_deployment("shop", "web", 2, &[]);
+    let am = Receiver::start().await;
+    let (pd, og, teams) = (
+        Vendor::pagerduty().await,
+        Vendor::opsgenie().await,
+        Vendor::teams().await,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let pd_key = key_file(dir.path(), "routing-key", PD_KEY);
+    let og_key = key_file(dir.path(), "api-key", OG_KEY);
+    let teams_url = key_file(
+        dir.path(),
+        "teams-url",
+        &format!("{}/webhookb2/{TEAMS_SECRET}/IncomingWebhook/abc", teams.url),
+    );
+    let notifiers = [
+        webhook_notifier(&am.url),
+        notifier(
+            "pager",
+            &format!(
+                "  type: pagerduty\n  url: {}/v2/enqueue\n  routingKeyFile: {pd_key}\n",
+                pd.url
+            ),
+        ),
+        notifier(
+            "genie",
+            &format!(
+                "  type: opsgenie\n  url: {}\n  apiKeyFile: {og_key}\n",
+                og.url
+            ),
+        ),
+        notifier(
+            "channel",
+            &format!("  type: teams\n  urlFile: {teams_url}\n"),
+        ),
+    ]
+    .concat();
+    let policy = policies(&["hook", "pager", "genie", "channel"], "1h", &notifiers).replace(
+        "  engine: argo\n",
+        "  engine: argo\n  approval: {timeout: 15m, onTimeout: reject}\n",
+    );
+    let f = Files::new(&policy);
+    let h = Heald::start(
+        &server,
+        &f,
+        &[
+            "--alertmanager-url",
+            &am.url,
+            "--report-url",
+            "http://heald.test:8080/v1/reports",
+        ],
+    )
+    .await;
+    let a = web_down("web", "2026-08-20T10:00:00Z");
+    let d = h.decide(&webhook(std::slice::from_ref(&a))).await;
+    assert_eq!(d[0]["decision"], "submitted", "{d:?}");
+    let correlation_id = d[0]["correlationId"].as_str().unwrap().to_string();
+    let run = run_name("restart-web", &a);
+    // The requests go out in the background, after the dry run.
+    eventually("the approval requests", || {
+        (am.bodies("/hook").len() == 1
+            && pd.seen().len() == 1
+            && og.seen().len() == 1
+            && teams.seen().len() == 1)
+            .then_some(())
+    })
+    .await;
+
+    // The dry run: the restart's patch with dryRun=All, and the Deployment unchanged.
+    let web = "/apis/apps/v1/namespaces/shop/deployments/web";
+    let patches = server.requests_matching("PATCH", web);
+    assert_eq!(patches.len(), 1, "{}", server.log_text());
+    assert!(
+        patches[0].raw_query.contains("dryRun=All"),
+        "{:?}",
+        patches[0].raw_query
+    );
+    let deployment = server.get("apps/v1", "deployments", "shop", "web").unwrap();
+    assert!(
+        deployment["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_null(),
+        "{deployment}"
+    );
+
+    // The webhook document: what everything else carries.
+    let document = am.bodies("/hook").remove(0);
+    assert_eq!(document["kind"], "RemediationAwaitingApproval");
+    assert_eq!(document["target"], "shop/deployment/web");
+    assert_eq!(document["run"], run);
+    assert_eq!(document["onTimeout"], "reject");
+    assert_eq!(document["steps"][0]["name"], "restart");
+    assert_eq!(document["steps"][0]["waitsForApproval"], true);
+    assert_eq!(document["steps"][0]["dryRun"], "dry-run", "{document}");
+    let approve = format!("heal approve {run} -n {NS}");
+    let reject = format!("heal reject {run} -n {NS} --reason 'WHY'");
+    assert_eq!(document["decide"]["approveCommand"], approve);
+    assert_eq!(document["decide"]["rejectCommand"], reject);
+    assert_eq!(
+        document["decide"]["approveUrl"],
+        format!("http://heald.test:8080/v1/runs/{NS}/{run}/approve")
+    );
+    let deadline = document["deadline"].as_str().unwrap().to_string();
+    let link = document["link"].as_str().unwrap().to_string();
+    let summary = format!(
+        "heal asks for approval to fix WebDown on shop/deployment/web (restart-web): run {NS}/{run}"
+    );
+    let step = format!(
+        "restart: heal {}",
+        document["steps"][0]["command"].as_str().unwrap()
+    );
+    let dry_message = document["steps"][0]["dryRunMessage"].as_str().unwrap();
+
+    // PagerDuty: an `info` trigger on the episode's dedup key, the document as details.
+    let event = &pd.seen()[0];
+    assert_eq!(
+        (event.method.as_str(), event.path.as_str()),
+        ("POST", "/v2/enqueue")
+    );
+    assert_eq!(event.headers["content-type"], "application/json");
+    secret_only_in(event, PD_KEY, "body");
+    assert_eq!(
+        without_timestamp(event.body.clone()),
+        json!({
+            "routing_key": PD_KEY,
+            "event_action": "trigger",
+            "dedup_key": correlation_id,
+            "payload": {
+                "summary": summary,
+                "source": "shop/deployment/web",
+                "severity": "info",
+                "class": "RemediationAwaitingApproval",
+                "custom_details": document,
+            },
+            "client": "heald",
+            "client_url": link,
+            "links": [{"href": link, "text": "The alert in Alertmanager"}],
+        })
+    );
+
+    // Opsgenie: an alert tagged awaiting-approval, the commands and the dry run in its details.
+    let alert = &og.seen()[0];
+    assert_eq!(
+        (alert.method.as_str(), alert.path.as_str()),
+        ("POST", "/v2/alerts")
+    );
+    assert_eq!(alert.headers["authorization"], format!("GenieKey {OG_KEY}"));
+    secret_only_in(alert, OG_KEY, "header");
+    assert_eq!(alert.body["message"], summary);
+    assert_eq!(alert.body["alias"], correlation_id);
+    assert_eq!(alert.body["tags"], json!(["heal", "awaiting-approval"]));
+    assert_eq!(alert.body["entity"], "shop/deployment/web");
+    assert_eq!(
+        alert.body["details"],
+        json!({
+            "policy": "restart-web",
+            "alertname": "WebDown",
+            "fingerprint": a["fingerprint"],
+            "target": "shop/deployment/web",
+            "run": format!("{NS}/{run}"),
+            "deadline": deadline,
+            "onTimeout": "reject",
+            "approve": approve,
+            "reject": reject,
+            "correlationId": correlation_id,
+            "step.restart": format!("dry-run: {}", document["steps"][0]["command"].as_str().unwrap()),
+        })
+    );
+    let description = alert.body["description"].as_str().unwrap();
+    assert!(
+        description.contains(&format!("Approve: {approve}")),
+        "{description}"
+    );
+
+    // Teams: a card in the accent colour with the plan, the commands and the facts.
+    let post = &teams.seen()[0];
+    assert_eq!(
+        post.path,
+        format!("/webhookb2/{TEAMS_SECRET}/IncomingWebhook/abc")
+    );
+    secret_only_in(post, TEAMS_SECRET, "path");
+    let card = &post.body["attachments"][0]["content"];
+    assert_eq!(post.body["type"], "message");
+    assert_eq!(card["type"], "AdaptiveCard");
+    assert_eq!(card["body"][0]["color"], "Accent");
+    assert_eq!(card["body"][0]["text"], summary);
+    assert_eq!(
+        card["body"][1]["text"],
+        format!(
+            "- {step} (dry run: dry-run {dry_message})\n\nApprove: {approve}\n\nReject: {reject}"
+        )
+    );
+    assert_eq!(
+        card["body"][2]["facts"],
+        json!([
+            {"title": "Policy", "value": "restart-web"},
+            {"title": "Target", "value": "shop/deployment/web"},
+            {"title": "Run", "value": format!("{NS}/{run}")},
+            {"title": "Engine", "value": "argo"},
+            {"title": "Decide by", "value": deadline},
+            {"title": "Without a decision", "value": "reject"},
+            {"title": "Correlation id", "value": correlation_id},
+        ])
+    );
+    assert_eq!(delivered(&h, "pagerduty", "ok"), 1.0);
+    assert_eq!(delivered(&h, "opsgenie", "ok"), 1.0);
+    assert_eq!(delivered(&h, "teams", "ok"), 1.0);
+}

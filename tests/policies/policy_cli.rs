@@ -60,7 +60,7 @@ fn the_shipped_example_policies_lint_clean() {
     });
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.starts_with("ok: 12 policies, 2 notifiers in 11 files"),
+        out.starts_with("ok: 13 policies, 2 notifiers in 12 files"),
         "{out}"
     );
 }
@@ -335,7 +335,7 @@ fn heal_policy_lint_prints_each_error_with_file_line_and_hint() {
 fn heal_policy_lint_and_test_pass_on_the_examples() {
     let (code, out, err) = heal(&["policy", "lint", "examples/policies"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.starts_with("ok: 12 policies"), "{out}");
+    assert!(out.starts_with("ok: 13 policies"), "{out}");
     let (code, out, err) = heal(&[
         "policy",
         "test",

@@ -92,6 +92,7 @@ fn crash_loop_plan() -> Plan {
         service_account: "heal-runner".into(),
         image: "ghcr.io/heal-project/heal:0.1.0".into(),
         dry_run: false,
+        approval: None,
         report_url: Some("http://heald.heal.svc:8080/v1/reports".into()),
     }
 }
@@ -137,6 +138,7 @@ fn node_drain_plan() -> Plan {
         service_account: "heal-runner".into(),
         image: "ghcr.io/heal-project/heal@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
         dry_run: true,
+        approval: None,
         report_url: None,
     }
 }
@@ -228,7 +230,8 @@ fn render_err(plan: &Plan, engine: Engine) -> String {
     }
 }
 
-/// Argo: the step templates the DAG runs, by task name.
+/// Argo: the step templates the DAG runs, by task name (the approval gate's suspend
+/// template is not a step).
 fn argo_step_templates(value: &Value) -> BTreeMap<String, Value> {
     let templates = value["spec"]["templates"].as_array().unwrap();
     let by_name: BTreeMap<&str, &Value> = templates
@@ -240,6 +243,7 @@ fn argo_step_templates(value: &Value) -> BTreeMap<String, Value> {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|t| t["template"] != heal::approval::GATE_TASK)
         .map(|t| {
             (
                 t["name"].as_str().unwrap().to_string(),
@@ -2093,4 +2097,108 @@ fn every_example_step_is_a_heal_command_that_reads_back_as_the_same_step() {
         }
     }
     assert!(checked > 10, "{checked}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Approval gates
+
+fn gated_plan() -> Plan {
+    Plan {
+        approval: Some(heal::approval::PlanApproval {
+            timeout_seconds: 900,
+            on_timeout: heal::approval::OnTimeout::Reject,
+        }),
+        ..crash_loop_plan()
+    }
+}
+
+#[test]
+fn a_gated_plan_waits_before_its_changing_steps_on_argo_and_starts_pending_on_tekton() {
+    heal_testkit::require_reference!();
+    let plan = gated_plan();
+    let argo = render_ok(&plan, Engine::Argo, &opts());
+    assert_schema_valid("gated Argo run", &argo.value);
+    let tasks = &argo.value["spec"]["templates"][0]["dag"]["tasks"];
+    assert_eq!(
+        tasks[0],
+        json!({"name": "heal-approval", "template": "heal-approval"})
+    );
+    assert_eq!(tasks[1]["depends"], "heal-approval.Succeeded");
+    assert_eq!(
+        tasks[2]["depends"], "heal-approval.Succeeded && scale-up.Succeeded",
+        "every changing step waits"
+    );
+    assert_eq!(
+        tasks[3]["depends"], "restart.Succeeded",
+        "verify changes nothing: it waits only for what it runs after"
+    );
+    assert_eq!(
+        argo.value["spec"]["activeDeadlineSeconds"],
+        json!(plan.deadline_seconds + 900),
+        "the wait is inside the workflow's deadline"
+    );
+    let tekton = render_ok(&plan, Engine::Tekton, &opts());
+    assert_schema_valid("gated Tekton run", &tekton.value);
+    assert_eq!(tekton.value["spec"]["status"], "PipelineRunPending");
+    let local = render_ok(&plan, Engine::Local, &opts());
+    assert_eq!(local.value["spec"]["approval"]["timeoutSeconds"], 900);
+    for r in [&argo, &tekton, &local] {
+        assert_eq!(
+            r.value["metadata"]["annotations"]["heal.dev/approval"],
+            "waiting"
+        );
+    }
+}
+
+#[test]
+fn a_suspend_or_pending_status_is_refused_unless_it_is_exactly_the_plans_gate() {
+    let gated = gated_plan();
+    let argo = render_ok(&gated, Engine::Argo, &opts()).value;
+    let check = |plan: &Plan, engine: Engine, v: &Value| {
+        heal::render::check_manifest(plan, engine, v, &opts())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    // A changing step that skips the gate.
+    let mut skip = argo.clone();
+    skip["spec"]["templates"][0]["dag"]["tasks"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("depends");
+    assert!(
+        check(&gated, Engine::Argo, &skip).contains("must wait for the approval gate"),
+        "{}",
+        check(&gated, Engine::Argo, &skip)
+    );
+    // A gate that resumes by itself.
+    let mut timed = argo.clone();
+    let i = timed["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|t| t["name"] == "heal-approval")
+        .unwrap();
+    timed["spec"]["templates"][i]["suspend"] = json!({"duration": "1m"});
+    assert!(
+        check(&gated, Engine::Argo, &timed).contains("the approval gate is exactly"),
+        "{}",
+        check(&gated, Engine::Argo, &timed)
+    );
+    // A plan without a gate gets no suspend template and no pending status.
+    let plain = crash_loop_plan();
+    let mut foreign = argo.clone();
+    foreign["spec"]["activeDeadlineSeconds"] = json!(plain.deadline_seconds);
+    let e = check(&plain, Engine::Argo, &foreign);
+    assert!(e.contains("suspend") || e.contains("heal-approval"), "{e}");
+    let mut pending = render_ok(&plain, Engine::Tekton, &opts()).value;
+    pending["spec"]["status"] = json!("PipelineRunPending");
+    assert!(
+        check(&plain, Engine::Tekton, &pending).contains("spec.status"),
+        "{}",
+        check(&plain, Engine::Tekton, &pending)
+    );
+    let mut started = render_ok(&gated, Engine::Tekton, &opts()).value;
+    started["spec"].as_object_mut().unwrap().remove("status");
+    assert!(check(&gated, Engine::Tekton, &started).contains("spec.status"));
 }

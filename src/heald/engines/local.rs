@@ -529,6 +529,14 @@ async fn run_step(ctx: StepCtx, step: PlanStep, prior: Option<StepStatus>) -> St
 
 /// Execute a local run to its end and hand the outcome to [`finish`].
 async fn execute(st: Arc<State>, run: LocalRun, resumed: bool, _slot: Slot, cancel: CancelSender) {
+    // A run with an approval gate starts no step before it is approved.
+    let Some((run, waited)) =
+        crate::heald::engines::local_gate::wait(&st, run, cancel.subscribe()).await
+    else {
+        return;
+    };
+    // A run that was still waiting when this replica took it had started no step.
+    let resumed = resumed && !waited;
     let k8s = st.k8s.clone();
     let Some(path) = object_path(Kind::Local, &run.namespace, &run.name) else {
         return;

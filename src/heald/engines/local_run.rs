@@ -284,7 +284,7 @@ impl LocalRun {
     /// When the run must be over: its creation plus the plan's deadline (`now` plus the
     /// deadline when the creation time is unknown).
     pub fn deadline(&self, now: Timestamp) -> Timestamp {
-        let secs = i64::try_from(self.plan.deadline_seconds).unwrap_or(i64::MAX / 4);
+        let secs = i64::try_from(self.plan.run_deadline_seconds()).unwrap_or(i64::MAX / 4);
         self.created.unwrap_or(now) + SignedDuration::from_secs(secs)
     }
 
@@ -576,6 +576,7 @@ mod tests {
             service_account: "heal".into(),
             image: "heal:test".into(),
             dry_run: false,
+            approval: None,
             report_url: None,
         }
     }

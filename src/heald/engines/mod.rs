@@ -6,6 +6,7 @@
 //! whose deterministic name exists answers 409: the alert episode is already handled.
 
 pub mod local;
+pub mod local_gate;
 pub mod local_run;
 pub mod runs;
 

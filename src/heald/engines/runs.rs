@@ -30,6 +30,9 @@ pub enum RunOutcome {
     /// heald cancelled the run because its alert resolved (the policy's
     /// `onResolved: cancel`).
     Cancelled,
+    /// A human rejected the run at its approval gate, or the gate timed out with
+    /// `onTimeout: reject`: no changing step ran. Escalated, but not a failure of the remedy.
+    Rejected,
 }
 
 impl RunOutcome {
@@ -40,15 +43,17 @@ impl RunOutcome {
             RunOutcome::Failed => "failed",
             RunOutcome::TimedOut => "timed-out",
             RunOutcome::Cancelled => "cancelled",
+            RunOutcome::Rejected => "rejected",
         }
     }
 
     /// Every outcome.
-    pub const ALL: [RunOutcome; 4] = [
+    pub const ALL: [RunOutcome; 5] = [
         RunOutcome::Succeeded,
         RunOutcome::Failed,
         RunOutcome::TimedOut,
         RunOutcome::Cancelled,
+        RunOutcome::Rejected,
     ];
 
     /// The outcome with this wire name.
@@ -65,6 +70,12 @@ impl RunOutcome {
     /// circuit and the policy's notifiers are told.
     pub fn is_failure(self) -> bool {
         matches!(self, RunOutcome::Failed | RunOutcome::TimedOut)
+    }
+
+    /// Whether the policy's notifiers are told: a failure, or a rejection (the alert keeps
+    /// firing and nobody acted on it).
+    pub fn escalates(self) -> bool {
+        self.is_failure() || self == RunOutcome::Rejected
     }
 }
 
@@ -469,7 +480,10 @@ mod tests {
             None
         );
         let names: Vec<&str> = RunOutcome::ALL.iter().map(|o| o.as_str()).collect();
-        assert_eq!(names, ["succeeded", "failed", "timed-out", "cancelled"]);
+        assert_eq!(
+            names,
+            ["succeeded", "failed", "timed-out", "cancelled", "rejected"]
+        );
         assert_eq!(
             RunOutcome::from_name("cancelled"),
             Some(RunOutcome::Cancelled)

@@ -93,6 +93,9 @@ pub enum RunEnd {
     /// heald cancelled it because its alert resolved: the hold is dropped, and neither a
     /// success (no cooldown) nor a failure (no step towards the circuit) is counted.
     Cancelled,
+    /// A human (or the approval timeout) rejected it: nothing was changed, so like a
+    /// cancellation the hold is dropped and neither a success nor a failure is counted.
+    Rejected,
 }
 
 /// The guard state of one policy and target.
@@ -411,7 +414,7 @@ impl LeaseState {
                     self.last_run_at = None;
                 }
             }
-            RunEnd::Existing | RunEnd::Cancelled => {}
+            RunEnd::Existing | RunEnd::Cancelled | RunEnd::Rejected => {}
         }
         held
     }

@@ -415,7 +415,7 @@ fn unavailable(e: impl std::fmt::Display) -> Unavailable {
 
 /// How long a run holds its target: its deadline plus the time it gets to report.
 pub fn hold_duration(state: &State, loaded: &Loaded, plan: &Plan) -> Duration {
-    Duration::from_secs(plan.deadline_seconds)
+    Duration::from_secs(plan.run_deadline_seconds())
         + Duration::from_secs(loaded.renderer.options().report_timeout_seconds)
         + state.config.deadline_grace
 }
@@ -954,6 +954,16 @@ async fn act(
                     taken.token = None;
                     taken.slot = None;
                     state.known.insert(&plan.run_name);
+                    if plan.approval.is_some() {
+                        crate::heald::reporting::approval::ask(
+                            state,
+                            &cx.policy.name,
+                            plan,
+                            engine,
+                            &cx.alert.labels,
+                            created.object.as_ref(),
+                        );
+                    }
                     if engine == Engine::Local {
                         // The first step starts before the answer and the Event go out.
                         match &created.object {
@@ -1415,7 +1425,7 @@ fn annotate(
             ann.insert(LEASE_ANNOTATION.into(), json!(lease));
             ann.insert(
                 DEADLINE_ANNOTATION.into(),
-                json!(plan.deadline_seconds.to_string()),
+                json!(plan.run_deadline_seconds().to_string()),
             );
             if let Some(id) = silence {
                 ann.insert(SILENCE_ANNOTATION.into(), json!(id));

@@ -2,6 +2,7 @@
 //! webhook, Slack, PagerDuty, Opsgenie, Microsoft Teams; who is told what and how often),
 //! the recent-decisions list and the metrics.
 pub mod alertmanager_http;
+pub mod approval;
 pub mod escalation;
 pub mod metrics;
 pub mod notify_http;

@@ -196,6 +196,8 @@ pub enum Message<'a> {
     StoodDown(&'a StandDown),
     /// A run succeeded (sent only to notifiers that [resolve](NotifierKind::resolves)).
     Resolved(&'a Resolution),
+    /// A run waits at its approval gate.
+    Approval(&'a crate::heald::reporting::approval::ApprovalRequest),
 }
 
 impl Message<'_> {
@@ -205,6 +207,7 @@ impl Message<'_> {
             Message::Failed(n) => &n.correlation_id,
             Message::StoodDown(s) => &s.correlation_id,
             Message::Resolved(r) => &r.correlation_id,
+            Message::Approval(a) => &a.correlation_id,
         }
     }
 
@@ -214,6 +217,7 @@ impl Message<'_> {
             Message::Failed(n) => &n.run,
             Message::StoodDown(s) => &s.run,
             Message::Resolved(r) => &r.run,
+            Message::Approval(a) => &a.run,
         }
     }
 
@@ -223,6 +227,7 @@ impl Message<'_> {
             Message::Failed(_) => "failure",
             Message::StoodDown(_) => "stand-down",
             Message::Resolved(_) => "resolution",
+            Message::Approval(_) => "approval-request",
         }
     }
 
@@ -232,6 +237,7 @@ impl Message<'_> {
             Message::Failed(n) => n.link.as_deref(),
             Message::StoodDown(s) => s.link.as_deref(),
             Message::Resolved(_) => None,
+            Message::Approval(a) => a.link.as_deref(),
         }
     }
 
@@ -258,6 +264,7 @@ impl Message<'_> {
                 "heal fixed {} ({}): run {}/{} succeeded",
                 r.alertname, r.policy, r.namespace, r.run
             ),
+            Message::Approval(a) => a.summary(),
         }
     }
 
@@ -266,6 +273,7 @@ impl Message<'_> {
         match self {
             Message::Failed(n) => n.text(),
             Message::StoodDown(s) => s.text(),
+            Message::Approval(a) => a.text(),
             Message::Resolved(r) => format!(
                 "heal run {}/{} ({}) succeeded; policy {}; correlation id {}",
                 r.namespace, r.run, r.engine, r.policy, r.correlation_id
@@ -301,6 +309,7 @@ pub fn body(kind: NotifierKind, channel: Option<&str>, m: &Message<'_>) -> Optio
         (_, Message::Resolved(_)) => None,
         (NotifierKind::Webhook, Message::Failed(n)) => serde_json::to_value(n).ok(),
         (NotifierKind::Webhook, Message::StoodDown(s)) => serde_json::to_value(s).ok(),
+        (NotifierKind::Webhook, Message::Approval(a)) => serde_json::to_value(a).ok(),
         (NotifierKind::Slack, m) => {
             let mut b = json!({"text": m.text()});
             if let Some(c) = channel {

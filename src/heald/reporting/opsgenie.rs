@@ -126,6 +126,32 @@ pub fn request(vendor: &VendorOptions, m: &Message<'_>, api: &str, key: &str) ->
                 e,
             )
         }
+        Message::Approval(a) => {
+            let mut e = vec![
+                ("policy".to_string(), a.policy.clone()),
+                ("alertname".into(), a.alertname.clone()),
+                ("fingerprint".into(), a.fingerprint.clone()),
+                ("target".into(), a.target.clone()),
+                ("run".into(), format!("{}/{}", a.namespace, a.run)),
+                ("deadline".into(), a.deadline.clone()),
+                ("onTimeout".into(), a.on_timeout.clone()),
+                ("approve".into(), a.decide.approve_command.clone()),
+                ("reject".into(), a.decide.reject_command.clone()),
+                ("correlationId".into(), a.correlation_id.clone()),
+            ];
+            for step in &a.steps {
+                e.push((
+                    format!("step.{}", step.name),
+                    format!("{}: {}", step.dry_run, step.command),
+                ));
+            }
+            (
+                "awaiting-approval",
+                vendor.priority.clone(),
+                Some(a.target.clone()),
+                e,
+            )
+        }
     };
     let mut tags = vec![json!("heal"), json!(tag)];
     tags.extend(vendor.tags.iter().map(|t| json!(t)));

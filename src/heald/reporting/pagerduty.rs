@@ -37,6 +37,12 @@ pub fn event(vendor: &VendorOptions, m: &Message<'_>, routing_key: &str) -> Opti
             s.target.clone(),
             serde_json::to_value(s).unwrap_or(Value::Null),
         ),
+        Message::Approval(a) => (
+            "info",
+            "RemediationAwaitingApproval",
+            a.target.clone(),
+            serde_json::to_value(a).unwrap_or(Value::Null),
+        ),
     };
     let mut event = json!({
         "routing_key": routing_key,

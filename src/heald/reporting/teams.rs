@@ -45,6 +45,41 @@ pub fn card(m: &Message<'_>) -> Option<Value> {
             }
             ("Attention", facts, detail.join("\n\n"))
         }
+        Message::Approval(a) => {
+            let mut detail: Vec<String> = a
+                .steps
+                .iter()
+                .map(|s| {
+                    if s.waits_for_approval {
+                        format!(
+                            "- {}: heal {} (dry run: {} {})",
+                            s.name, s.command, s.dry_run, s.dry_run_message
+                        )
+                        .trim_end()
+                        .to_string()
+                    } else {
+                        format!("- {}: heal {} (changes nothing)", s.name, s.command)
+                    }
+                })
+                .collect();
+            detail.push(format!(
+                "Approve: {}\n\nReject: {}",
+                a.decide.approve_command, a.decide.reject_command
+            ));
+            (
+                "Accent",
+                vec![
+                    fact("Policy", &a.policy),
+                    fact("Target", &a.target),
+                    fact("Run", &format!("{}/{}", a.namespace, a.run)),
+                    fact("Engine", &a.engine),
+                    fact("Decide by", &a.deadline),
+                    fact("Without a decision", &a.on_timeout),
+                    fact("Correlation id", &a.correlation_id),
+                ],
+                detail.join("\n\n"),
+            )
+        }
         Message::StoodDown(s) => (
             "Warning",
             vec![

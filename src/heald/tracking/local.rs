@@ -40,6 +40,11 @@ pub async fn pass(st: &Arc<State>, namespace: &str, out: &mut Pass) -> Result<()
             continue;
         };
         let name = name.as_str();
+        if crate::heald::tracking::approval::expire(st, Kind::Local, &obj).await {
+            // The replica executing it reads the decision at its next look.
+            out.in_flight += 1;
+            continue;
+        }
         if st.local.is_running(namespace, name) {
             out.in_flight += 1;
             continue;

@@ -14,6 +14,7 @@
 //! in-progress one) is recorded in that same patch ([`pending`](crate::heald::reporting::pending)) and
 //! retried by later passes until it is delivered.
 
+pub mod approval;
 pub mod local;
 pub mod watch;
 
@@ -94,6 +95,11 @@ pub async fn pass(st: &Arc<State>) -> Result<Pass, KubeIoError> {
                 let Some(info) = RunInfo::from_object(&obj) else {
                     continue;
                 };
+                if approval::expire(st, kind, &obj).await {
+                    // Its engine ends it (rejected) or goes on (approved): a later pass sees.
+                    out.in_flight += 1;
+                    continue;
+                }
                 let ending = match st.engines.get(kind).outcome(&obj) {
                     RunState::Finished(outcome, message) => Ending {
                         outcome,
@@ -281,7 +287,8 @@ pub fn finish_boxed<'a>(
 }
 
 pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, KubeIoError> {
-    let ending = cancelled_ending(obj, ending);
+    let ending =
+        crate::heald::reporting::approval::rejected_ending(obj, cancelled_ending(obj, ending));
     let now = Timestamp::now();
     let current = st.policies.current();
     let owed = RunInfo::from_object(obj).and_then(|info| {
@@ -298,6 +305,7 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
         let end = match ending.outcome {
             RunOutcome::Succeeded => RunEnd::Success,
             RunOutcome::Cancelled => RunEnd::Cancelled,
+            RunOutcome::Rejected => RunEnd::Rejected,
             RunOutcome::Failed | RunOutcome::TimedOut => RunEnd::Failure,
         };
         let window = policy
@@ -356,6 +364,7 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
         let (kind, reason_word) = match ending.outcome {
             RunOutcome::Succeeded => ("Normal", "RemediationSucceeded"),
             RunOutcome::Cancelled => ("Normal", "RemediationCancelled"),
+            RunOutcome::Rejected => ("Warning", "RemediationRejected"),
             RunOutcome::Failed | RunOutcome::TimedOut => ("Warning", "RemediationFailed"),
         };
         let (api_version, object_kind) = run_object_type(info.engine);
@@ -378,10 +387,14 @@ pub async fn finish(st: &State, obj: &Value, ending: Ending) -> Result<bool, Kub
         tracing::warn!(run = %info.name, policy = %info.policy, "the policy is no longer loaded: no silence, no notification");
         return Ok(true);
     };
-    if ending.outcome.is_failure() {
+    if ending.outcome.escalates() {
         let n = Notification {
             api_version: "heal.dev/v1alpha1",
-            kind: "RemediationFailed",
+            kind: if ending.outcome == RunOutcome::Rejected {
+                "RemediationRejected"
+            } else {
+                "RemediationFailed"
+            },
             policy: info.policy.clone(),
             alertname: info.alertname.clone(),
             fingerprint: info.fingerprint.clone(),

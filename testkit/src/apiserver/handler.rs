@@ -437,6 +437,17 @@ fn acceptable(accept: Option<&str>) -> bool {
 
 /// Answer a request (faults and authentication are handled by the caller).
 pub fn serve(state: &mut State, req: &Request, server_address: &str) -> Reply {
+    if req.method == "POST"
+        && req.path == "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+        && let Some(user) = &state.settings.self_subject
+    {
+        return Reply::ok(
+            201,
+            json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview",
+                "metadata": {"creationTimestamp": null},
+                "status": {"userInfo": {"username": user, "groups": ["system:authenticated"]}}}),
+        );
+    }
     let r = route(state, &req.path);
     if matches!(r, Route::Health) {
         return Reply::Text {

@@ -143,6 +143,9 @@ pub struct Settings {
     pub disruption_controller: bool,
     /// Delete dependents of deleted owners (garbage collector).
     pub garbage_collector: bool,
+    /// The user a SelfSubjectReview names; `None`: the server does not serve the review
+    /// (404), as one that refuses it.
+    pub self_subject: Option<String>,
 }
 
 impl Default for Settings {
@@ -155,6 +158,7 @@ impl Default for Settings {
             pod_termination: PodTermination::Immediate,
             disruption_controller: true,
             garbage_collector: true,
+            self_subject: None,
         }
     }
 }

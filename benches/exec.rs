@@ -377,12 +377,17 @@ fn print_table(model: Latency, rows: &[Row], with_kubectl: bool, served: usize) 
 /// test API server with no latency, interleaved so that the machine's noise spreads evenly.
 fn own_time_stages(heal: &str) {
     let server = ApiServer::start_with_latency(Latency::OFF);
+    let ecdsa = ApiServer::start_with(Latency::OFF, ServingKey::EcdsaP256);
     let dir = tempfile::tempdir().unwrap();
+    let ec_dir = tempfile::tempdir().unwrap();
     let plain = server.kubeconfig(dir.path()).display().to_string();
     let tls = server.kubeconfig_tls(dir.path()).display().to_string();
+    let tls_ec = ecdsa.kubeconfig_tls(ec_dir.path()).display().to_string();
     let missing = dir.path().join("missing").display().to_string();
-    server.insert(node("node-1"));
-    server.seed_deployment("default", "web", 1, &[]);
+    for s in [&server, &ecdsa] {
+        s.insert(node("node-1"));
+        s.seed_deployment("default", "web", 1, &[]);
+    }
     let scale = |kubeconfig: &str, n: usize| -> Vec<String> {
         let n = (2 + n % 2).to_string();
         ["scale", "deploy/web", "--replicas", &n, "--no-event"]
@@ -392,9 +397,9 @@ fn own_time_stages(heal: &str) {
             .collect()
     };
     // (what the run does beyond the run it is compared with, must it succeed, compared with)
-    let stages: [(&str, bool, Option<usize>); 4] = [
+    let stages: [(&str, bool, Option<usize>); 5] = [
         (
-            "1. `heal --version`: process start (exec, dynamic loading, runtime-less main), clap",
+            "1. `heal --version`: process start (exec, loading, runtime-less main), clap",
             true,
             None,
         ),
@@ -404,12 +409,17 @@ fn own_time_stages(heal: &str) {
             Some(0),
         ),
         (
-            "3. `heal scale` over TLS, the kubeconfig naming its CA (as in the benchmarks above): + kubeconfig parsing, TLS configuration, the client's part of the handshake, GET and PATCH of the scale subresource",
+            "3. `heal scale` over TLS, an RSA-2048 serving certificate (kubeadm's default; as in the benchmarks above), the kubeconfig naming its CA: + kubeconfig parsing, TLS configuration, the client's part of the handshake, GET of the Deployment and its HPAs, PATCH of the scale subresource",
             true,
             Some(1),
         ),
         (
-            "4. `heal scale` over plain HTTP, the kubeconfig naming no CA: + kubeconfig parsing, the system CA store (loaded even for http://), GET and PATCH",
+            "4. the same over TLS with an ECDSA P-256 serving certificate (kubeadm's `ECDSA-P256`, k3s)",
+            true,
+            Some(1),
+        ),
+        (
+            "5. `heal scale` over plain HTTP, the kubeconfig naming no CA: + kubeconfig parsing, the system CA store (loaded even for http://), the requests",
             true,
             Some(1),
         ),
@@ -417,13 +427,14 @@ fn own_time_stages(heal: &str) {
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); stages.len()];
     for i in 0..3 * RUNS {
         for (k, (_, success, _)) in stages.iter().enumerate() {
-            let args = match k {
-                0 => vec!["--version".to_string()],
-                1 => scale(&missing, i),
-                2 => scale(&tls, i),
-                _ => scale(&plain, i),
+            let (on, args) = match k {
+                0 => (&server, vec!["--version".to_string()]),
+                1 => (&server, scale(&missing, i)),
+                2 => (&server, scale(&tls, i)),
+                3 => (&ecdsa, scale(&tls_ec, i)),
+                _ => (&server, scale(&plain, i)),
             };
-            samples[k].push(run_direct_expecting(&server, heal, &args, *success));
+            samples[k].push(run_direct_expecting(on, heal, &args, *success));
         }
     }
     println!(
@@ -488,7 +499,10 @@ fn main() {
     let kubectl = Path::new(&kubectl_path)
         .exists()
         .then_some(kubectl_path.as_str());
-    let heal = env!("CARGO_BIN_EXE_heal");
+    // scripts/bench passes a static-pie build, as the image's (HEAL_BIN).
+    let heal_bin = std::env::var("HEAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_heal").into());
+    let heal = heal_bin.as_str();
+    println!("heal binary: {heal}\n");
     let env_model = Latency::from_env();
     let on = if env_model.is_off() {
         Latency::KUBE_APISERVER_1_36

@@ -92,6 +92,7 @@ pub mod resources;
 pub mod selectors;
 pub mod status;
 pub mod store;
+pub mod tls;
 pub mod validation;
 
 use std::convert::Infallible;
@@ -128,6 +129,8 @@ pub use log::Recorded;
 pub use status::{FieldError, StatusError};
 #[allow(unused_imports)]
 pub use store::{PodReplacement, PodTermination, Rollout};
+#[allow(unused_imports)]
+pub use tls::ServingKey;
 
 use handler::{Reply, Request};
 use store::{ObjKey, State};
@@ -242,6 +245,15 @@ impl ApiServer {
     /// # Panics
     /// When no local port can be bound or no runtime can be built.
     pub fn start_with_latency(latency: Latency) -> ApiServer {
+        ApiServer::start_with(latency, ServingKey::default())
+    }
+
+    /// [`Self::start_with_latency`] with a serving certificate of `key`'s type (RSA-2048,
+    /// kubeadm's default, unless told otherwise; see [`tls`]).
+    ///
+    /// # Panics
+    /// When no local port can be bound or no runtime can be built.
+    pub fn start_with(latency: Latency, key: ServingKey) -> ApiServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind 127.0.0.1:0 for the test API server");
         listener
@@ -250,7 +262,7 @@ impl ApiServer {
         let addr = listener
             .local_addr()
             .expect("local address of the test API server");
-        let (tls, ca_pem) = match serving_tls() {
+        let (tls, ca_pem) = match tls::serving(key) {
             Ok((acceptor, ca)) => (Some(acceptor), ca),
             Err(e) => {
                 eprintln!("test API server: no TLS ({e}); kubectl will not authenticate");
@@ -994,49 +1006,6 @@ async fn accept_loop(
             }
         }
     }
-}
-
-/// A self-signed CA and a serving certificate for 127.0.0.1 and localhost.
-fn serving_tls() -> Result<(tokio_rustls::TlsAcceptor, String), String> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
-        IsCa, KeyPair, KeyUsagePurpose,
-    };
-    use tokio_rustls::rustls;
-    let err = |e: &dyn std::fmt::Display| e.to_string();
-    let ca_key = KeyPair::generate().map_err(|e| err(&e))?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|e| err(&e))?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "heal test API server CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|e| err(&e))?;
-    let key = KeyPair::generate().map_err(|e| err(&e))?;
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-        .map_err(|e| err(&e))?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "kube-apiserver");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let cert = params.signed_by(&key, &ca).map_err(|e| err(&e))?;
-    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(
-        rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
-    );
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| err(&e))?
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.der().clone()], key_der)
-    .map_err(|e| err(&e))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem()))
 }
 
 async fn serve_connection(shared: Arc<Shared>, stream: tokio::net::TcpStream) {

@@ -109,6 +109,39 @@ fn run_timed(program: &str, args: &[String]) -> (f64, f64) {
     ((f[0] + f[1]) * 1000.0, f[2])
 }
 
+/// Whether `perf stat` works here (Debian `linux-perf`): then CPU time is its task-clock, to
+/// the microsecond, instead of time(1)'s 10 ms steps.
+fn perf_works() -> bool {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| {
+        Command::new("perf")
+            .args(["stat", "-x", ",", "-e", "task-clock", "--", "true"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Run `program` under `perf stat -e task-clock`: its CPU time in ms.
+fn run_perf(program: &str, args: &[String]) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("perf.csv");
+    let out = Command::new("perf")
+        .args(["stat", "-x", ",", "-e", "task-clock", "-o"])
+        .arg(&file)
+        .arg("--")
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("run perf stat");
+    check(program, args, &out);
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    text.lines()
+        .find(|l| l.contains("task-clock"))
+        .and_then(|l| l.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -268,7 +301,8 @@ fn measure_all(model: Latency, heal: &str, kubectl: Option<&str>) -> (Vec<Row>, 
         };
         // Invocation 2i runs directly, 2i+1 under time(1): each changes something.
         for i in 0..RUNS {
-            let (direct, timed) = (2 * i, 2 * i + 1);
+            // Each run its own index, so that every run changes something.
+            let (direct, timed, perf) = (3 * i, 3 * i + 1, 3 * i + 2);
             (a.prepare)(&server, false, direct);
             let mut sample = run_direct(&server, heal, &(a.heal)(direct));
             if i == 0 {
@@ -282,6 +316,10 @@ fn measure_all(model: Latency, heal: &str, kubectl: Option<&str>) -> (Vec<Row>, 
             served_requests += sample.requests;
             (a.prepare)(&server, false, timed);
             (sample.cpu_ms, sample.rss_kib) = run_timed(heal, &(a.heal)(timed));
+            if perf_works() {
+                (a.prepare)(&server, false, perf);
+                sample.cpu_ms = run_perf(heal, &(a.heal)(perf));
+            }
             row.heal.push(sample);
             if let Some(kubectl) = kubectl {
                 (a.prepare)(&server, true, direct);
@@ -289,6 +327,10 @@ fn measure_all(model: Latency, heal: &str, kubectl: Option<&str>) -> (Vec<Row>, 
                 served_requests += sample.requests;
                 (a.prepare)(&server, true, timed);
                 (sample.cpu_ms, sample.rss_kib) = run_timed(kubectl, &(a.kubectl)(timed));
+                if perf_works() {
+                    (a.prepare)(&server, true, perf);
+                    sample.cpu_ms = run_perf(kubectl, &(a.kubectl)(perf));
+                }
                 row.kubectl.push(sample);
             }
         }
@@ -333,7 +375,9 @@ fn print_table(model: Latency, rows: &[Row], with_kubectl: bool, served: usize) 
         let (hc, hr) = (m(&r.heal, |s| s.cpu_ms), m(&r.heal, |s| s.rss_kib));
         // time(1) counts CPU in 10 ms steps: below one step, say so rather than print 0.
         let cpu = |c: f64| {
-            if c < 10.0 {
+            if perf_works() {
+                format!("{c:.2}")
+            } else if c < 10.0 {
                 "< 10".to_string()
             } else {
                 format!("{c:.0}")
@@ -397,44 +441,50 @@ fn own_time_stages(heal: &str) {
             .collect()
     };
     // (what the run does beyond the run it is compared with, must it succeed, compared with)
-    let stages: [(&str, bool, Option<usize>); 5] = [
+    let stages: [(&str, bool, Option<usize>); 6] = [
         (
-            "1. `heal --version`: process start (exec, loading, runtime-less main), clap",
+            "0. `true` (/bin/true): what starting any process costs on this machine (spawn, exec, exit)",
             true,
             None,
         ),
         (
+            "1. `heal --version`: process start (exec, loading, runtime-less main), clap",
+            true,
+            Some(0),
+        ),
+        (
             "2. `heal scale` with a missing kubeconfig: + clap for the action, logging set-up, the tokio runtime, the failed read, the error line",
             false,
-            Some(0),
+            Some(1),
         ),
         (
             "3. `heal scale` over TLS, an RSA-2048 serving certificate (kubeadm's default; as in the benchmarks above), the kubeconfig naming its CA: + kubeconfig parsing, TLS configuration, the client's part of the handshake, GET of the Deployment and its HPAs, PATCH of the scale subresource",
             true,
-            Some(1),
+            Some(2),
         ),
         (
             "4. the same over TLS with an ECDSA P-256 serving certificate (kubeadm's `ECDSA-P256`, k3s)",
             true,
-            Some(1),
+            Some(2),
         ),
         (
             "5. `heal scale` over plain HTTP, the kubeconfig naming no CA: + kubeconfig parsing, the system CA store (loaded even for http://), the requests",
             true,
-            Some(1),
+            Some(2),
         ),
     ];
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); stages.len()];
     for i in 0..3 * RUNS {
         for (k, (_, success, _)) in stages.iter().enumerate() {
-            let (on, args) = match k {
-                0 => (&server, vec!["--version".to_string()]),
-                1 => (&server, scale(&missing, i)),
-                2 => (&server, scale(&tls, i)),
-                3 => (&ecdsa, scale(&tls_ec, i)),
-                _ => (&server, scale(&plain, i)),
+            let (on, program, args) = match k {
+                0 => (&server, "true", vec![]),
+                1 => (&server, heal, vec!["--version".to_string()]),
+                2 => (&server, heal, scale(&missing, i)),
+                3 => (&server, heal, scale(&tls, i)),
+                4 => (&ecdsa, heal, scale(&tls_ec, i)),
+                _ => (&server, heal, scale(&plain, i)),
             };
-            samples[k].push(run_direct_expecting(on, heal, &args, *success));
+            samples[k].push(run_direct_expecting(on, program, &args, *success));
         }
     }
     println!(
@@ -451,7 +501,7 @@ fn own_time_stages(heal: &str) {
     let own: Vec<f64> = samples.iter().map(|v| m(v, Sample::own_ms)).collect();
     for (k, ((name, _, base), v)) in stages.iter().zip(&samples).enumerate() {
         let added = match base {
-            Some(b) => format!("{:+.2} (over run {})", own[k] - own[*b], b + 1),
+            Some(b) => format!("{:+.2} (over run {b})", own[k] - own[*b]),
             None => format!("{:+.2}", own[k]),
         };
         println!(
@@ -512,7 +562,8 @@ fn main() {
 
     println!(
         "heal{} per action, {RUNS} runs per tool and model; wall time of the process run \
-         directly, CPU time (10 ms steps) and peak RSS from a second run under GNU time\n",
+         directly, peak RSS from a second run under GNU time, CPU time from a third under \
+         `perf stat -e task-clock` (or, without perf, from GNU time in 10 ms steps)\n",
         if kubectl.is_some() { " vs kubectl" } else { "" }
     );
     if kubectl.is_none() {

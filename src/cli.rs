@@ -788,9 +788,56 @@ fn common_options(c: &CommonArgs) -> Common {
     }
 }
 
+/// The parser of one step action alone: the action's arguments under a `heal` that knows
+/// no other subcommand, or `None` for a name that is not a step action.
+fn one_action_parser(name: &str) -> Option<clap::Command> {
+    fn sub<A: Args>(name: &'static str) -> clap::Command {
+        A::augment_args(clap::Command::new(name))
+    }
+    let sub = match name {
+        "scale" => sub::<ScaleArgs>("scale"),
+        "restart" => sub::<RestartArgs>("restart"),
+        "delete" => sub::<DeleteArgs>("delete"),
+        "patch" => sub::<PatchArgs>("patch"),
+        "cordon" => sub::<CordonArgs>("cordon"),
+        "uncordon" => sub::<UncordonArgs>("uncordon"),
+        "drain" => sub::<DrainArgs>("drain"),
+        "wait" => sub::<WaitArgs>("wait"),
+        "verify" => sub::<VerifyArgs>("verify"),
+        "report" => sub::<ReportArgs>("report"),
+        _ => return None,
+    };
+    Some(clap::Command::new("heal").subcommand(sub))
+}
+
+/// Parse heal's command line. Building the whole command tree (every action and its
+/// arguments) costs more than the parse itself, and a step runs one action: a step
+/// action's arguments are parsed by a parser of that action alone, and anything else
+/// (help, a version, an unknown name, any error) by the whole tree, so every message and
+/// every answer is the one the whole tree gives.
+fn parse_cli(args: &[OsString]) -> Result<Cli, clap::Error> {
+    let asks_for_help = |a: &OsString| {
+        matches!(
+            a.to_str(),
+            Some("-h" | "--help" | "-V" | "--version" | "help")
+        )
+    };
+    if let Some(parser) = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .and_then(one_action_parser)
+        && !args[1..].iter().any(asks_for_help)
+        && let Ok(matches) = parser.try_get_matches_from(args)
+        && let Ok(cli) = Cli::from_arg_matches(&matches)
+    {
+        return Ok(cli);
+    }
+    Cli::try_parse_from(args)
+}
+
 /// Run `heal` with these arguments (including the program name) and return the exit code.
 pub fn main_with_args(args: Vec<OsString>) -> i32 {
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match parse_cli(&args) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -1172,6 +1219,61 @@ mod tests {
 
     fn argv(s: &str) -> Vec<String> {
         shell_words::split(s).unwrap()
+    }
+
+    #[test]
+    fn one_action_s_parser_reads_every_command_line_as_the_whole_tree_does() {
+        let lines = [
+            "scale deploy/web -n shop --replicas +1 --min 2 --max 10",
+            "scale pod/web-1 -n shop --owner --expect-owner deployment/web --replicas 4 -o json",
+            "scale deploy/web --replicas 3 --hpa raise-min --dry-run --correlation-id c-1",
+            "restart deploy/web -n shop --wait --timeout 5m",
+            "delete pod/web-7d4f9 -n shop --uid 3c1f --min-available 2 --grace-period 30 --evict",
+            "patch deploy/web -n shop --type merge --patch '{\"metadata\":{}}'",
+            "patch deploy/web --type apply --patch '{}' --force-conflicts",
+            "cordon node/worker-1 --max-unschedulable 25%",
+            "uncordon node/worker-1 --force",
+            "drain node/worker-1 --min-available 1 --timeout 10m",
+            "wait deploy/web -n shop --for rollout --timeout 5m",
+            "verify --prometheus-url http://p:9090 --query up --expect empty --timeout 10m",
+            "report --engine argo --run-name r -n heal --status Succeeded --correlation-id c",
+            // Wrong ones: the fast parser must refuse them too (the whole tree then words it).
+            "scale deploy/web",
+            "scale deploy/web --replicas",
+            "scale deploy/web --replicas 2 --type merge",
+            "scale deploy/web --replicas 2 extra",
+            "scale --replicas 2",
+            "patch deploy/web --type foo --patch '{}'",
+            "delete pod/x --grace-period -1",
+            "wait deploy/web --for nothing",
+            "scale deploy/web --replicas 2 -o xml",
+            "scale deploy/web --replicas 2 --expect-owner deployment/web",
+        ];
+        for line in lines {
+            let args: Vec<OsString> = std::iter::once("heal".to_string())
+                .chain(argv(line))
+                .map(OsString::from)
+                .collect();
+            let full = Cli::try_parse_from(&args).map(|c| format!("{:?}", c.command));
+            let parser = one_action_parser(args[1].to_str().unwrap()).expect("a step action");
+            let fast = parser
+                .try_get_matches_from(&args)
+                .ok()
+                .and_then(|m| Cli::from_arg_matches(&m).ok())
+                .map(|c| format!("{:?}", c.command));
+            match (&full, &fast) {
+                (Ok(f), Some(q)) => assert_eq!(f, q, "{line}"),
+                (Err(_), None) => {}
+                _ => panic!("{line}: the whole tree says {full:?}, one action's parser {fast:?}"),
+            }
+            assert_eq!(
+                parse_cli(&args)
+                    .map(|c| format!("{:?}", c.command))
+                    .map_err(|e| e.to_string()),
+                full.map_err(|e| e.to_string()),
+                "{line}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! benchmarks say which they used.
 //!
 //! ring cannot generate RSA keys, so the two RSA keys are fixed, generated once with
-//! `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`. They are test keys:
+//! `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`. Like a Go server, it
+//! chooses the TLS 1.3 cipher suite by its own order (AES-128-GCM first). They are test keys:
 //! they protect nothing but a loopback test server. The certificates are made at run time,
 //! once per process and key type.
 
@@ -92,15 +93,23 @@ fn make(kind: ServingKey) -> Result<Serving, String> {
     let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(
         rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
     );
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| err(&e))?
-    .with_no_client_auth()
-    .with_single_cert(vec![cert.der().clone()], key_der)
-    .map_err(|e| err(&e))?;
+    // A Go server (kube-apiserver) picks the cipher suite by its own order, AES-128 before
+    // AES-256 (Go 1.17's automatic ordering), whatever the client prefers: so does this one.
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|s| match s.suite() {
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => 0,
+        rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => 1,
+        rustls::CipherSuite::TLS13_AES_256_GCM_SHA384 => 2,
+        _ => 3,
+    });
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(&e))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key_der)
+        .map_err(|e| err(&e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.ignore_client_order = true;
     Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem()))
 }
 

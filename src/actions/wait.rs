@@ -32,7 +32,20 @@ pub(super) async fn run(
     let mut first_uid: Option<String> = None;
     let mut attempt = 0;
     loop {
-        let obj = get_opt(ctx.kube, &path).await?;
+        let obj = match get_opt(ctx.kube, &path).await {
+            Ok(o) => o,
+            // The deadline passed during a poll after the wait had seen its object unmet:
+            // the wait timed out, as it does when the deadline passes between polls.
+            Err(ActionError::Transient(_))
+                if attempt > 0 && tokio::time::Instant::now() >= ctx.kube.deadline() =>
+            {
+                return Err(ActionError::Failed(format!(
+                    "timed out waiting for {} to be {what}",
+                    ctx.target_name()
+                )));
+            }
+            Err(e) => return Err(e),
+        };
         let met = match (&spec.for_, &obj) {
             (WaitFor::Delete, None) => true,
             (WaitFor::Delete, Some(o)) => {

@@ -3,9 +3,9 @@
 //! PipelineRun and mark a local run, who decided (the kubeconfig user when the server
 //! answers no SelfSubjectReview), and refusals that write nothing.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::support::{Env, code, stdout_json};
 use heal::render::Engine;
 use heal_testkit::apiserver::ApiServer;
 use serde_json::{Value, json};
@@ -14,44 +14,14 @@ const NS: &str = "heal-system";
 const SSR: &str = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
 const EVENTS: &str = "/api/v1/namespaces/heal-system/events";
 
-struct Env {
-    server: ApiServer,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
+/// A test API server that serves Argo Workflows and Tekton PipelineRuns, with the namespace
+/// `NS`.
 fn env() -> Env {
     let server = ApiServer::start();
     server.register_argo_workflows();
     server.register_tekton_pipelineruns();
     server.with_state(|s| s.ensure_namespace(NS));
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = server.kubeconfig(dir.path());
-    Env {
-        server,
-        _dir: dir,
-        kubeconfig,
-    }
-}
-
-impl Env {
-    fn heal(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_heal"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("HEAL_") || k == "KUBECONFIG" {
-                c.env_remove(k);
-            }
-        }
-        c.args(args)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .output()
-            .expect("run heal")
-    }
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited")
+    Env::on(server)
 }
 
 fn stderr(o: &Output) -> String {
@@ -118,9 +88,9 @@ fn heal_approve_resumes_an_argo_runs_suspend_node_as_the_kubeconfig_user() {
         .unwrap()["metadata"]["resourceVersion"]
         .clone();
     e.server.clear_requests();
-    let out = e.heal(&["approve", &run, "-n", NS, "-o", "json"]);
+    let out = e.run(&["approve", &run, "-n", NS, "-o", "json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let printed = stdout_json(&out);
     assert_eq!(printed["decision"], "approved");
     assert_eq!(printed["engine"], "argo");
     assert_eq!(printed["by"], "test", "the kubeconfig's user");
@@ -152,7 +122,7 @@ fn heal_approve_resumes_an_argo_runs_suspend_node_as_the_kubeconfig_user() {
 
     // Once decided, a second decision is refused with one line, and only reads are sent.
     e.server.clear_requests();
-    let again = e.heal(&["reject", &run, "-n", NS, "--reason", "too late"]);
+    let again = e.run(&["reject", &run, "-n", NS, "--reason", "too late"]);
     assert_eq!(code(&again), 1);
     let err = stderr(&again);
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -176,7 +146,7 @@ fn heal_reject_cancels_a_pending_tekton_run_and_records_why() {
     let e = env();
     e.server.set_self_subject("oidc:alice@example.com");
     let run = name_of(&e.server.insert(rendered(Engine::Tekton)));
-    let out = e.heal(&["reject", &run, "-n", NS, "--reason", "failing over by hand"]);
+    let out = e.run(&["reject", &run, "-n", NS, "--reason", "failing over by hand"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -221,7 +191,7 @@ fn heal_approve_marks_a_local_run_on_its_configmap() {
     .unwrap();
     let run = name_of(&e.server.insert(cm));
     e.server.clear_requests();
-    let out = e.heal(&["approve", &run, "-n", NS]);
+    let out = e.run(&["approve", &run, "-n", NS]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let cm_path = format!("/api/v1/namespaces/{NS}/configmaps/{run}");
     e.server.assert_requests(&[
@@ -270,7 +240,7 @@ fn bad_input_is_one_line_and_a_non_zero_exit_and_writes_nothing() {
         (&["reject", "heal-x", "-n", NS], 2, "--reason"),
     ];
     for (args, want, says) in cases {
-        let out = e.heal(args);
+        let out = e.run(args);
         let err = stderr(&out);
         assert_eq!(code(&out), want, "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
@@ -281,7 +251,7 @@ fn bad_input_is_one_line_and_a_non_zero_exit_and_writes_nothing() {
     e.server
         .insert(json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "plain", "namespace": NS}, "data": {"a": "b"}}));
-    let out = e.heal(&["approve", "plain", "-n", NS]);
+    let out = e.run(&["approve", "plain", "-n", NS]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(
         e.server

@@ -4,11 +4,11 @@
 //! its target once, which the test API server's request log (method, path, query, content
 //! type, body, status: `0` for the lost answer) and the stored objects show.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use crate::heald_support::{Files, Heald, NS, policies, run_name, web_down, webhook};
-use heal::outcome::{Exit, HealResult, Outcome};
+use crate::support::{Env, assert_outcome, env, stdout_json};
+use heal::outcome::{Exit, Outcome};
 use heal_testkit::apiserver::*;
 use serde_json::{Value, json};
 
@@ -20,74 +20,17 @@ const EVENTS: &str = "/api/v1/namespaces/default/events";
 const NODE: &str = "/api/v1/nodes/n1";
 const MERGE: &str = "application/merge-patch+json";
 
-struct Env {
-    server: ApiServer,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-fn env() -> Env {
-    let server = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = server.kubeconfig(dir.path());
-    Env {
-        server,
-        _dir: dir,
-        kubeconfig,
-    }
-}
-
 impl Env {
-    fn argv(&self, args: &[&str]) -> Vec<String> {
-        let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        argv.extend([
-            "--kubeconfig".to_string(),
-            self.kubeconfig.display().to_string(),
-            "--correlation-id".to_string(),
-            CID.to_string(),
-        ]);
-        argv
-    }
-
-    /// `heal ARGS` in this process (its client retries in process).
-    async fn heal(&self, args: &[&str]) -> (HealResult, Exit) {
-        heal::cli::execute(&self.argv(args))
-            .await
-            .expect("valid arguments")
-    }
-
     /// `heal ARGS -o json` as its own process, as an engine runs a step (again): the exit
     /// code and the result.
     fn step(&self, args: &[&str]) -> (i32, Value) {
         let out = Command::new(env!("CARGO_BIN_EXE_heal"))
-            .args(self.argv(args))
+            .args(self.argv(CID, args))
             .args(["-o", "json", "--log-format", "plain"])
             .output()
             .expect("run heal");
-        let result = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "heal printed no result ({e}): {}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        (out.status.code().unwrap_or(-1), result)
+        (out.status.code().unwrap_or(-1), stdout_json(&out))
     }
-
-    fn deployment(&self) -> Value {
-        self.server
-            .get("apps/v1", "deployments", "default", "web")
-            .expect("deployment exists")
-    }
-}
-
-fn assert_outcome(r: &(HealResult, Exit), outcome: Outcome, exit: Exit) {
-    assert_eq!(
-        (r.0.outcome, r.1),
-        (outcome, exit),
-        "unexpected result: {}",
-        serde_json::to_string_pretty(&r.0).unwrap()
-    );
 }
 
 /// Assert the exact non-discovery requests as `(METHOD, path, status)`, leaving out heald's
@@ -134,13 +77,15 @@ fn events(server: &ApiServer) -> Vec<Value> {
 async fn a_relative_scale_whose_answer_is_lost_adds_one_replica_and_says_so() {
     let e = env();
     e.server.insert(deployment("default", "web", 2));
-    let version = rv(&e.deployment());
+    let version = rv(&e.deployment("web"));
     e.server.inject(
         Fault::on("PATCH", "/deployments/web")
             .times(1)
             .lose_answer(),
     );
-    let r = e.heal(&["scale", "deploy/web", "--replicas", "+1"]).await;
+    let r = e
+        .heal_as(CID, &["scale", "deploy/web", "--replicas", "+1"])
+        .await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_eq!(
         (&r.0.before["replicas"], &r.0.after["replicas"]),
@@ -175,7 +120,7 @@ async fn a_relative_scale_whose_answer_is_lost_adds_one_replica_and_says_so() {
             "spec": {"replicas": 3},
         }),
     );
-    let web = e.deployment();
+    let web = e.deployment("web");
     assert_eq!(web["spec"]["replicas"], 3);
     assert_eq!(
         web["metadata"]["annotations"]["heal.dev/scale-correlation-id"],
@@ -194,7 +139,7 @@ async fn a_relative_scale_whose_answer_is_lost_adds_one_replica_and_says_so() {
 fn a_relative_scale_run_again_after_a_lost_answer_finds_it_applied_and_adds_nothing() {
     let e = env();
     e.server.insert(deployment("default", "web", 2));
-    let version = rv(&e.deployment());
+    let version = rv(&e.deployment("web"));
     // The write is applied, its answer lost, and the API server then fails until the
     // step's timeout: exit 3, and the engine runs the step again.
     e.server.inject(
@@ -232,7 +177,7 @@ fn a_relative_scale_run_again_after_a_lost_answer_finds_it_applied_and_adds_noth
         );
     }
     assert_eq!(
-        e.deployment()["spec"]["replicas"],
+        e.deployment("web")["spec"]["replicas"],
         3,
         "the lost write was applied"
     );
@@ -250,10 +195,10 @@ fn a_relative_scale_run_again_after_a_lost_answer_finds_it_applied_and_adds_noth
         "deployment/web was already scaled to 3 replicas by this remediation"
     );
     assert_seen(&e.server, &[("GET", WEB, 200), ("GET", HPAS, 200)]);
-    assert_eq!(e.deployment()["spec"]["replicas"], 3, "2 + 1, once");
+    assert_eq!(e.deployment("web")["spec"]["replicas"], 3, "2 + 1, once");
 
     // Another remediation (another correlation id) does add its own replica.
-    let mut argv = e.argv(&["scale", "deploy/web", "--replicas", "+1"]);
+    let mut argv = e.argv(CID, &["scale", "deploy/web", "--replicas", "+1"]);
     let at = argv.iter().position(|a| a == CID).unwrap();
     argv[at] = "cid-lost-2".into();
     let out = Command::new(env!("CARGO_BIN_EXE_heal"))
@@ -261,7 +206,7 @@ fn a_relative_scale_run_again_after_a_lost_answer_finds_it_applied_and_adds_noth
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(e.deployment()["spec"]["replicas"], 4);
+    assert_eq!(e.deployment("web")["spec"]["replicas"], 4);
 }
 
 #[tokio::test]
@@ -269,7 +214,9 @@ async fn an_absolute_scale_whose_answer_is_lost_is_sent_again_unchanged() {
     let e = env();
     e.server.insert(deployment("default", "web", 2));
     e.server.inject(Fault::on("PATCH", "/scale").lose_answer());
-    let r = e.heal(&["scale", "deploy/web", "--replicas", "5"]).await;
+    let r = e
+        .heal_as(CID, &["scale", "deploy/web", "--replicas", "5"])
+        .await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_seen(
         &e.server,
@@ -287,7 +234,7 @@ async fn an_absolute_scale_whose_answer_is_lost_is_sent_again_unchanged() {
         "",
         &json!({"spec": {"replicas": 5}}),
     );
-    assert_eq!(e.deployment()["spec"]["replicas"], 5);
+    assert_eq!(e.deployment("web")["spec"]["replicas"], 5);
 }
 
 // ----- restart -----
@@ -296,13 +243,15 @@ async fn an_absolute_scale_whose_answer_is_lost_is_sent_again_unchanged() {
 async fn a_restart_whose_answer_is_lost_restarts_once_in_process_and_on_a_rerun() {
     let e = env();
     e.server.insert(deployment("default", "web", 2));
-    let generation = e.deployment()["metadata"]["generation"].as_i64().unwrap();
+    let generation = e.deployment("web")["metadata"]["generation"]
+        .as_i64()
+        .unwrap();
     e.server.inject(
         Fault::on("PATCH", "/deployments/web")
             .times(1)
             .lose_answer(),
     );
-    let r = e.heal(&["restart", "deploy/web"]).await;
+    let r = e.heal_as(CID, &["restart", "deploy/web"]).await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     // The retry is the same patch (same time, same id): applied again, it changes nothing.
     assert_seen(
@@ -330,7 +279,7 @@ async fn a_restart_whose_answer_is_lost_restarts_once_in_process_and_on_a_rerun(
             "heal.dev/restart-correlation-id": CID,
         }}}}}),
     );
-    let web = e.deployment();
+    let web = e.deployment("web");
     assert_eq!(
         web["metadata"]["generation"],
         json!(generation + 1),
@@ -350,7 +299,7 @@ async fn a_restart_whose_answer_is_lost_restarts_once_in_process_and_on_a_rerun(
         "{again}"
     );
     assert_seen(&e.server, &[("GET", WEB, 200)]);
-    let web = e.deployment();
+    let web = e.deployment("web");
     assert_eq!(web["metadata"]["generation"], json!(generation + 1));
     assert_eq!(
         web["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"],
@@ -384,14 +333,17 @@ fn guarded_append(version: &str) -> Value {
 async fn a_json_patch_appending_to_a_list_whose_answer_is_lost_appends_once() {
     let e = env();
     e.server.insert(web_with_env());
-    let version = rv(&e.deployment());
+    let version = rv(&e.deployment("web"));
     e.server.inject(
         Fault::on("PATCH", "/deployments/web")
             .times(1)
             .lose_answer(),
     );
     let r = e
-        .heal(&["patch", "deploy/web", "--type", "json", "--patch", APPEND])
+        .heal_as(
+            CID,
+            &["patch", "deploy/web", "--type", "json", "--patch", APPEND],
+        )
         .await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_seen(
@@ -410,7 +362,7 @@ async fn a_json_patch_appending_to_a_list_whose_answer_is_lost_appends_once() {
         "fieldManager=heal",
         &guarded_append(&version),
     );
-    let web = e.deployment();
+    let web = e.deployment("web");
     assert_eq!(
         env_of(&web),
         json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
@@ -429,7 +381,7 @@ async fn a_json_patch_appending_to_a_list_whose_answer_is_lost_appends_once() {
 fn a_json_patch_run_again_after_a_lost_answer_does_not_append_again() {
     let e = env();
     e.server.insert(web_with_env());
-    let version = rv(&e.deployment());
+    let version = rv(&e.deployment("web"));
     e.server.inject(
         Fault::on("PATCH", "/deployments/web")
             .times(1)
@@ -472,7 +424,7 @@ fn a_json_patch_run_again_after_a_lost_answer_does_not_append_again() {
     );
     assert_seen(&e.server, &[("GET", WEB, 200)]);
     assert_eq!(
-        env_of(&e.deployment()),
+        env_of(&e.deployment("web")),
         json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
     );
 }
@@ -488,14 +440,17 @@ async fn a_json_patch_on_an_object_without_annotations_adds_the_map_with_the_id(
     e.server.insert(cm);
     let version = rv(&e.server.get("v1", "configmaps", "default", "c").unwrap());
     let r = e
-        .heal(&[
-            "patch",
-            "configmap/c",
-            "--type",
-            "json",
-            "--patch",
-            r#"[{"op":"add","path":"/data/b","value":"2"}]"#,
-        ])
+        .heal_as(
+            CID,
+            &[
+                "patch",
+                "configmap/c",
+                "--type",
+                "json",
+                "--patch",
+                r#"[{"op":"add","path":"/data/b","value":"2"}]"#,
+            ],
+        )
         .await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     let patch = e
@@ -525,7 +480,7 @@ async fn a_cordon_whose_answer_is_lost_is_sent_again_and_a_rerun_is_a_noop() {
     e.server.insert(node("n1"));
     e.server
         .inject(Fault::on("PATCH", "/nodes/n1").lose_answer());
-    let r = e.heal(&["cordon", "node/n1"]).await;
+    let r = e.heal_as(CID, &["cordon", "node/n1"]).await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_seen(
         &e.server,
@@ -546,7 +501,7 @@ async fn a_cordon_whose_answer_is_lost_is_sent_again_and_a_rerun_is_a_noop() {
         }),
     );
     e.server.clear_requests();
-    let r = e.heal(&["cordon", "node/n1"]).await;
+    let r = e.heal_as(CID, &["cordon", "node/n1"]).await;
     assert_outcome(&r, Outcome::Noop, Exit::Ok);
     assert_seen(&e.server, &[("GET", NODE, 200)]);
     let n = e.server.get("v1", "nodes", "", "n1").unwrap();
@@ -563,7 +518,7 @@ async fn a_drain_whose_eviction_answer_is_lost_counts_the_pod_as_evicted() {
     let eviction = format!("{pod_path}/eviction");
     e.server
         .inject(Fault::on("POST", "/eviction").lose_answer());
-    let r = e.heal(&["drain", "node/n1"]).await;
+    let r = e.heal_as(CID, &["drain", "node/n1"]).await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert_eq!(r.0.after["evicted"], json!([format!("default/{pod}")]));
     // The retried eviction finds the pod gone (404): the lost eviction removed it.
@@ -640,7 +595,7 @@ async fn a_delete_whose_answer_is_lost_is_reported_as_deleted() {
     let uid = e.server.get("v1", "pods", "default", "p").unwrap()["metadata"]["uid"].clone();
     e.server
         .inject(Fault::on("DELETE", "/pods/p").lose_answer());
-    let r = e.heal(&["delete", "pod/p"]).await;
+    let r = e.heal_as(CID, &["delete", "pod/p"]).await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     assert!(r.0.message.contains("deleted pod/p"), "{}", r.0.message);
     assert_seen(
@@ -670,7 +625,9 @@ async fn an_event_whose_answer_is_lost_is_recorded_once() {
     let e = env();
     e.server.insert(deployment("default", "web", 2));
     e.server.inject(Fault::on("POST", "/events").lose_answer());
-    let r = e.heal(&["scale", "deploy/web", "--replicas", "3"]).await;
+    let r = e
+        .heal_as(CID, &["scale", "deploy/web", "--replicas", "3"])
+        .await;
     assert_outcome(&r, Outcome::Applied, Exit::Ok);
     let posts = e.server.requests_matching("POST", EVENTS);
     let name = posts[0].body.as_ref().unwrap()["metadata"]["name"]

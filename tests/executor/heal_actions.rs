@@ -1,66 +1,17 @@
 //! HTTP-level tests of every heal action and guard: the exact requests a real API server
 //! receives, and the outcome and exit code heal reports, including the API's errors.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use heal::outcome::{Exit, HealResult, Outcome};
+use crate::support::{Env, assert_outcome, env};
+use heal::outcome::{Exit, Outcome};
 use heal_testkit::apiserver::*;
 use serde_json::{Value, json};
 
-struct Env {
-    server: ApiServer,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-fn env() -> Env {
-    let server = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = server.kubeconfig(dir.path());
-    Env {
-        server,
-        _dir: dir,
-        kubeconfig,
-    }
-}
-
 impl Env {
-    /// Run `heal ARGS` in-process against the test server.
-    async fn heal(&self, args: &[&str]) -> (HealResult, Exit) {
-        self.heal_as("cid-1", args).await
-    }
-
-    /// Run `heal ARGS` for the remediation with correlation id `cid`.
-    async fn heal_as(&self, cid: &str, args: &[&str]) -> (HealResult, Exit) {
-        let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        argv.extend([
-            "--kubeconfig".to_string(),
-            self.kubeconfig.display().to_string(),
-            "--correlation-id".to_string(),
-            cid.to_string(),
-        ]);
-        heal::cli::execute(&argv).await.expect("valid arguments")
-    }
-
-    fn deployment(&self, name: &str) -> Value {
-        self.server
-            .get("apps/v1", "deployments", "default", name)
-            .expect("deployment exists")
-    }
-
     fn events(&self, ns: &str) -> Vec<Value> {
         self.server.list("v1", "events", ns)
     }
-}
-
-fn assert_outcome(r: &(HealResult, Exit), outcome: Outcome, exit: Exit) {
-    assert_eq!(
-        (r.0.outcome, r.1),
-        (outcome, exit),
-        "unexpected result: {}",
-        serde_json::to_string_pretty(&r.0).unwrap()
-    );
 }
 
 const SCALE: &str = "/apis/apps/v1/namespaces/default/deployments/web/scale";

@@ -1,68 +1,11 @@
 //! Black-box tests: the compiled `heal` binary against the test API server on 127.0.0.1,
 //! through a kubeconfig file, as a workflow step would run it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
+use crate::support::{code, env, heal_bin, stdout_json};
 use heal_testkit::apiserver::*;
 use serde_json::Value;
-
-struct Env {
-    server: ApiServer,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-fn env() -> Env {
-    let server = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = server.kubeconfig(dir.path());
-    Env {
-        server,
-        dir,
-        kubeconfig,
-    }
-}
-
-fn heal_bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_heal"));
-    // Nothing from the developer's environment may leak in.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HEAL_") || k == "KUBECONFIG" {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-impl Env {
-    fn heal(&self, args: &[&str]) -> Output {
-        heal_bin()
-            .args(args)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .output()
-            .expect("run heal")
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-fn code(o: &Output) -> i32 {
-    o.status.code().expect("exited")
-}
-
-fn stdout_json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
 
 fn read_json(p: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(p).expect("result file written")).unwrap()
@@ -73,7 +16,7 @@ fn scale_prints_the_result_and_writes_the_result_file() {
     let e = env();
     e.server.insert(deployment("default", "web", 1));
     let result = e.path("result.json");
-    let out = e.heal(&[
+    let out = e.run(&[
         "scale",
         "deploy/web",
         "--replicas",
@@ -150,7 +93,7 @@ fn restart_then_restart_again_is_a_noop_for_the_same_correlation_id() {
         "-o",
         "json",
     ];
-    let first = e.heal(&args);
+    let first = e.run(&args);
     assert_eq!(
         code(&first),
         0,
@@ -158,7 +101,7 @@ fn restart_then_restart_again_is_a_noop_for_the_same_correlation_id() {
         String::from_utf8_lossy(&first.stderr)
     );
     assert_eq!(stdout_json(&first)["outcome"], "applied");
-    let second = e.heal(&args);
+    let second = e.run(&args);
     assert_eq!(code(&second), 0);
     assert_eq!(stdout_json(&second)["outcome"], "noop");
 }
@@ -170,7 +113,7 @@ fn delete_with_a_stale_uid_leaves_the_replacement_alone() {
     let old = e.server.get("v1", "pods", "default", "db-0").unwrap();
     let old_uid = old["metadata"]["uid"].as_str().unwrap().to_string();
     // First attempt deletes the pod with the UID precondition...
-    let out = e.heal(&["delete", "pod/db-0", "--uid", &old_uid, "-o", "json"]);
+    let out = e.run(&["delete", "pod/db-0", "--uid", &old_uid, "-o", "json"]);
     assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout_json(&out)["outcome"], "applied");
     let del = e
@@ -184,7 +127,7 @@ fn delete_with_a_stale_uid_leaves_the_replacement_alone() {
     let new_uid = e.server.get("v1", "pods", "default", "db-0").unwrap()["metadata"]["uid"].clone();
     assert_ne!(new_uid, old_uid.as_str());
     e.server.clear_requests();
-    let retry = e.heal(&["delete", "pod/db-0", "--uid", &old_uid, "-o", "json"]);
+    let retry = e.run(&["delete", "pod/db-0", "--uid", &old_uid, "-o", "json"]);
     assert_eq!(code(&retry), 0);
     assert_eq!(stdout_json(&retry)["outcome"], "noop");
     e.server.assert_not_requested("DELETE", "");
@@ -200,7 +143,7 @@ fn patch_from_a_yaml_file() {
     e.server.insert(deployment("default", "web", 1));
     let file = e.path("patch.yaml");
     std::fs::write(&file, "spec:\n  paused: true\n").unwrap();
-    let out = e.heal(&[
+    let out = e.run(&[
         "patch",
         "deploy/web",
         "--type",
@@ -231,7 +174,7 @@ fn drain_respects_a_pod_disruption_budget() {
         Budget::MaxUnavailable(1),
     ));
     // The budget lets one pod go; the second eviction waits until the timeout: exit 3.
-    let out = e.heal(&["drain", "node/n1", "--timeout", "2s", "-o", "json"]);
+    let out = e.run(&["drain", "node/n1", "--timeout", "2s", "-o", "json"]);
     assert_eq!(code(&out), 3, "{}", String::from_utf8_lossy(&out.stdout));
     let result = stdout_json(&out);
     assert_eq!(result["outcome"], "failed");
@@ -261,7 +204,7 @@ fn script_runs_lines_in_order_and_stops_at_the_first_failure() {
         "# remedy for web\nscale deploy/web --replicas +1\n\nheal wait deploy/web --for rollout --timeout 5s\nscale deploy/missing --replicas 2\nrestart deploy/web\n",
     )
     .unwrap();
-    let out = e.heal(&[
+    let out = e.run(&[
         "script",
         script.to_str().unwrap(),
         "-o",
@@ -298,7 +241,7 @@ fn script_with_a_bad_line_runs_nothing() {
     e.server.insert(deployment("default", "web", 1));
     let script = e.path("steps.txt");
     std::fs::write(&script, "scale deploy/web --replicas 2\nscale web\n").unwrap();
-    let out = e.heal(&["script", script.to_str().unwrap()]);
+    let out = e.run(&["script", script.to_str().unwrap()]);
     assert_eq!(code(&out), 2);
     // One line on stderr, as every error; nothing on stdout.
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -3,57 +3,12 @@
 //! PodDisruptionBudgets on pod deletes, someone else's cordon, and the cap on
 //! unschedulable nodes. Every refusal is checked to write nothing, from the request log.
 
-use std::path::PathBuf;
-
+use crate::support::{Env, assert_outcome, env};
 use heal::outcome::{Exit, HealResult, Outcome};
 use heal_testkit::apiserver::*;
 use serde_json::{Value, json};
 
-struct Env {
-    server: ApiServer,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-fn env() -> Env {
-    let server = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = server.kubeconfig(dir.path());
-    Env {
-        server,
-        _dir: dir,
-        kubeconfig,
-    }
-}
-
 impl Env {
-    async fn heal(&self, args: &[&str]) -> (HealResult, Exit) {
-        self.heal_as("cid-1", args).await
-    }
-
-    async fn heal_as(&self, cid: &str, args: &[&str]) -> (HealResult, Exit) {
-        heal::cli::execute(&self.argv(cid, args))
-            .await
-            .expect("valid arguments")
-    }
-
-    fn argv(&self, cid: &str, args: &[&str]) -> Vec<String> {
-        let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        argv.extend([
-            "--kubeconfig".to_string(),
-            self.kubeconfig.display().to_string(),
-            "--correlation-id".to_string(),
-            cid.to_string(),
-        ]);
-        argv
-    }
-
-    fn deployment(&self, name: &str) -> Value {
-        self.server
-            .get("apps/v1", "deployments", "default", name)
-            .expect("deployment exists")
-    }
-
     fn hpa(&self, name: &str) -> Value {
         self.server
             .get(
@@ -82,15 +37,6 @@ impl Env {
             .collect();
         assert!(writes.is_empty(), "a refusal wrote: {writes:?}");
     }
-}
-
-fn assert_outcome(r: &(HealResult, Exit), outcome: Outcome, exit: Exit) {
-    assert_eq!(
-        (r.0.outcome, r.1),
-        (outcome, exit),
-        "unexpected result: {}",
-        serde_json::to_string_pretty(&r.0).unwrap()
-    );
 }
 
 fn assert_mentions(r: &(HealResult, Exit), needles: &[&str]) {

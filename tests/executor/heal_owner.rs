@@ -2,41 +2,12 @@
 //! addressed pod, found through `ownerReferences` (controller: true) at run time: the exact
 //! reads of the walk, the result naming both objects, and refusals that write nothing.
 
-use std::path::PathBuf;
-
-use heal::outcome::{Exit, HealResult, Outcome};
+use crate::support::{Env, env};
+use heal::outcome::{Exit, Outcome};
 use heal_testkit::apiserver::*;
 use serde_json::{Value, json};
 
-struct Env {
-    server: ApiServer,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-fn env() -> Env {
-    let server = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = server.kubeconfig(dir.path());
-    Env {
-        server,
-        _dir: dir,
-        kubeconfig,
-    }
-}
-
 impl Env {
-    async fn heal(&self, args: &[&str]) -> (HealResult, Exit) {
-        let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        argv.extend([
-            "--kubeconfig".to_string(),
-            self.kubeconfig.display().to_string(),
-            "--correlation-id".to_string(),
-            "cid-1".to_string(),
-        ]);
-        heal::cli::execute(&argv).await.expect("valid arguments")
-    }
-
     fn writes(&self) -> Vec<String> {
         self.server
             .requests()

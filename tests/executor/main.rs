@@ -4,6 +4,7 @@
 
 #[path = "../heald_support/mod.rs"]
 mod heald_support;
+mod support;
 
 mod apiserver_selftest;
 mod approve_cli;

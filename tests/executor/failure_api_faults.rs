@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::heald_support::*;
+use crate::support::env;
 use heal::heald::tracking;
 use heal_testkit::apiserver::{ApiServer, Chaos, Fault, FaultAction, Recorded};
 use serde_json::{Value, json};
@@ -335,9 +336,9 @@ fn heal_step(kubeconfig: &str, args: &[&str]) -> (i32, usize, String) {
 
 #[test]
 fn with_30_percent_of_api_requests_failing_every_heal_action_is_applied_exactly_once() {
-    let server = ApiServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = server.kubeconfig(dir.path()).display().to_string();
+    let e = env();
+    let server = &e.server;
+    let kubeconfig = e.kubeconfig.display().to_string();
     let kubeconfig = kubeconfig.as_str();
     const N: usize = 5;
     for i in 0..N {

@@ -5,7 +5,7 @@
 
 use std::process::Output;
 
-use crate::support::{Env, code, stdout_json};
+use crate::support::{Env, code, name_of, stdout_json};
 use heal::render::Engine;
 use heal_testkit::apiserver::ApiServer;
 use serde_json::{Value, json};
@@ -52,10 +52,6 @@ fn rendered(engine: Engine) -> Value {
     heal::render::render(&plan, engine, &heal::render::RenderOptions::default())
         .unwrap()
         .value
-}
-
-fn name_of(run: &Value) -> String {
-    run["metadata"]["name"].as_str().unwrap().to_string()
 }
 
 /// An Argo run of the example waiting at its suspend node.

@@ -2,10 +2,10 @@
 //! addressed pod, found through `ownerReferences` (controller: true) at run time: the exact
 //! reads of the walk, the result naming both objects, and refusals that write nothing.
 
-use crate::support::{Env, env};
+use crate::support::{Env, env, name_of};
 use heal::outcome::{Exit, Outcome};
 use heal_testkit::apiserver::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 impl Env {
     fn writes(&self) -> Vec<String> {
@@ -18,18 +18,14 @@ impl Env {
     }
 }
 
-fn name(obj: &Value) -> String {
-    obj["metadata"]["name"].as_str().unwrap().to_string()
-}
-
 const NS: &str = "/namespaces/default";
 
 #[tokio::test]
 async fn scale_owner_walks_pod_to_replicaset_to_deployment_and_scales_the_deployment() {
     let e = env();
     let seeded = e.server.seed_deployment("default", "web", 1, &[]);
-    let pod = name(&seeded.pods[0]);
-    let rs = name(&seeded.replicaset);
+    let pod = name_of(&seeded.pods[0]);
+    let rs = name_of(&seeded.replicaset);
     let r = e
         .heal(&["scale", &format!("pod/{pod}"), "--owner", "--replicas", "4"])
         .await;
@@ -71,7 +67,7 @@ async fn restart_owner_of_a_statefulset_pod_reads_the_pod_only_before_the_statef
     let sts = e.server.insert(statefulset("default", "db", 2));
     let pod = e.server.insert(owned_pod(&sts, "db-0", "node-1"));
     let r = e
-        .heal(&["restart", &format!("pod/{}", name(&pod)), "--owner"])
+        .heal(&["restart", &format!("pod/{}", name_of(&pod)), "--owner"])
         .await;
     assert_eq!(
         (r.0.outcome, r.1),
@@ -109,7 +105,7 @@ async fn a_rollouts_replicaset_leads_to_the_rollout_through_discovery() {
     let r = e
         .heal(&[
             "scale",
-            &format!("pod/{}", name(&pod)),
+            &format!("pod/{}", name_of(&pod)),
             "--owner",
             "--replicas",
             "3",
@@ -158,7 +154,7 @@ async fn an_owner_that_cannot_be_scaled_is_exit_1_naming_both_and_nothing_is_wri
     let r = e
         .heal(&[
             "scale",
-            &format!("pod/{}", name(&pod)),
+            &format!("pod/{}", name_of(&pod)),
             "--owner",
             "--replicas",
             "4",
@@ -180,7 +176,7 @@ async fn an_owner_that_cannot_be_scaled_is_exit_1_naming_both_and_nothing_is_wri
 async fn an_owner_other_than_the_expected_one_is_refused_and_nothing_is_written() {
     let e = env();
     let seeded = e.server.seed_deployment("default", "web", 1, &[]);
-    let pod = name(&seeded.pods[0]);
+    let pod = name_of(&seeded.pods[0]);
     let r = e
         .heal(&[
             "scale",
@@ -243,7 +239,7 @@ async fn a_missing_pod_is_exit_1_and_wait_owner_follows_the_deployments_rollout(
         r.0.message
     );
     let seeded = e.server.seed_deployment("default", "web", 2, &[]);
-    let pod = name(&seeded.pods[0]);
+    let pod = name_of(&seeded.pods[0]);
     let r = e
         .heal(&["wait", &format!("pod/{pod}"), "--owner", "--for", "rollout"])
         .await;

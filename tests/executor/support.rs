@@ -120,3 +120,8 @@ pub fn assert_outcome(r: &(HealResult, Exit), outcome: Outcome, exit: Exit) {
         serde_json::to_string_pretty(&r.0).unwrap()
     );
 }
+
+/// The `metadata.name` of an object.
+pub fn name_of(obj: &Value) -> String {
+    obj["metadata"]["name"].as_str().unwrap().to_string()
+}

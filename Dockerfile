@@ -7,10 +7,14 @@ FROM rust:1.95-alpine3.22 AS build
 RUN apk add --no-cache musl-dev ca-certificates
 WORKDIR /src
 COPY . .
-# Alpine's Rust targets musl: the binaries are statically linked.
-RUN cargo build --release --locked --bins \
+# Alpine's Rust targets musl: the binaries are statically linked. relocation-model=static
+# makes them static non-PIE executables, which apply no relocations when they start (a
+# static-pie heal relocates 280 KiB at every step; docs/benchmarks.md). The target is named
+# so that RUSTFLAGS reach only the binaries, not the build's proc-macros.
+RUN host="$(rustc -vV | sed -n 's/^host: //p')" \
+ && RUSTFLAGS="-C relocation-model=static" cargo build --release --locked --bins --target "$host" \
  && mkdir -p /out \
- && for b in heal heald; do [ -f target/release/$b ] && cp target/release/$b /out/; done; \
+ && for b in heal heald; do [ -f "target/$host/release/$b" ] && cp "target/$host/release/$b" /out/; done; \
     ls -l /out
 
 FROM scratch

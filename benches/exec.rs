@@ -123,6 +123,11 @@ fn perf_works() -> bool {
 
 /// Run `program` under `perf stat -e task-clock`: its CPU time in ms.
 fn run_perf(program: &str, args: &[String]) -> f64 {
+    run_perf_expecting(program, args, true)
+}
+
+/// [`run_perf`], for a run that must succeed (`true`) or may fail (`false`).
+fn run_perf_expecting(program: &str, args: &[String], success: bool) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("perf.csv");
     let out = Command::new("perf")
@@ -133,7 +138,9 @@ fn run_perf(program: &str, args: &[String]) -> f64 {
         .args(args)
         .output()
         .expect("run perf stat");
-    check(program, args, &out);
+    if success {
+        check(program, args, &out);
+    }
     let text = std::fs::read_to_string(&file).unwrap_or_default();
     text.lines()
         .find(|l| l.contains("task-clock"))
@@ -419,7 +426,9 @@ fn print_table(model: Latency, rows: &[Row], with_kubectl: bool, served: usize) 
 
 /// Where heal's own time goes: the same `scale` stopped at successive points, against the
 /// test API server with no latency, interleaved so that the machine's noise spreads evenly.
-fn own_time_stages(heal: &str) {
+/// `compare` is another build of heal (`HEAL_BIN_COMPARE`, with its `HEAL_BIN_COMPARE_LABEL`):
+/// its `--version` and its TLS `scale` run in the same rounds, as runs 6 and 7.
+fn own_time_stages(heal: &str, compare: Option<(&str, &str)>) {
     let server = ApiServer::start_with_latency(Latency::OFF);
     let ecdsa = ApiServer::start_with(Latency::OFF, ServingKey::EcdsaP256);
     let dir = tempfile::tempdir().unwrap();
@@ -473,18 +482,37 @@ fn own_time_stages(heal: &str) {
             Some(2),
         ),
     ];
+    let mut stages: Vec<(String, bool, Option<usize>)> = stages
+        .iter()
+        .map(|(name, ok, base)| (name.to_string(), *ok, *base))
+        .collect();
+    if let Some((_, label)) = compare {
+        stages.push((format!("6. `heal --version`, {label}"), true, Some(1)));
+        stages.push((
+            format!("7. `heal scale` over TLS, RSA-2048, as run 3, {label}"),
+            true,
+            Some(3),
+        ));
+    }
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); stages.len()];
     for i in 0..3 * RUNS {
         for (k, (_, success, _)) in stages.iter().enumerate() {
+            let other = compare.map_or(heal, |(bin, _)| bin);
             let (on, program, args) = match k {
                 0 => (&server, "true", vec![]),
                 1 => (&server, heal, vec!["--version".to_string()]),
                 2 => (&server, heal, scale(&missing, i)),
                 3 => (&server, heal, scale(&tls, i)),
                 4 => (&ecdsa, heal, scale(&tls_ec, i)),
-                _ => (&server, heal, scale(&plain, i)),
+                5 => (&server, heal, scale(&plain, i)),
+                6 => (&server, other, vec!["--version".to_string()]),
+                _ => (&server, other, scale(&tls, i)),
             };
-            samples[k].push(run_direct_expecting(on, program, &args, *success));
+            let mut sample = run_direct_expecting(on, program, &args, *success);
+            if perf_works() {
+                sample.cpu_ms = run_perf_expecting(program, &args, *success);
+            }
+            samples[k].push(sample);
         }
     }
     println!(
@@ -496,8 +524,8 @@ fn own_time_stages(heal: &str) {
          interleaved; medians. Own time = wall time - server time.\n",
         3 * RUNS
     );
-    println!("| run | wall ms | server ms | own ms | own ms added |");
-    println!("|---|---|---|---|---|");
+    println!("| run | wall ms | server ms | own ms | own ms added | CPU ms (perf task-clock) |");
+    println!("|---|---|---|---|---|---|");
     let own: Vec<f64> = samples.iter().map(|v| m(v, Sample::own_ms)).collect();
     for (k, ((name, _, base), v)) in stages.iter().zip(&samples).enumerate() {
         let added = match base {
@@ -505,10 +533,15 @@ fn own_time_stages(heal: &str) {
             None => format!("{:+.2}", own[k]),
         };
         println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {added} |",
+            "| {name} | {:.2} | {:.2} | {:.2} | {added} | {} |",
             m(v, |s| s.wall_ms),
             m(v, |s| s.server_ms),
-            own[k]
+            own[k],
+            if perf_works() {
+                format!("{:.2}", m(v, |s| s.cpu_ms))
+            } else {
+                "n/a (no perf)".to_string()
+            }
         );
     }
     println!();
@@ -549,10 +582,18 @@ fn main() {
     let kubectl = Path::new(&kubectl_path)
         .exists()
         .then_some(kubectl_path.as_str());
-    // scripts/bench passes a static-pie build, as the image's (HEAL_BIN).
+    // scripts/bench passes a static build, as the image's (HEAL_BIN), and the static-pie
+    // build of the same sources to compare it with (HEAL_BIN_COMPARE).
     let heal_bin = std::env::var("HEAL_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_heal").into());
     let heal = heal_bin.as_str();
     println!("heal binary: {heal}\n");
+    let compare_bin = std::env::var("HEAL_BIN_COMPARE").ok();
+    let compare_label = std::env::var("HEAL_BIN_COMPARE_LABEL")
+        .unwrap_or_else(|_| format!("the build at {}", compare_bin.as_deref().unwrap_or("")));
+    let compare = compare_bin.as_deref().map(|b| (b, compare_label.as_str()));
+    if let Some((bin, label)) = compare {
+        println!("compared with: {bin} ({label})\n");
+    }
     let env_model = Latency::from_env();
     let on = if env_model.is_off() {
         Latency::KUBE_APISERVER_1_36
@@ -572,7 +613,7 @@ fn main() {
              the kubectl comparison is skipped, heal is measured alone.\n"
         );
     }
-    own_time_stages(heal);
+    own_time_stages(heal, compare);
     let mut results = Vec::new();
     for model in [Latency::OFF, on] {
         let (rows, served) = measure_all(model, heal, kubectl);

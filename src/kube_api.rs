@@ -135,6 +135,47 @@ pub struct Sent {
     pub unanswered: bool,
 }
 
+/// The HTTP client for `config`, as kube-client builds it (the kubeconfig's TLS, the base URI,
+/// authentication, impersonation headers) but with the socket options of client-go:
+/// `TCP_NODELAY` (Nagle's algorithm off), so that a request written right after the TLS
+/// handshake, or a small request after a small one, leaves at once instead of waiting a
+/// round trip for the server's ACK (kube-rs issue 2056). An `http://` server gets no TLS
+/// configuration at all (kube-client would build one, loading the system's CA store when the
+/// kubeconfig names no CA). Retries and the per-attempt timeout are [`Kube`]'s, so the
+/// client has neither.
+fn build_client(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    use hyper_util::client::legacy::Client as HyperClient;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioExecutor;
+    use kube::client::ConfigExt;
+    use tower::ServiceBuilder;
+
+    // A proxy, or an exec plugin (whose client certificate may expire), goes through
+    // kube-client's own stack, which handles both.
+    if config.proxy_url.is_some() || config.auth_info.exec.is_some() {
+        return kube::Client::try_from(config);
+    }
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(config.connect_timeout);
+    let layers = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from);
+    let namespace = config.default_namespace.clone();
+    let plain = config.cluster_url.scheme() == Some(&http::uri::Scheme::HTTP);
+    Ok(if plain {
+        let client = HyperClient::builder(TokioExecutor::new()).build(http);
+        kube::Client::new(layers.service(client), namespace)
+    } else {
+        let https = config.rustls_https_connector_with_connector(http)?;
+        let client = HyperClient::builder(TokioExecutor::new()).build(https);
+        kube::Client::new(layers.service(client), namespace)
+    })
+}
+
 /// A connected API client with a deadline shared by every request of one action.
 #[derive(Clone)]
 pub struct Kube {
@@ -187,7 +228,7 @@ impl Kube {
             }
         }
         let default_namespace = config.default_namespace.clone();
-        let client = kube::Client::try_from(config)
+        let client = build_client(config)
             .map_err(|e| ApiError::Config(format!("cannot build a Kubernetes client: {e}")))?;
         Ok(Kube {
             client,

@@ -395,3 +395,42 @@ fn help_is_complete_with_an_example_per_action() {
         assert!(help.contains("HEAL_"), "{action} --help shows no env vars");
     }
 }
+
+/// heal's connections to the API server have Nagle's algorithm off (`TCP_NODELAY`), as
+/// client-go's have: the first request follows the TLS handshake's last message at once,
+/// instead of waiting a round trip for the server's ACK of it (kube-rs issue 2056). Seen in
+/// the system calls heal makes, over TLS and over plain HTTP.
+#[test]
+fn connections_to_the_api_server_set_tcp_nodelay() {
+    let Some(strace) = heal_testkit::tool_or_skip(
+        &["strace"],
+        "Debian package strace",
+        heal_testkit::Required::InCi,
+    ) else {
+        return;
+    };
+    let e = env();
+    e.server.insert(deployment("default", "web", 1));
+    let tls = e.server.kubeconfig_tls(&e.path("."));
+    for (n, kubeconfig) in [&tls, &e.kubeconfig].into_iter().enumerate() {
+        let trace = e.path(&format!("strace-{n}.txt"));
+        let out = std::process::Command::new(&strace)
+            .arg("-f")
+            .args(["-e", "trace=setsockopt", "-o"])
+            .arg(&trace)
+            .arg(env!("CARGO_BIN_EXE_heal"))
+            .args(["scale", "deploy/web", "--replicas", &(2 + n).to_string()])
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        let calls = std::fs::read_to_string(&trace).unwrap();
+        assert!(
+            calls.contains("TCP_NODELAY, [1]") && !calls.contains("TCP_NODELAY, [0]"),
+            "{}: {calls}",
+            kubeconfig.display()
+        );
+    }
+}

@@ -99,6 +99,10 @@ struct Phase {
     elapsed: Duration,
     latencies: Vec<Duration>,
     errors: usize,
+    /// Alerts answered `submitted` (a run created while the delivery waited).
+    submitted: usize,
+    /// Alerts answered `deferred` (past the API budget: submitted later, after the answer).
+    deferred: usize,
 }
 
 impl Phase {
@@ -106,7 +110,7 @@ impl Phase {
         self.latencies.sort();
         let secs = self.elapsed.as_secs_f64();
         format!(
-            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} |",
             self.name,
             self.alerts,
             self.deliveries as f64 / secs,
@@ -116,22 +120,56 @@ impl Phase {
             ms(percentile(&self.latencies, 0.999)),
             ms(self.latencies.last().copied().unwrap_or_default()),
             self.errors,
+            self.submitted,
+            self.deferred,
         )
     }
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: String) -> (bool, Duration) {
+/// One delivery's answer: whether it succeeded, how long it took, and how many of its alerts
+/// were answered `submitted` and `deferred`.
+struct Answer {
+    ok: bool,
+    took: Duration,
+    submitted: usize,
+    deferred: usize,
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: String) -> Answer {
     let t = Instant::now();
-    let ok = client
+    let sent = client
         .post(url)
         .bearer_auth(TOKEN)
         .header("content-type", "application/json")
         .body(body)
         .send()
-        .await
-        .map(|r| r.status().is_success())
-        .unwrap_or(false);
-    (ok, t.elapsed())
+        .await;
+    let (ok, text) = match sent {
+        Ok(r) => (r.status().is_success(), r.text().await.unwrap_or_default()),
+        Err(_) => (false, String::new()),
+    };
+    let took = t.elapsed();
+    let decisions: Value = serde_json::from_str(&text).unwrap_or_default();
+    let count = |kind: &str| {
+        decisions["decisions"]
+            .as_array()
+            .map_or(0, |d| d.iter().filter(|x| x["decision"] == kind).count())
+    };
+    Answer {
+        ok,
+        took,
+        submitted: count("submitted"),
+        deferred: count("deferred"),
+    }
+}
+
+impl Phase {
+    fn add(&mut self, a: &Answer) {
+        self.latencies.push(a.took);
+        self.errors += usize::from(!a.ok);
+        self.submitted += a.submitted;
+        self.deferred += a.deferred;
+    }
 }
 
 type Bodies = Arc<dyn Fn(usize) -> String + Send + Sync>;
@@ -168,11 +206,11 @@ async fn paced(
         elapsed: Duration::ZERO,
         latencies: Vec::with_capacity(n),
         errors: 0,
+        submitted: 0,
+        deferred: 0,
     };
     for t in tasks {
-        let (ok, d) = t.await.unwrap();
-        phase.latencies.push(d);
-        phase.errors += usize::from(!ok);
+        phase.add(&t.await.unwrap());
     }
     phase.elapsed = start.elapsed();
     phase
@@ -202,18 +240,15 @@ async fn flood(
                 body.clone(),
             );
             tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut errors = 0;
+                let mut answers = Vec::new();
                 while start.elapsed() < duration {
                     let i = counter.fetch_add(1, Ordering::Relaxed);
                     if i >= limit {
                         break;
                     }
-                    let (ok, d) = post(&client, &url, body(i)).await;
-                    lat.push(d);
-                    errors += usize::from(!ok);
+                    answers.push(post(&client, &url, body(i)).await);
                 }
-                (lat, errors)
+                answers
             })
         })
         .collect();
@@ -224,12 +259,15 @@ async fn flood(
         elapsed: Duration::ZERO,
         latencies: Vec::new(),
         errors: 0,
+        submitted: 0,
+        deferred: 0,
     };
     for t in tasks {
-        let (lat, errors) = t.await.unwrap();
-        phase.deliveries += lat.len();
-        phase.latencies.extend(lat);
-        phase.errors += errors;
+        let answers = t.await.unwrap();
+        phase.deliveries += answers.len();
+        for a in &answers {
+            phase.add(a);
+        }
     }
     phase.alerts = phase.deliveries * per;
     phase.elapsed = start.elapsed();
@@ -314,7 +352,7 @@ fn new_alerts_with(model: Latency, rt: &tokio::runtime::Runtime) -> Vec<Phase> {
     })
 }
 
-const HEADER: &str = "| load | alerts | deliveries/s | alerts/s | p50 ms | p99 ms | p999 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|";
+const HEADER: &str = "| load | alerts | deliveries/s | alerts/s | p50 ms | p99 ms | p999 ms | max ms | errors | submitted | deferred |\n|---|---|---|---|---|---|---|---|---|---|---|";
 
 fn main() {
     let new_total: usize = std::env::var("HEAL_BENCH_NEW_ALERTS")
@@ -435,6 +473,8 @@ fn main() {
             elapsed: Duration::ZERO,
             latencies: Vec::new(),
             errors: 0,
+            submitted: 0,
+            deferred: 0,
         };
         let chunk = 100; // deliveries of 10 alerts
         let memory_start = Instant::now();
@@ -455,6 +495,8 @@ fn main() {
             total.alerts += part.alerts;
             total.elapsed += part.elapsed;
             total.errors += part.errors;
+            total.submitted += part.submitted;
+            total.deferred += part.deferred;
             total.latencies.extend(part.latencies);
             sent += n;
             server.clear_requests();
@@ -554,19 +596,23 @@ fn main() {
     }
     println!("\n### New alerts: no latency against the {model} latency model, same run\n");
     println!(
-        "| load | alerts/s, no latency | alerts/s, model | model/no latency | p50 ms, no latency | p50 ms, model | p99 ms, no latency | p99 ms, model |"
+        "| load | alerts answered/s, no latency | alerts answered/s, model | model/no latency | submitted in the answer, no latency | submitted in the answer, model | p50 ms, no latency | p50 ms, model | p99 ms, no latency | p99 ms, model |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (a, b) in new_rows.iter().zip(&with_model) {
         let rate = |p: &Phase| p.alerts as f64 / p.elapsed.as_secs_f64();
         // `row` sorted the latencies.
         let pct = |p: &Phase, q| ms(percentile(&p.latencies, q));
         println!(
-            "| {} | {:.0} | {:.0} | {:.2}x | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {:.0} | {:.0} | {:.2}x | {} of {} | {} of {} | {:.2} | {:.2} | {:.2} | {:.2} |",
             a.name,
             rate(a),
             rate(b),
             rate(b) / rate(a),
+            a.submitted,
+            a.alerts,
+            b.submitted,
+            b.alerts,
             pct(a, 0.5),
             pct(b, 0.5),
             pct(a, 0.99),

@@ -436,7 +436,9 @@ async fn rejecting_an_argo_run_stops_it_and_it_ends_rejected_escalated_and_not_a
 #[tokio::test]
 async fn an_argo_run_nobody_approves_is_rejected_when_its_approval_times_out() {
     heal_testkit::require_reference!();
-    let s = submitted("argo", "1s", "reject").await;
+    // Long enough that the first pass comes before the deadline on a loaded CI machine (with
+    // 1 s it once did not); timestamps are whole seconds, hence the extra second below.
+    let s = submitted("argo", "4s", "reject").await;
     at_the_gate(&s);
     assert_eq!(tracking::pass(&s.h.state).await.unwrap().finished, 0);
     let path = format!(
@@ -447,7 +449,7 @@ async fn an_argo_run_nobody_approves_is_rejected_when_its_approval_times_out() {
         s.server.requests_matching("PATCH", &path).is_empty(),
         "not yet"
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(5100)).await;
     tracking::pass(&s.h.state).await.unwrap();
     let patches = s.server.requests_matching("PATCH", &path);
     assert_eq!(patches.len(), 1, "{}", s.server.log_text());

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::support::{code, env, heal_bin, stdout_json};
+use crate::support::{code, env, heal_bin, stdout_json, without_heal_env};
 use heal_testkit::apiserver::*;
 use serde_json::Value;
 
@@ -414,7 +414,7 @@ fn connections_to_the_api_server_set_tcp_nodelay() {
     let tls = e.server.kubeconfig_tls(&e.path("."));
     for (n, kubeconfig) in [&tls, &e.kubeconfig].into_iter().enumerate() {
         let trace = e.path(&format!("strace-{n}.txt"));
-        let out = std::process::Command::new(&strace)
+        let out = without_heal_env(std::process::Command::new(&strace))
             .arg("-f")
             .args(["-e", "trace=setsockopt", "-o"])
             .arg(&trace)
@@ -422,7 +422,6 @@ fn connections_to_the_api_server_set_tcp_nodelay() {
             .args(["scale", "deploy/web", "--replicas", &(2 + n).to_string()])
             .arg("--kubeconfig")
             .arg(kubeconfig)
-            .env_remove("KUBECONFIG")
             .output()
             .unwrap();
         assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));

@@ -86,8 +86,12 @@ impl Env {
 
 /// The compiled `heal`, with nothing from the developer's environment.
 pub fn heal_bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_heal"));
-    // Nothing from the developer's environment may leak in.
+    without_heal_env(Command::new(env!("CARGO_BIN_EXE_heal")))
+}
+
+/// `c` (which runs heal, perhaps under another program) without the developer's `HEAL_*`
+/// variables and `KUBECONFIG`, so that nothing leaks into the run.
+pub fn without_heal_env(mut c: Command) -> Command {
     for (k, _) in std::env::vars() {
         if k.starts_with("HEAL_") || k == "KUBECONFIG" {
             c.env_remove(k);

@@ -494,10 +494,10 @@ fn own_time_stages(heal: &str, compare: Option<(&str, &str)>) {
             Some(3),
         ));
     }
+    let other = compare.map_or(heal, |(bin, _)| bin);
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); stages.len()];
     for i in 0..3 * RUNS {
         for (k, (_, success, _)) in stages.iter().enumerate() {
-            let other = compare.map_or(heal, |(bin, _)| bin);
             let (on, program, args) = match k {
                 0 => (&server, "true", vec![]),
                 1 => (&server, heal, vec!["--version".to_string()]),

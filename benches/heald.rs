@@ -92,6 +92,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// One measured phase.
+#[derive(Default)]
 struct Phase {
     name: String,
     deliveries: usize,
@@ -203,11 +204,8 @@ async fn paced(
         name: name.to_string(),
         deliveries: n,
         alerts: n * per,
-        elapsed: Duration::ZERO,
         latencies: Vec::with_capacity(n),
-        errors: 0,
-        submitted: 0,
-        deferred: 0,
+        ..Phase::default()
     };
     for t in tasks {
         phase.add(&t.await.unwrap());
@@ -254,13 +252,7 @@ async fn flood(
         .collect();
     let mut phase = Phase {
         name: name.to_string(),
-        deliveries: 0,
-        alerts: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-        errors: 0,
-        submitted: 0,
-        deferred: 0,
+        ..Phase::default()
     };
     for t in tasks {
         let answers = t.await.unwrap();
@@ -466,16 +458,7 @@ fn main() {
         }
         eprintln!("heald bench: the memory phase starts after {:?}", bench_start.elapsed());
         // The memory phase: `new_total` new alerts, the request log emptied as it goes.
-        let mut total = Phase {
-            name: String::new(),
-            deliveries: 0,
-            alerts: 0,
-            elapsed: Duration::ZERO,
-            latencies: Vec::new(),
-            errors: 0,
-            submitted: 0,
-            deferred: 0,
-        };
+        let mut total = Phase::default();
         let chunk = 100; // deliveries of 10 alerts
         let memory_start = Instant::now();
         let mut sent = 0;
